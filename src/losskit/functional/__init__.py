@@ -1,0 +1,22 @@
+"""Loss functions with the names, positional order, defaults and values of
+``torch.nn.functional`` -- replace ``F.`` with ``losskit.functional.`` and get the guardrails.
+"""
+
+from losskit.functional.classification import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    nll_loss,
+)
+from losskit.functional.regression import huber_loss, l1_loss, mse_loss, smooth_l1_loss
+
+__all__ = [
+    "mse_loss",
+    "l1_loss",
+    "huber_loss",
+    "smooth_l1_loss",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "cross_entropy",
+    "nll_loss",
+]

@@ -1,0 +1,190 @@
+"""The cross-entropy kernel: a custom ``autograd.Function`` that keeps only the row log-sum-exp.
+
+torch's ``cross_entropy`` saves the whole ``log_softmax`` output (one ``N x C`` tensor) for
+backward, and its backward allocates two more (``nll_loss`` backward, then ``log_softmax``
+backward). This kernel saves only ``lse`` (one number per row) and, in backward, recomputes
+``softmax = exp(x - lse)`` straight into the one buffer that becomes the gradient. Both passes
+walk the rows in cache-sized chunks (:data:`CHUNK_BYTES`), which also bounds the float32
+scratch space used for float16/bfloat16 inputs and makes the CPU kernels faster than
+whole-tensor ones.
+
+Shapes: ``x`` is ``(N, C)`` or ``(N, C, S)`` (K-dim inputs flattened to one spatial axis);
+class-index targets are ``(N,)`` / ``(N, S)``; probability targets have ``x``'s shape. The
+function returns the *unreduced* loss in the accumulation dtype (float32, or float64 for
+float64 input); reductions happen outside in :mod:`losskit.functional._reduce`.
+
+Gradient (per row, before the upstream gradient ``g`` and the mean's denominator), with
+``p = softmax(x)``, class weights ``w`` (all ones without ``weight``), ``W = sum(w)`` and
+smoothing ``eps``:
+
+* class index ``t``:  ``loss = (1-eps) w_t (lse - x_t) + eps/C (W lse - sum_c w_c x_c)``
+  ``d loss / d x_c = p_c ((1-eps) w_t + eps W / C) - (1-eps) w_t [c = t] - eps w_c / C``
+* probabilities ``y`` (smoothed ``y' = (1-eps) y + eps/C``):  ``loss = sum_c w_c y'_c (lse - x_c)``
+  ``d loss / d x_c = p_c sum_k w_k y'_k - w_c y'_c``;  ``d loss / d y_c = (1-eps) w_c (lse - x_c)``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+#: Bytes of float32 scratch per chunk. 4 MiB keeps a chunk in L2/L3 between the passes of
+#: ``logsumexp`` and of the backward ``sub -> exp -> mul``; measured fastest on the reference CPU
+#: (see benchmarks/bench_losses.py) and small next to any realistic ``N x C``.
+CHUNK_BYTES = 4 * 2**20
+
+
+def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 stays float64; everything else (float32, float16, bfloat16) accumulates in float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _chunks(x: torch.Tensor) -> Iterator[tuple[slice, ...]]:
+    """Index tuples covering ``x`` (``(N, C)`` or ``(N, C, S)``) in pieces of about CHUNK_BYTES."""
+    n, c = x.shape[0], x.shape[1]
+    s = x.shape[2] if x.dim() == 3 else 1
+    per_item = c * s * 4
+    rows = max(1, CHUNK_BYTES // max(per_item, 1))
+    if rows > 1 or x.dim() == 2 or per_item <= CHUNK_BYTES:
+        for start in range(0, n, rows):
+            yield (slice(start, min(start + rows, n)),)
+        return
+    cols = max(1, CHUNK_BYTES // (c * 4))  # one item is too big: split the spatial axis too
+    for i in range(n):
+        for start in range(0, s, cols):
+            yield (slice(i, i + 1), slice(None), slice(start, min(start + cols, s)))
+
+
+def _rowwise(idx: tuple[slice, ...]) -> tuple[slice, ...]:
+    """The index of a per-row tensor (``(N,)`` / ``(N, S)``) matching chunk ``idx`` of ``x``."""
+    return idx if len(idx) == 1 else (idx[0], idx[2])
+
+
+def _class_view(vector: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A ``(C,)`` vector shaped to broadcast along dim 1 of ``like``."""
+    return vector.view(1, -1, *([1] * (like.dim() - 2)))
+
+
+class CrossEntropyFunction(torch.autograd.Function):
+    """Unreduced softmax cross-entropy; saves ``x`` (no copy), targets and the row ``lse``."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None,
+        ignore_index: int,
+        label_smoothing: float,
+        prob_target: bool,
+    ) -> torch.Tensor:
+        acc = accumulation_dtype(x.dtype)
+        n_classes = x.shape[1]
+        eps = float(label_smoothing)
+        rows_shape = (x.shape[0],) + tuple(x.shape[2:])
+        lse = torch.empty(rows_shape, dtype=acc, device=x.device)
+        w = None if weight is None else weight.to(acc)
+        if prob_target:
+            # loss = lse * sum_c w y' - sum_c w y' x, accumulated chunk by chunk
+            loss = torch.empty(rows_shape, dtype=acc, device=x.device)
+            for idx in _chunks(x):
+                xc = x[idx].to(acc)
+                lse[_rowwise(idx)] = torch.logsumexp(xc, 1)
+                wy = _smoothed(target[idx].to(acc), eps, n_classes)
+                if w is not None:
+                    wy = wy * _class_view(w, wy)
+                loss[_rowwise(idx)] = lse[_rowwise(idx)] * wy.sum(1) - (wy * xc).sum(1)
+            valid = None
+            safe_target = target
+        else:
+            valid = target != ignore_index
+            in_range = (target >= 0) & (target < n_classes)
+            use = valid & in_range
+            safe_target = torch.where(use, target, torch.zeros_like(target))
+            smooth_sum = torch.empty(rows_shape, dtype=acc, device=x.device) if eps > 0 else None
+            for idx in _chunks(x):
+                xc = x[idx].to(acc)
+                lse[_rowwise(idx)] = torch.logsumexp(xc, 1)
+                if smooth_sum is not None:
+                    weighted = xc if w is None else xc * _class_view(w, xc)
+                    smooth_sum[_rowwise(idx)] = weighted.sum(1)
+            x_t = x.gather(1, safe_target.unsqueeze(1)).squeeze(1).to(acc)
+            w_t = 1.0 if w is None else w[safe_target]
+            loss = (1.0 - eps) * w_t * (lse - x_t)
+            if smooth_sum is not None:
+                total_w = float(n_classes) if w is None else w.sum()
+                loss = loss + (eps / n_classes) * (total_w * lse - smooth_sum)
+            loss = torch.where(use, loss, torch.zeros_like(loss))
+            # an out-of-range class id that the checks did not stop (checks off, or no value
+            # checks on an accelerator) gives NaN instead of a device-side assert
+            loss = torch.where(valid & ~in_range, torch.full_like(loss, float("nan")), loss)
+            valid = use
+        ctx.save_for_backward(x, safe_target, lse, weight, valid)
+        ctx.eps = eps
+        ctx.prob_target = prob_target
+        ctx.target_dtype = target.dtype
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        x, target, lse, weight, use = ctx.saved_tensors
+        eps: float = ctx.eps
+        acc = lse.dtype
+        n_classes = x.shape[1]
+        w = None if weight is None else weight.to(acc)
+        g = grad_loss.to(acc)
+        grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        grad_t = None
+        if ctx.prob_target and ctx.needs_input_grad[1]:
+            grad_t = torch.empty_like(target)
+        if not ctx.prob_target:
+            g = g * use
+            w_t = 1.0 if w is None else w[target]
+            total_w = float(n_classes) if w is None else w.sum()
+            target_coef = g * ((1.0 - eps) * w_t)
+            row_scale = target_coef + g * (eps * total_w / n_classes)
+        for idx in _chunks(x):
+            rows = _rowwise(idx)
+            xc = x[idx]
+            if grad_x is not None:
+                buf = grad_x[idx] if x.dtype == acc else torch.empty(xc.shape, dtype=acc, device=x.device)
+                torch.sub(xc, lse[rows].unsqueeze(1), out=buf)
+                buf.exp_()  # softmax, recomputed from the saved lse
+                if ctx.prob_target:
+                    wy = _smoothed(target[idx].to(acc), eps, n_classes)
+                    if w is not None:
+                        wy = wy * _class_view(w, wy)
+                    gc = g[rows].unsqueeze(1)
+                    buf.mul_(wy.sum(1, keepdim=True) * gc).sub_(wy * gc)
+                else:
+                    buf.mul_(row_scale[rows].unsqueeze(1))
+                    buf.scatter_add_(1, target[idx].unsqueeze(1), -target_coef[rows].unsqueeze(1))
+                    if eps > 0:
+                        smooth = g[rows].unsqueeze(1) * (eps / n_classes)
+                        buf.sub_(smooth if w is None else smooth * _class_view(w, buf))
+                if x.dtype != acc:
+                    grad_x[idx].copy_(buf)
+            if grad_t is not None:
+                logp_neg = lse[rows].unsqueeze(1) - x[idx].to(acc)
+                if w is not None:
+                    logp_neg = logp_neg * _class_view(w, logp_neg)
+                grad_t[idx].copy_(logp_neg * ((1.0 - eps) * g[rows].unsqueeze(1)))
+        return grad_x, grad_t, None, None, None, None
+
+
+def _smoothed(y: torch.Tensor, eps: float, n_classes: int) -> torch.Tensor:
+    return y if eps == 0 else y * (1.0 - eps) + eps / n_classes
+
+
+def cross_entropy_unreduced(
+    x: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    ignore_index: int,
+    label_smoothing: float,
+    prob_target: bool,
+) -> torch.Tensor:
+    """Per-row loss of ``x`` ``(N, C[, S])`` in the accumulation dtype (see module docstring)."""
+    return CrossEntropyFunction.apply(x, target, weight, ignore_index, label_smoothing, prob_target)

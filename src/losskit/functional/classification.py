@@ -1,0 +1,626 @@
+"""Classification losses: ``cross_entropy``, ``nll_loss``, ``binary_cross_entropy`` and
+``binary_cross_entropy_with_logits``.
+
+``cross_entropy`` and ``nll_loss`` are losskit's own code (the kernel lives in
+:mod:`losskit.functional._cross_entropy`); the binary losses call torch's kernels after
+losskit's checks, since those are already optimal element-wise kernels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from losskit import checks
+from losskit.checks import describe, fail, shape_str, warn
+from losskit.functional._cross_entropy import accumulation_dtype, cross_entropy_unreduced
+from losskit.functional._reduce import reduce_with_denominator
+
+__all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits"]
+
+
+# --------------------------------------------------------------------------- shared checks
+
+
+def _check_class_weight(fn: str, weight: torch.Tensor | None, n_classes: int) -> None:
+    if weight is None:
+        return
+    checks.check_float_input(fn, "weight", weight)
+    if weight.dim() != 1 or weight.shape[0] != n_classes:
+        fail(
+            f"{fn}: weight has shape {shape_str(weight.shape)}; expected one weight per class, "
+            f"shape ({n_classes},). Pass a 1-D tensor of length {n_classes} (e.g. from "
+            "losskit.class_weights(targets))."
+        )
+
+
+def _index_target_shape(input: torch.Tensor) -> tuple[int, ...]:
+    return () if input.dim() == 1 else (input.shape[0],) + tuple(input.shape[2:])
+
+
+def _classify_target(fn: str, input: torch.Tensor, target: torch.Tensor, allow_probs: bool) -> bool:
+    """Check the target's dtype and shape; return True for class probabilities, False for ids."""
+    checks.check_tensor(fn, "target", target)
+    n_classes = input.shape[0] if input.dim() == 1 else input.shape[1]
+    expected = _index_target_shape(input)
+    shape = tuple(target.shape)
+    probs_hint = f" or class probabilities of shape {shape_str(input.shape)}" if allow_probs else ""
+    wanted = f"int64 class indices of shape {shape_str(expected)}{probs_hint}"
+    if target.dtype == torch.bool or target.is_complex():
+        fail(f"{fn}: target has {describe(target)}; expected {wanted}. Use target.long().", dtype=True)
+    if target.is_floating_point():
+        if shape == tuple(input.shape) and allow_probs:
+            return True
+        if shape == expected:
+            fail(
+                f"{fn}: target has {describe(target)} (float class indices); expected {wanted}. "
+                "Use target.long().",
+                dtype=True,
+            )
+    else:
+        if shape == expected:
+            return False
+        if shape == tuple(input.shape) and n_classes > 1:
+            axis = "0" if input.dim() == 1 else "1"
+            fail(
+                f"{fn}: target has {describe(target)}, which looks like integer one-hot labels; "
+                f"expected {wanted}. Use target.argmax(dim={axis}) to get class indices"
+                + (" (or target.float() for probabilities)." if allow_probs else ".")
+            )
+    if input.dim() >= 2 and shape == expected[:1] + (1,) + expected[1:]:
+        fail(
+            f"{fn}: target has shape {shape_str(shape)} with an extra class axis of size 1; "
+            f"expected {wanted}. Use target.squeeze(1)."
+        )
+    fail(
+        f"{fn}: target has {describe(target)}, which does not fit input of shape "
+        f"{shape_str(input.shape)} (classes on dim {0 if input.dim() == 1 else 1}, {n_classes} "
+        f"classes); expected {wanted}. Check that input is (N, C) or (N, C, d1, ...) and target "
+        "(N,) or (N, d1, ...)."
+    )
+
+
+def _check_class_ids(fn: str, target: torch.Tensor, n_classes: int, ignore_index: int) -> None:
+    """Full-level check: every id that is not ``ignore_index`` lies in ``[0, n_classes)``."""
+    if target.numel() == 0:
+        return
+    bad = (target != ignore_index) & ((target < 0) | (target >= n_classes))
+    if not bool(bad.any()):
+        return
+    offending = target[bad]
+    count = offending.numel()
+    lo, hi = int(offending.min()), int(offending.max())
+    example = hi if hi >= n_classes else lo
+    if example < 0:
+        fix = (
+            f"Negative ids other than ignore_index={ignore_index} are not allowed: if {example} "
+            f"marks padding, pass ignore_index={example}."
+        )
+    else:
+        fix = (
+            f"Remap the labels to 0..{n_classes - 1} (torch.unique(target, return_inverse=True) "
+            f"does it) or give the model {hi + 1} outputs."
+        )
+    fail(
+        f"{fn}: target has {count} class id(s) out of range (e.g. {example}; smallest {lo}, "
+        f"largest {hi}); expected ids in [0, {n_classes - 1}] or ignore_index={ignore_index}. "
+        + fix
+    )
+
+
+def _probability_tolerance(dtype: torch.dtype) -> float:
+    return 2e-2 if dtype in (torch.float16, torch.bfloat16) else 1e-3
+
+
+def _check_probability_target(fn: str, target: torch.Tensor, class_dim: int) -> None:
+    """Full-level check of class-probability targets: non-negative rows that sum to 1."""
+    if target.numel() == 0:
+        return
+    t = target.detach()
+    minimum = float(t.amin())
+    sums = t.sum(class_dim, dtype=torch.float32)
+    worst = float((sums - 1).abs().amax())
+    tol = _probability_tolerance(target.dtype)
+    if minimum >= 0 and worst <= tol * max(1.0, t.shape[class_dim] ** 0.5 / 8):
+        rows = checks.sample_rows(t, class_dim)
+        if bool(((rows == 0) | (rows == 1)).all()):
+            warn(
+                f"{fn}: target of {describe(target)} holds one-hot float rows; expected class "
+                f"indices for hard labels. Use target.argmax(dim={class_dim}): it is faster, uses "
+                "less memory and supports ignore_index."
+            )
+        return
+    if minimum < 0:
+        fail(
+            f"{fn}: target holds negative class probabilities (min {minimum:.4g}); expected "
+            "probabilities >= 0 with each row summing to 1. If these are logits, use "
+            f"target.softmax(dim={class_dim})."
+        )
+    multi_hot = bool(((t == 0) | (t == 1)).all())
+    if multi_hot:
+        fail(
+            f"{fn}: target rows contain several 1s (multi-hot labels, a row sums to "
+            f"{float(sums.amax()):.4g}); expected one class per sample, rows summing to 1. For "
+            "multi-label classification use losskit.functional.binary_cross_entropy_with_logits"
+            "(input, target)."
+        )
+    fail(
+        f"{fn}: target probability rows do not sum to 1 (worst row sums to "
+        f"{float(sums.flatten()[(sums - 1).abs().flatten().argmax()]):.4g}); expected each row "
+        f"to sum to 1. Normalise with target / target.sum(dim={class_dim}, keepdim=True)."
+    )
+
+
+def _warn_if_softmax_input(fn: str, input: torch.Tensor, class_dim: int) -> None:
+    """Full-level heuristic: sampled rows all in [0, 1] and summing to 1 look like softmax output."""
+    if input.shape[class_dim] < 2 or input.numel() == 0:
+        return
+    rows = checks.sample_rows(input.detach(), class_dim).float()
+    if bool((rows < 0).any()) or bool((rows > 1).any()):
+        return
+    if float((rows.sum(-1) - 1).abs().amax()) <= _probability_tolerance(input.dtype):
+        warn(
+            f"{fn}: input rows lie in [0, 1] and sum to 1, so they look like softmax output; "
+            f"expected raw logits ({fn} applies log_softmax itself). Remove the softmax "
+            "before the loss (keep it for inference only)."
+        )
+
+
+def _warn_if_empty_or_all_ignored(
+    fn: str, reduction: str, n_targets: int, denominator: torch.Tensor | None, mode: str
+) -> None:
+    if reduction != "mean":
+        return
+    if n_targets == 0:
+        warn(
+            f"{fn}: the batch is empty (0 targets) and reduction='mean'; expected at least one "
+            "target. The loss is NaN, as in torch: skip empty batches or use reduction='sum'."
+        )
+    elif mode == "full" and denominator is not None and float(denominator) == 0:
+        warn(
+            f"{fn}: every target is ignore_index (or has zero class weight) and "
+            "reduction='mean'; expected at least one counted target. The loss is NaN, as in "
+            "torch: skip such batches, or use reduction='sum' and divide by the global count."
+        )
+
+
+def _flatten_classes(x: torch.Tensor) -> torch.Tensor:
+    """``(C,)`` -> ``(1, C)``; ``(N, C)`` stays; ``(N, C, d1, ...)`` -> ``(N, C, d1*...)``."""
+    if x.dim() == 1:
+        return x.unsqueeze(0)
+    if x.dim() == 2:
+        return x
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
+def _flatten_ids(t: torch.Tensor, input_dim: int) -> torch.Tensor:
+    if input_dim == 1:
+        return t.reshape(1)
+    if input_dim == 2:
+        return t
+    return t.reshape(t.shape[0], -1)
+
+
+def _index_denominator(
+    ids: torch.Tensor, weight: torch.Tensor | None, ignore_index: int, n_classes: int
+) -> torch.Tensor:
+    """Sum of the class weights of counted targets (the count without ``weight``), as torch."""
+    counted = (ids != ignore_index) & (ids >= 0) & (ids < n_classes)
+    if weight is None:
+        return counted.sum()
+    safe = torch.where(counted, ids, torch.zeros_like(ids))
+    return (weight[safe] * counted).sum(dtype=accumulation_dtype(weight.dtype))
+
+
+# --------------------------------------------------------------------------- cross-entropy
+
+
+def cross_entropy(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    size_average: None = None,
+    ignore_index: int = -100,
+    reduce: None = None,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    r"""Softmax cross-entropy between logits and class indices or class probabilities.
+
+    For class indices :math:`y_n` with weights :math:`w` and smoothing :math:`\varepsilon`:
+
+    .. math::
+        \ell_n = (1-\varepsilon)\, w_{y_n} \big(\operatorname{lse}(x_n) - x_{n,y_n}\big)
+        + \frac{\varepsilon}{C} \sum_c w_c \big(\operatorname{lse}(x_n) - x_{n,c}\big),
+        \qquad \text{mean} = \frac{\sum_n \ell_n}{\sum_{n:\,y_n \ne \text{ignore}} w_{y_n}}
+
+    For class probabilities :math:`p_{n,c}`: :math:`\ell_n = -\sum_c w_c\, p'_{n,c} \log
+    \operatorname{softmax}(x_n)_c` with :math:`p' = (1-\varepsilon) p + \varepsilon / C`, and the
+    mean divides by the number of samples.
+
+    torch equivalent: :func:`torch.nn.functional.cross_entropy` (same values and gradients).
+    losskit's kernel keeps only one log-sum-exp per row for backward (torch keeps the full
+    ``log_softmax``), so its peak memory is lower; float16/bfloat16 accumulate in float32.
+
+    Args:
+        input: logits ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dK)`` (segmentation).
+        target: int64 class indices ``()``, ``(N,)`` or ``(N, d1, ..., dK)``; or class
+            probabilities with ``input``'s shape.
+        weight: ``(C,)`` rescaling weight per class.
+        size_average, reduce: deprecated; anything but ``None`` raises with the equivalent.
+        ignore_index: class id whose targets count neither in the loss nor in the mean
+            (class indices only).
+        reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
+        label_smoothing: in ``[0, 1]``; mixes the target with the uniform distribution.
+
+    Returns:
+        A scalar, or the per-sample loss of shape ``(N, d1, ..., dK)`` for ``"none"``.
+
+    Raises:
+        LossInputError: class id out of range, float class indices, integer one-hot targets,
+            ``(N, 1)`` targets, probability rows that are negative or do not sum to 1, bad
+            ``weight`` / ``reduction`` / ``label_smoothing``.
+
+    Warns:
+        LossUsageWarning: softmax output as input, one-hot float targets, NaN/Inf input,
+            every target ignored or an empty batch with ``reduction="mean"``.
+
+    Example:
+        >>> import torch, losskit.functional as LF
+        >>> logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+        >>> LF.cross_entropy(logits, torch.tensor([0, 2]))
+        tensor(0.7836)
+    """
+    fn = "cross_entropy"
+    checks.check_legacy(fn, size_average, reduce)
+    checks.check_reduction(fn, reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        fail(
+            f"{fn}: label_smoothing must lie in [0, 1], got {label_smoothing!r}; expected e.g. "
+            "0.1. Pass a value between 0.0 (no smoothing) and 1.0."
+        )
+    checks.check_float_input(fn, "input", input)
+    if input.dim() == 0:
+        fail(
+            f"{fn}: input is a 0-d tensor; expected logits of shape (C,), (N, C) or "
+            "(N, C, d1, ...). Add the class axis, e.g. input.view(1, -1)."
+        )
+    mode = checks.level(input)
+    class_dim = 0 if input.dim() == 1 else 1
+    n_classes = input.shape[class_dim]
+    if mode == "off":
+        checks.check_tensor(fn, "target", target)
+        prob_target = target.is_floating_point()
+    else:
+        prob_target = _classify_target(fn, input, target, allow_probs=True)
+        _check_class_weight(fn, weight, n_classes)
+        if prob_target and ignore_index != -100:
+            fail(
+                f"{fn}: ignore_index={ignore_index} was given with class-probability targets; "
+                "expected ignore_index only with class indices. Drop ignore_index, or zero the "
+                "rows you want to ignore and use reduction='sum'."
+            )
+    if mode == "full":
+        if prob_target:
+            _check_probability_target(fn, target, class_dim)
+        else:
+            _check_class_ids(fn, target, n_classes, ignore_index)
+        _warn_if_softmax_input(fn, input, class_dim)
+    if weight is not None and weight.requires_grad and torch.is_grad_enabled():
+        fail(
+            f"{fn}: weight requires grad; expected constant class weights (their gradient is "
+            "not computed). Pass weight.detach()."
+        )
+
+    x = _flatten_classes(input)
+    if prob_target:
+        out_dtype = torch.promote_types(input.dtype, target.dtype)
+        rows = cross_entropy_unreduced(x, _flatten_classes(target), weight, ignore_index, label_smoothing, True)
+        n_rows = rows.numel()
+        loss = reduce_with_denominator(rows, reduction, float(n_rows) if n_rows else float("nan"))
+        denominator = None
+        row_shape = tuple(input.shape[:class_dim]) + tuple(input.shape[class_dim + 1 :])
+    else:
+        out_dtype = input.dtype
+        ids = _flatten_ids(target.long(), input.dim())
+        rows = cross_entropy_unreduced(x, ids, weight, ignore_index, label_smoothing, False)
+        denominator = None
+        if reduction == "mean":
+            denominator = _index_denominator(ids, weight, ignore_index, n_classes)
+        loss = reduce_with_denominator(rows, reduction, denominator if denominator is not None else 1.0)
+        row_shape = tuple(target.shape)
+    if reduction == "none":
+        loss = loss.reshape(row_shape)
+    loss = loss.to(out_dtype)
+    if mode != "off":
+        _warn_if_empty_or_all_ignored(fn, reduction, rows.numel(), denominator, mode)
+    if mode == "full":
+        checks.warn_nonfinite_result(fn, loss, input)
+    return loss
+
+
+def nll_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    size_average: None = None,
+    ignore_index: int = -100,
+    reduce: None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Negative log-likelihood of class indices under log-probabilities.
+
+    .. math::
+        \ell_n = -w_{y_n} x_{n, y_n}, \qquad
+        \text{mean} = \frac{\sum_n \ell_n}{\sum_{n:\,y_n \ne \text{ignore}} w_{y_n}}
+
+    torch equivalent: :func:`torch.nn.functional.nll_loss`. ``input`` should be
+    ``log_softmax`` output; ``cross_entropy(x, y) == nll_loss(log_softmax(x, 1), y)``.
+
+    Args:
+        input: log-probabilities ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dK)``.
+        target: int64 class indices ``()``, ``(N,)`` or ``(N, d1, ..., dK)``.
+        weight: ``(C,)`` weight per class.
+        size_average, reduce: deprecated; anything but ``None`` raises.
+        ignore_index: class id that counts neither in the loss nor in the mean.
+        reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
+
+    Returns:
+        A scalar, or the per-sample loss ``(N, d1, ..., dK)`` for ``"none"``.
+
+    Raises:
+        LossInputError: as :func:`cross_entropy` for class-index targets.
+
+    Warns:
+        LossUsageWarning: input that is not log-probabilities (raw logits or softmax output).
+
+    Example:
+        >>> import torch, losskit.functional as LF
+        >>> logp = torch.log(torch.tensor([[0.5, 0.25, 0.25]]))
+        >>> LF.nll_loss(logp, torch.tensor([1]))
+        tensor(1.3863)
+    """
+    fn = "nll_loss"
+    checks.check_legacy(fn, size_average, reduce)
+    checks.check_reduction(fn, reduction)
+    checks.check_float_input(fn, "input", input)
+    if input.dim() == 0:
+        fail(
+            f"{fn}: input is a 0-d tensor; expected log-probabilities of shape (C,), (N, C) or "
+            "(N, C, d1, ...). Add the class axis, e.g. input.view(1, -1)."
+        )
+    mode = checks.level(input)
+    class_dim = 0 if input.dim() == 1 else 1
+    n_classes = input.shape[class_dim]
+    if mode != "off":
+        _classify_target(fn, input, target, allow_probs=False)
+        _check_class_weight(fn, weight, n_classes)
+    if mode == "full":
+        _check_class_ids(fn, target, n_classes, ignore_index)
+        _warn_if_not_log_probs(fn, input, class_dim)
+
+    x = _flatten_classes(input)
+    ids = _flatten_ids(target.long(), input.dim())
+    valid = ids != ignore_index
+    in_range = (ids >= 0) & (ids < n_classes)
+    use = valid & in_range
+    safe = torch.where(use, ids, torch.zeros_like(ids))
+    picked = -x.gather(1, safe.unsqueeze(1)).squeeze(1)
+    if weight is not None:
+        picked = picked * weight.to(picked.dtype)[safe]
+    rows = torch.where(use, picked, torch.zeros_like(picked))
+    rows = torch.where(valid & ~in_range, torch.full_like(rows, float("nan")), rows)
+    denominator = None
+    if reduction == "mean":
+        denominator = _index_denominator(ids, weight, ignore_index, n_classes).to(rows.dtype)
+    loss = reduce_with_denominator(rows, reduction, denominator if denominator is not None else 1.0)
+    if reduction == "none":
+        loss = loss.reshape(target.shape)
+    if mode != "off":
+        _warn_if_empty_or_all_ignored(fn, reduction, rows.numel(), denominator, mode)
+    if mode == "full":
+        checks.warn_nonfinite_result(fn, loss, input)
+    return loss
+
+
+def _warn_if_not_log_probs(fn: str, input: torch.Tensor, class_dim: int) -> None:
+    """Full-level heuristic: rows of log-probabilities have logsumexp 0."""
+    if input.numel() == 0 or input.shape[class_dim] < 2:
+        return
+    rows = checks.sample_rows(input.detach(), class_dim).float()
+    lse = torch.logsumexp(rows, -1)
+    finite = torch.isfinite(lse)
+    if not bool(finite.any()):
+        return
+    worst = float((lse[finite]).abs().amax())
+    if worst <= 10 * _probability_tolerance(input.dtype):
+        return
+    if bool((rows >= 0).all()) and bool((rows <= 1).all()):
+        what = "lie in [0, 1], so they look like softmax probabilities"
+        fix = "Use log_softmax instead of softmax before nll_loss, or pass the logits to cross_entropy."
+    else:
+        what = f"have logsumexp up to {worst:.3g} instead of 0, so they look like raw logits"
+        fix = "Apply log_softmax(dim=1) first, or pass the logits to losskit.functional.cross_entropy."
+    warn(f"{fn}: input rows {what}; expected log-probabilities (log_softmax output). {fix}")
+
+
+# --------------------------------------------------------------------------- binary
+
+
+def _check_binary(
+    fn: str, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None
+) -> str:
+    checks.check_float_input(fn, "input", input)
+    checks.check_tensor(fn, "target", target)
+    mode = checks.level(input)
+    if mode == "off":
+        return mode
+    if not target.is_floating_point():
+        fail(
+            f"{fn}: target has {describe(target)}; expected float targets in [0, 1] of shape "
+            f"{shape_str(input.shape)}. Use target.float()"
+            + (" (or target.to(input.dtype))." if input.dtype != torch.float32 else "."),
+            dtype=True,
+        )
+    if target.shape != input.shape:
+        if input.dim() == target.dim() + 1 and input.shape[-1] == 1 and input.shape[:-1] == target.shape:
+            fix = "Use input.squeeze(-1)."
+        elif target.dim() == input.dim() + 1 and target.shape[-1] == 1 and target.shape[:-1] == input.shape:
+            fix = "Use target.squeeze(-1)."
+        elif input.dim() == target.dim() + 1 and input.shape[:-1] == target.shape and input.shape[-1] > 1:
+            fix = (
+                f"For {input.shape[-1]} mutually exclusive classes use "
+                "losskit.functional.cross_entropy(input, target.long())."
+            )
+        else:
+            fix = "Give target the shape of input (one target per logit)."
+        fail(
+            f"{fn}: input and target shapes differ, got input {shape_str(input.shape)} and "
+            f"target {shape_str(target.shape)}; expected equal shapes. {fix}"
+        )
+    if weight is not None:
+        checks.check_tensor(fn, "weight", weight)
+        try:
+            torch.broadcast_shapes(weight.shape, input.shape)
+        except RuntimeError:
+            fail(
+                f"{fn}: weight has shape {shape_str(weight.shape)}, which does not broadcast to "
+                f"input {shape_str(input.shape)}; expected a shape broadcastable to it. Reshape "
+                "weight (e.g. weight.view(-1, 1) for one weight per sample)."
+            )
+    if mode == "full" and target.numel() > 0:
+        lo, hi = torch.aminmax(target.detach())
+        if float(lo) < 0 or float(hi) > 1:
+            fail(
+                f"{fn}: target has values outside [0, 1] (min {float(lo):.4g}, max "
+                f"{float(hi):.4g}); expected probabilities in [0, 1]. Map labels to 0/1 first "
+                "(e.g. (target > 0).float() for -1/+1 labels)."
+            )
+    return mode
+
+
+def binary_cross_entropy(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    size_average: None = None,
+    reduce: None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Binary cross-entropy between probabilities and targets in ``[0, 1]``.
+
+    .. math::
+        \ell_i = -w_i \big(y_i \log x_i + (1 - y_i) \log(1 - x_i)\big)
+
+    (log terms clamped at -100, as torch). torch equivalent:
+    :func:`torch.nn.functional.binary_cross_entropy` (torch's kernel, after losskit's checks).
+    Prefer :func:`binary_cross_entropy_with_logits`: it is numerically stable.
+
+    Args:
+        input: probabilities in ``[0, 1]``, any shape ``(*)``.
+        target: float targets in ``[0, 1]``, the same shape.
+        weight: weights broadcastable to ``input``.
+        size_average, reduce: deprecated; anything but ``None`` raises.
+        reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
+
+    Returns:
+        A scalar, or a tensor of ``input``'s shape for ``"none"``.
+
+    Raises:
+        LossInputError: input outside ``[0, 1]`` (logits: use the ``_with_logits`` form),
+            target outside ``[0, 1]`` or not float, shape mismatch, bad ``weight``.
+
+    Example:
+        >>> import torch, losskit.functional as LF
+        >>> LF.binary_cross_entropy(torch.tensor([0.5, 0.5]), torch.tensor([1.0, 0.0]))
+        tensor(0.6931)
+    """
+    fn = "binary_cross_entropy"
+    checks.check_legacy(fn, size_average, reduce)
+    checks.check_reduction(fn, reduction)
+    mode = _check_binary(fn, input, target, weight)
+    if mode == "full" and input.numel() > 0:
+        lo, hi = torch.aminmax(input.detach())
+        if float(lo) < 0 or float(hi) > 1:
+            fail(
+                f"{fn}: input has values outside [0, 1] (min {float(lo):.4g}, max "
+                f"{float(hi):.4g}), so it looks like logits; expected probabilities. Use "
+                "losskit.functional.binary_cross_entropy_with_logits(input, target), which is "
+                "also numerically stable."
+            )
+    loss = F.binary_cross_entropy(input, target, weight=weight, reduction=reduction)
+    if mode == "full":
+        checks.warn_nonfinite_result(fn, loss, input)
+    return loss
+
+
+def binary_cross_entropy_with_logits(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    size_average: None = None,
+    reduce: None = None,
+    reduction: str = "mean",
+    pos_weight: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""Sigmoid + binary cross-entropy in one numerically stable step.
+
+    .. math::
+        \ell_{i,c} = -w_{i,c}\big(p_c\, y_{i,c} \log \sigma(x_{i,c})
+        + (1 - y_{i,c}) \log(1 - \sigma(x_{i,c}))\big)
+
+    ``pos_weight`` :math:`p_c` weighs positives per class (broadcast over the last dimension).
+    torch equivalent: :func:`torch.nn.functional.binary_cross_entropy_with_logits` (torch's
+    kernel, after losskit's checks).
+
+    Args:
+        input: logits, any shape ``(*)``.
+        target: float targets in ``[0, 1]``, the same shape.
+        weight: weights broadcastable to ``input``.
+        size_average, reduce: deprecated; anything but ``None`` raises.
+        reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
+        pos_weight: ``(C,)`` (``C = input.shape[-1]``) or ``(1,)`` weight of positive examples.
+
+    Returns:
+        A scalar, or a tensor of ``input``'s shape for ``"none"``.
+
+    Raises:
+        LossInputError: integer targets, targets outside ``[0, 1]``, shape mismatch, bad
+            ``weight`` / ``pos_weight``.
+
+    Warns:
+        LossUsageWarning: input that looks like sigmoid output (every value in ``[0, 1]``).
+
+    Example:
+        >>> import torch, losskit.functional as LF
+        >>> LF.binary_cross_entropy_with_logits(torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.0]))
+        tensor(0.6931)
+    """
+    fn = "binary_cross_entropy_with_logits"
+    checks.check_legacy(fn, size_average, reduce)
+    checks.check_reduction(fn, reduction)
+    mode = _check_binary(fn, input, target, weight)
+    if mode != "off" and pos_weight is not None:
+        checks.check_tensor(fn, "pos_weight", pos_weight)
+        last = input.shape[-1] if input.dim() else 1
+        if pos_weight.dim() > 1 or pos_weight.numel() not in (1, last):
+            fail(
+                f"{fn}: pos_weight has shape {shape_str(pos_weight.shape)}; expected one weight "
+                f"per class along the last dimension, shape ({last},), or a single value (1,). "
+                "Compute it per class, e.g. losskit.pos_weight(targets) or "
+                "(negatives / positives)."
+            )
+    if mode == "full" and input.numel() >= 32:
+        sample = checks.sample_values(input.detach())
+        if bool((sample >= 0).all()) and bool((sample <= 1).all()):
+            warn(
+                f"{fn}: every sampled input value lies in [0, 1], so input looks like sigmoid "
+                f"output; expected raw logits ({fn} applies the sigmoid itself). Remove the "
+                "sigmoid before the loss, or use binary_cross_entropy for probabilities."
+            )
+    loss = F.binary_cross_entropy_with_logits(
+        input, target, weight=weight, reduction=reduction, pos_weight=pos_weight
+    )
+    if mode == "full":
+        checks.warn_nonfinite_result(fn, loss, input)
+    return loss

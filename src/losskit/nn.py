@@ -1,0 +1,272 @@
+"""``torch.nn``-style loss modules. Each ``forward`` is one call into :mod:`losskit.functional`.
+
+Constructor arguments are torch's, without the deprecated ``size_average`` / ``reduce``.
+Where torch had those deprecated slots before other arguments, the arguments after them are
+keyword-only here, so a positional call that worked in torch either means the same thing or
+fails loudly -- it never silently binds a value to the wrong argument. Weights are registered
+as buffers, so they follow ``.to(device)`` and live in ``state_dict`` like torch's.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from losskit import functional as LF
+from losskit.checks import check_reduction
+
+__all__ = [
+    "MSELoss",
+    "L1Loss",
+    "HuberLoss",
+    "SmoothL1Loss",
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "CrossEntropyLoss",
+    "NLLLoss",
+]
+
+
+class _Loss(nn.Module):
+    def __init__(self, reduction: str) -> None:
+        super().__init__()
+        check_reduction(type(self).__name__, reduction)
+        self.reduction = reduction
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}"
+
+
+class _WeightedLoss(_Loss):
+    weight: torch.Tensor | None
+
+    def __init__(self, weight: torch.Tensor | None, reduction: str) -> None:
+        super().__init__(reduction)
+        self.register_buffer("weight", weight)
+
+
+class MSELoss(_Loss):
+    r"""Mean squared error, :math:`\ell_i = (x_i - y_i)^2`; see :func:`losskit.functional.mse_loss`.
+
+    torch equivalent: :class:`torch.nn.MSELoss`.
+
+    Shape: input ``(*)``, target the same shape; output scalar, or ``(*)`` for ``"none"``.
+
+    Example:
+        >>> import torch, losskit
+        >>> losskit.nn.MSELoss()(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 4.0]))
+        tensor(2.)
+    """
+
+    def __init__(self, *, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return LF.mse_loss(input, target, reduction=self.reduction)
+
+
+class L1Loss(_Loss):
+    r"""Mean absolute error, :math:`\ell_i = |x_i - y_i|`; see :func:`losskit.functional.l1_loss`.
+
+    torch equivalent: :class:`torch.nn.L1Loss`.
+
+    Shape: input ``(*)``, target the same shape; output scalar, or ``(*)`` for ``"none"``.
+
+    Example:
+        >>> import torch, losskit
+        >>> losskit.nn.L1Loss()(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 4.0]))
+        tensor(1.)
+    """
+
+    def __init__(self, *, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return LF.l1_loss(input, target, reduction=self.reduction)
+
+
+class HuberLoss(_Loss):
+    r"""Huber loss with threshold ``delta``; see :func:`losskit.functional.huber_loss`.
+
+    torch equivalent: :class:`torch.nn.HuberLoss` (same positional order).
+
+    Shape: input ``(*)``, target the same shape; output scalar, or ``(*)`` for ``"none"``.
+
+    Example:
+        >>> import torch, losskit
+        >>> losskit.nn.HuberLoss(delta=1.0)(torch.tensor([0.0, 0.0]), torch.tensor([0.5, 3.0]))
+        tensor(1.3125)
+    """
+
+    def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
+        super().__init__(reduction)
+        if not delta > 0:
+            LF.huber_loss(torch.zeros(1), torch.zeros(1), delta=delta)  # raises the standard error
+        self.delta = delta
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return LF.huber_loss(input, target, reduction=self.reduction, delta=self.delta)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}, delta={self.delta}"
+
+
+class SmoothL1Loss(_Loss):
+    r"""Smooth L1 loss with threshold ``beta``; see :func:`losskit.functional.smooth_l1_loss`.
+
+    torch equivalent: :class:`torch.nn.SmoothL1Loss`.
+
+    Shape: input ``(*)``, target the same shape; output scalar, or ``(*)`` for ``"none"``.
+
+    Example:
+        >>> import torch, losskit
+        >>> losskit.nn.SmoothL1Loss()(torch.tensor([0.0, 0.0]), torch.tensor([0.5, 3.0]))
+        tensor(1.3125)
+    """
+
+    def __init__(self, *, reduction: str = "mean", beta: float = 1.0) -> None:
+        super().__init__(reduction)
+        if not beta >= 0:
+            LF.smooth_l1_loss(torch.zeros(1), torch.zeros(1), beta=beta)  # raises the standard error
+        self.beta = beta
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return LF.smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta)
+
+    def extra_repr(self) -> str:
+        return f"reduction={self.reduction!r}, beta={self.beta}"
+
+
+class BCELoss(_WeightedLoss):
+    r"""Binary cross-entropy on probabilities; see :func:`losskit.functional.binary_cross_entropy`.
+
+    torch equivalent: :class:`torch.nn.BCELoss`.
+
+    Shape: input ``(*)`` probabilities, target the same shape; output scalar, or ``(*)``.
+
+    Example:
+        >>> import torch, losskit
+        >>> losskit.nn.BCELoss()(torch.tensor([0.5, 0.5]), torch.tensor([1.0, 0.0]))
+        tensor(0.6931)
+    """
+
+    def __init__(self, weight: torch.Tensor | None = None, *, reduction: str = "mean") -> None:
+        super().__init__(weight, reduction)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return LF.binary_cross_entropy(input, target, weight=self.weight, reduction=self.reduction)
+
+
+class BCEWithLogitsLoss(_WeightedLoss):
+    r"""Sigmoid + binary cross-entropy on logits; see
+    :func:`losskit.functional.binary_cross_entropy_with_logits`.
+
+    torch equivalent: :class:`torch.nn.BCEWithLogitsLoss`.
+
+    Shape: input ``(*)`` logits, target the same shape; ``pos_weight`` ``(C,)`` with
+    ``C = input.shape[-1]``; output scalar, or ``(*)``.
+
+    Example:
+        >>> import torch, losskit
+        >>> losskit.nn.BCEWithLogitsLoss()(torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.0]))
+        tensor(0.6931)
+    """
+
+    pos_weight: torch.Tensor | None
+
+    def __init__(
+        self,
+        weight: torch.Tensor | None = None,
+        *,
+        reduction: str = "mean",
+        pos_weight: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__(weight, reduction)
+        self.register_buffer("pos_weight", pos_weight)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return LF.binary_cross_entropy_with_logits(
+            input, target, weight=self.weight, reduction=self.reduction, pos_weight=self.pos_weight
+        )
+
+
+class CrossEntropyLoss(_WeightedLoss):
+    r"""Softmax cross-entropy on logits; see :func:`losskit.functional.cross_entropy`.
+
+    torch equivalent: :class:`torch.nn.CrossEntropyLoss` (lower peak memory).
+
+    Shape: input ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)``; target class indices ``()``,
+    ``(N,)`` or ``(N, d1, ...)``, or probabilities of input's shape; output scalar, or the
+    per-sample loss for ``"none"``.
+
+    Example:
+        >>> import torch, losskit
+        >>> loss_fn = losskit.nn.CrossEntropyLoss(label_smoothing=0.1)
+        >>> loss_fn(torch.zeros(2, 4), torch.tensor([0, 3]))
+        tensor(1.3863)
+    """
+
+    def __init__(
+        self,
+        weight: torch.Tensor | None = None,
+        *,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__(weight, reduction)
+        if not 0.0 <= label_smoothing <= 1.0:
+            LF.cross_entropy(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), label_smoothing=label_smoothing)
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return LF.cross_entropy(
+            input,
+            target,
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            label_smoothing=self.label_smoothing,
+        )
+
+    def extra_repr(self) -> str:
+        parts = [f"reduction={self.reduction!r}"]
+        if self.ignore_index != -100:
+            parts.append(f"ignore_index={self.ignore_index}")
+        if self.label_smoothing:
+            parts.append(f"label_smoothing={self.label_smoothing}")
+        if self.weight is not None:
+            parts.append(f"weight=<{self.weight.numel()} classes>")
+        return ", ".join(parts)
+
+
+class NLLLoss(_WeightedLoss):
+    r"""Negative log-likelihood on log-probabilities; see :func:`losskit.functional.nll_loss`.
+
+    torch equivalent: :class:`torch.nn.NLLLoss`.
+
+    Shape: input ``(C,)``, ``(N, C)`` or ``(N, C, d1, ...)`` log-probabilities; target class
+    indices ``()``, ``(N,)`` or ``(N, d1, ...)``; output scalar, or the per-sample loss.
+
+    Example:
+        >>> import torch, losskit
+        >>> logp = torch.log(torch.tensor([[0.5, 0.25, 0.25]]))
+        >>> losskit.nn.NLLLoss()(logp, torch.tensor([0]))
+        tensor(0.6931)
+    """
+
+    def __init__(
+        self,
+        weight: torch.Tensor | None = None,
+        *,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(weight, reduction)
+        self.ignore_index = ignore_index
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return LF.nll_loss(
+            input, target, weight=self.weight, ignore_index=self.ignore_index, reduction=self.reduction
+        )
