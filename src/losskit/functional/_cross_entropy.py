@@ -13,6 +13,7 @@ class-index targets are ``(N,)`` / ``(N, S)``; probability targets have ``x``'s 
 function returns the *unreduced* loss in the accumulation dtype (float32, or float64 for
 float64 input); reductions happen outside in :mod:`losskit.functional._reduce`.
 
+Below, ``lse = m + s`` is the row log-sum-exp, kept as its two parts.
 Gradient (per row, before the upstream gradient ``g`` and the mean's denominator), with
 ``p = softmax(x)``, class weights ``w`` (all ones without ``weight``), ``W = sum(w)`` and
 smoothing ``eps``:
@@ -68,7 +69,13 @@ def _class_view(vector: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 class CrossEntropyFunction(torch.autograd.Function):
-    """Unreduced softmax cross-entropy; saves ``x`` (no copy), targets and the row ``lse``."""
+    """Unreduced softmax cross-entropy; saves ``x`` (no copy), targets and two numbers per row.
+
+    The row log-sum-exp is kept as ``lse = m + s`` with ``m`` the row maximum and
+    ``s = log(sum(exp(x - m)))``, never added up: with logits near 1e4 the sum would round
+    to float32's spacing there (1e-3) and cost the loss and gradient three digits. Every
+    term is formed from ``x - m`` instead, as torch's ``log_softmax`` does.
+    """
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -84,93 +91,102 @@ class CrossEntropyFunction(torch.autograd.Function):
         n_classes = x.shape[1]
         eps = float(label_smoothing)
         rows_shape = (x.shape[0],) + tuple(x.shape[2:])
-        lse = torch.empty(rows_shape, dtype=acc, device=x.device)
+        row_max = torch.empty(rows_shape, dtype=acc, device=x.device)
+        log_sum = torch.empty(rows_shape, dtype=acc, device=x.device)
         w = None if weight is None else weight.to(acc)
-        if prob_target:
-            # loss = lse * sum_c w y' - sum_c w y' x, accumulated chunk by chunk
-            loss = torch.empty(rows_shape, dtype=acc, device=x.device)
-            for idx in _chunks(x):
-                xc = x[idx].to(acc)
-                lse[_rowwise(idx)] = torch.logsumexp(xc, 1)
+        # per-row sums taken from x - m before it is exponentiated:
+        # class indices: sum_c w_c (x_c - m) for label smoothing; probabilities: sum_c w y' (x - m)
+        shifted_sum = torch.empty(rows_shape, dtype=acc, device=x.device) if (eps > 0 or prob_target) else None
+        target_mass = torch.empty(rows_shape, dtype=acc, device=x.device) if prob_target else None
+        for idx in _chunks(x):
+            rows = _rowwise(idx)
+            xc = x[idx].to(acc)
+            m = xc.amax(1, keepdim=True)
+            shifted = xc - m
+            if prob_target:
                 wy = _smoothed(target[idx].to(acc), eps, n_classes)
                 if w is not None:
                     wy = wy * _class_view(w, wy)
-                loss[_rowwise(idx)] = lse[_rowwise(idx)] * wy.sum(1) - (wy * xc).sum(1)
-            valid = None
+                target_mass[rows] = wy.sum(1)
+                shifted_sum[rows] = (wy * shifted).sum(1)
+            elif shifted_sum is not None:
+                shifted_sum[rows] = (shifted if w is None else shifted * _class_view(w, shifted)).sum(1)
+            row_max[rows] = m.squeeze(1)
+            log_sum[rows] = shifted.exp_().sum(1).log_()
+        if prob_target:
+            # loss = sum_c w y' (lse - x_c) = s * sum(w y') - sum(w y' (x - m))
+            loss = log_sum * target_mass - shifted_sum
+            use = None
             safe_target = target
         else:
             valid = target != ignore_index
             in_range = (target >= 0) & (target < n_classes)
             use = valid & in_range
             safe_target = torch.where(use, target, torch.zeros_like(target))
-            smooth_sum = torch.empty(rows_shape, dtype=acc, device=x.device) if eps > 0 else None
-            for idx in _chunks(x):
-                xc = x[idx].to(acc)
-                lse[_rowwise(idx)] = torch.logsumexp(xc, 1)
-                if smooth_sum is not None:
-                    weighted = xc if w is None else xc * _class_view(w, xc)
-                    smooth_sum[_rowwise(idx)] = weighted.sum(1)
-            x_t = x.gather(1, safe_target.unsqueeze(1)).squeeze(1).to(acc)
+            shifted_t = x.gather(1, safe_target.unsqueeze(1)).squeeze(1).to(acc) - row_max
             w_t = 1.0 if w is None else w[safe_target]
-            loss = (1.0 - eps) * w_t * (lse - x_t)
-            if smooth_sum is not None:
+            loss = (1.0 - eps) * w_t * (log_sum - shifted_t)
+            if shifted_sum is not None:
                 total_w = float(n_classes) if w is None else w.sum()
-                loss = loss + (eps / n_classes) * (total_w * lse - smooth_sum)
+                loss = loss + (eps / n_classes) * (total_w * log_sum - shifted_sum)
             loss = torch.where(use, loss, torch.zeros_like(loss))
             # an out-of-range class id that the checks did not stop (checks off, or no value
             # checks on an accelerator) gives NaN instead of a device-side assert
             loss = torch.where(valid & ~in_range, torch.full_like(loss, float("nan")), loss)
-            valid = use
-        ctx.save_for_backward(x, safe_target, lse, weight, valid)
+        ctx.save_for_backward(x, safe_target, row_max, log_sum, weight, use)
         ctx.eps = eps
         ctx.prob_target = prob_target
-        ctx.target_dtype = target.dtype
         return loss
 
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        x, target, lse, weight, use = ctx.saved_tensors
+        x, target, row_max, log_sum, weight, use = ctx.saved_tensors
         eps: float = ctx.eps
-        acc = lse.dtype
+        acc = row_max.dtype
         n_classes = x.shape[1]
         w = None if weight is None else weight.to(acc)
         g = grad_loss.to(acc)
         grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
-        grad_t = None
-        if ctx.prob_target and ctx.needs_input_grad[1]:
-            grad_t = torch.empty_like(target)
-        if not ctx.prob_target:
-            g = g * use
+        grad_t = torch.empty_like(target) if ctx.prob_target and ctx.needs_input_grad[1] else None
+        # softmax = exp(x - m) / exp(s): the 1/exp(s) goes into the per-row scale
+        inv_sum = torch.exp(-log_sum)
+        if ctx.prob_target:
+            row_g = g
+        else:
+            row_g = g * use
             w_t = 1.0 if w is None else w[target]
             total_w = float(n_classes) if w is None else w.sum()
-            target_coef = g * ((1.0 - eps) * w_t)
-            row_scale = target_coef + g * (eps * total_w / n_classes)
+            target_coef = row_g * ((1.0 - eps) * w_t)
+            row_scale = (target_coef + row_g * (eps * total_w / n_classes)) * inv_sum
         for idx in _chunks(x):
             rows = _rowwise(idx)
             xc = x[idx]
+            m = row_max[rows].unsqueeze(1)
+            gc = row_g[rows].unsqueeze(1)
             if grad_x is not None:
                 buf = grad_x[idx] if x.dtype == acc else torch.empty(xc.shape, dtype=acc, device=x.device)
-                torch.sub(xc, lse[rows].unsqueeze(1), out=buf)
-                buf.exp_()  # softmax, recomputed from the saved lse
+                torch.sub(xc, m, out=buf)
+                buf.exp_()  # exp(x - m), the unnormalised softmax
                 if ctx.prob_target:
                     wy = _smoothed(target[idx].to(acc), eps, n_classes)
                     if w is not None:
                         wy = wy * _class_view(w, wy)
-                    gc = g[rows].unsqueeze(1)
-                    buf.mul_(wy.sum(1, keepdim=True) * gc).sub_(wy * gc)
+                    scale = wy.sum(1, keepdim=True) * gc * inv_sum[rows].unsqueeze(1)
+                    buf.mul_(scale).sub_(wy * gc)
                 else:
                     buf.mul_(row_scale[rows].unsqueeze(1))
                     buf.scatter_add_(1, target[idx].unsqueeze(1), -target_coef[rows].unsqueeze(1))
                     if eps > 0:
-                        smooth = g[rows].unsqueeze(1) * (eps / n_classes)
+                        smooth = gc * (eps / n_classes)
                         buf.sub_(smooth if w is None else smooth * _class_view(w, buf))
                 if x.dtype != acc:
                     grad_x[idx].copy_(buf)
             if grad_t is not None:
-                logp_neg = lse[rows].unsqueeze(1) - x[idx].to(acc)
+                # d loss / d y_c = (1 - eps) w_c (lse - x_c) = (1 - eps) w_c (s - (x_c - m))
+                neg_logp = log_sum[rows].unsqueeze(1) - (xc.to(acc) - m)
                 if w is not None:
-                    logp_neg = logp_neg * _class_view(w, logp_neg)
-                grad_t[idx].copy_(logp_neg * ((1.0 - eps) * g[rows].unsqueeze(1)))
+                    neg_logp = neg_logp * _class_view(w, neg_logp)
+                grad_t[idx].copy_(neg_logp * ((1.0 - eps) * gc))
         return grad_x, grad_t, None, None, None, None
 
 
