@@ -1,0 +1,354 @@
+"""Every guardrail: the error or warning it raises, and the correct uses it must leave alone.
+
+LossUsageWarning is turned into an error for the whole suite (pyproject.toml), so any test
+below that does not expect a warning also proves that none was raised.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import losskit
+import losskit.functional as LF
+from losskit import LossDtypeError, LossInputError, LossUsageWarning
+
+
+def test_error_classes():
+    assert issubclass(LossInputError, ValueError)
+    assert issubclass(LossDtypeError, LossInputError) and issubclass(LossDtypeError, TypeError)
+    assert issubclass(LossUsageWarning, UserWarning)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_class_index_out_of_range_names_value_and_range():
+    x = torch.randn(4, 5)
+    with pytest.raises(LossInputError, match=r"cross_entropy: target has 1 class id\(s\) out of range \(e\.g\. 7.*expected ids in \[0, 4\]"):
+        LF.cross_entropy(x, torch.tensor([0, 7, 1, 2]))
+
+
+def test_negative_class_index_that_is_not_ignore_index_suggests_ignore_index():
+    with pytest.raises(LossInputError, match=r"e\.g\. -1.*pass ignore_index=-1"):
+        LF.cross_entropy(torch.randn(3, 5), torch.tensor([0, -1, 1]))
+
+
+def test_nll_out_of_range():
+    with pytest.raises(LossInputError, match=r"nll_loss: target has 1 class id\(s\) out of range"):
+        LF.nll_loss(torch.log_softmax(torch.randn(2, 3), 1), torch.tensor([3, 0]))
+
+
+def test_out_of_range_with_checks_off_gives_nan_not_a_crash():
+    with losskit.set_checks("off"):
+        loss = LF.cross_entropy(torch.randn(3, 4), torch.tensor([0, 9, 1]))
+    assert torch.isnan(loss)
+
+
+def test_float_class_indices():
+    with pytest.raises(LossDtypeError, match=r"float class indices.*Use target\.long\(\)"):
+        LF.cross_entropy(torch.randn(4, 3), torch.tensor([0.0, 1.0, 2.0, 1.0]))
+
+
+def test_integer_one_hot_targets():
+    target = torch.nn.functional.one_hot(torch.tensor([0, 2, 1]), 3)
+    with pytest.raises(LossInputError, match=r"integer one-hot labels.*target\.argmax\(dim=1\)"):
+        LF.cross_entropy(torch.randn(3, 3), target)
+
+
+@pytest.mark.parametrize("shape,target_shape", [((8, 4), (8, 1)), ((2, 4, 5, 5), (2, 1, 5, 5))])
+def test_extra_class_axis_suggests_squeeze(shape, target_shape):
+    with pytest.raises(LossInputError, match=r"extra class axis of size 1.*target\.squeeze\(1\)"):
+        LF.cross_entropy(torch.randn(shape), torch.zeros(target_shape, dtype=torch.long))
+
+
+def test_size_one_spatial_axis_is_not_mistaken_for_an_extra_class_axis():
+    # (N, C, 1) with (N, 1) targets is a valid K-dim input
+    x = torch.randn(4, 3, 1)
+    t = torch.randint(0, 3, (4, 1))
+    torch.testing.assert_close(LF.cross_entropy(x, t), torch.nn.functional.cross_entropy(x, t))
+
+
+def test_negative_probabilities():
+    y = torch.tensor([[0.5, 0.7, -0.2]])
+    with pytest.raises(LossInputError, match=r"negative class probabilities"):
+        LF.cross_entropy(torch.randn(1, 3), y)
+
+
+def test_probability_rows_not_summing_to_one():
+    y = torch.tensor([[0.5, 0.2, 0.2], [0.3, 0.3, 0.4]])
+    with pytest.raises(LossInputError, match=r"do not sum to 1 \(worst row sums to 0\.9"):
+        LF.cross_entropy(torch.randn(2, 3), y)
+
+
+def test_multi_hot_rows_suggest_bce_with_logits():
+    y = torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0]])
+    with pytest.raises(LossInputError, match=r"multi-hot.*binary_cross_entropy_with_logits"):
+        LF.cross_entropy(torch.randn(2, 3), y)
+
+
+@pytest.mark.parametrize(
+    "kwargs,pattern",
+    [
+        ({"reduction": "avg"}, r"reduction is invalid, got 'avg'"),
+        ({"label_smoothing": 1.5}, r"label_smoothing must lie in \[0, 1\], got 1\.5"),
+        ({"label_smoothing": -0.1}, r"label_smoothing must lie in \[0, 1\]"),
+        ({"weight": torch.ones(4)}, r"weight has shape \(4,\); expected one weight per class, shape \(3,\)"),
+        ({"size_average": False}, r"deprecated.*reduction='sum'"),
+        ({"reduce": False}, r"deprecated.*reduction='none'"),
+    ],
+)
+def test_cross_entropy_invalid_arguments(kwargs, pattern):
+    with pytest.raises(LossInputError, match=pattern):
+        LF.cross_entropy(torch.randn(2, 3), torch.tensor([0, 1]), **kwargs)
+
+
+def test_ignore_index_with_probabilities():
+    with pytest.raises(LossInputError, match=r"ignore_index=0 was given with class-probability targets"):
+        LF.cross_entropy(torch.randn(2, 3), torch.softmax(torch.randn(2, 3), 1), ignore_index=0)
+
+
+def test_delta_and_beta():
+    x = torch.randn(3)
+    with pytest.raises(LossInputError, match=r"huber_loss: delta must be positive, got 0"):
+        LF.huber_loss(x, x, delta=0)
+    with pytest.raises(LossInputError, match=r"smooth_l1_loss: beta must be non-negative, got -1"):
+        LF.smooth_l1_loss(x, x, beta=-1)
+    with pytest.raises(LossInputError, match=r"delta must be positive"):
+        losskit.nn.HuberLoss(delta=-2.0)
+
+
+def test_pos_weight_of_wrong_length():
+    with pytest.raises(LossInputError, match=r"pos_weight has shape \(3,\); expected one weight per class.*\(5,\)"):
+        LF.binary_cross_entropy_with_logits(torch.randn(4, 5), torch.rand(4, 5), pos_weight=torch.ones(3))
+
+
+def test_bce_weight_that_does_not_broadcast():
+    with pytest.raises(LossInputError, match=r"weight has shape \(3,\), which does not broadcast"):
+        LF.binary_cross_entropy(torch.rand(4, 5), torch.rand(4, 5), weight=torch.ones(3))
+
+
+def test_logits_given_to_binary_cross_entropy():
+    with pytest.raises(LossInputError, match=r"input has values outside \[0, 1\].*binary_cross_entropy_with_logits"):
+        LF.binary_cross_entropy(torch.randn(10), torch.rand(10))
+
+
+@pytest.mark.parametrize("fn", [LF.binary_cross_entropy, LF.binary_cross_entropy_with_logits])
+def test_bce_targets_outside_unit_interval(fn):
+    with pytest.raises(LossInputError, match=r"target has values outside \[0, 1\] \(min -1"):
+        fn(torch.rand(4), torch.tensor([-1.0, 1.0, 1.0, -1.0]))
+
+
+def test_integer_targets_to_bce_with_logits():
+    with pytest.raises(LossDtypeError, match=r"target has dtype int64.*Use target\.float\(\)"):
+        LF.binary_cross_entropy_with_logits(torch.randn(4), torch.tensor([0, 1, 1, 0]))
+
+
+def test_bce_with_logits_multi_column_input_and_class_ids_suggest_cross_entropy():
+    with pytest.raises(LossInputError, match=r"mutually exclusive classes use losskit\.functional\.cross_entropy"):
+        LF.binary_cross_entropy_with_logits(torch.randn(4, 3), torch.tensor([0.0, 1.0, 2.0, 1.0]))
+
+
+@pytest.mark.parametrize("fn", [LF.mse_loss, LF.l1_loss, LF.huber_loss, LF.smooth_l1_loss])
+def test_regression_shape_mismatch_suggests_squeeze(fn):
+    with pytest.raises(LossInputError, match=r"shapes differ, got input \(8, 1\) and target \(8,\).*broadcast them to \(8, 8\).*input\.squeeze\(-1\)"):
+        fn(torch.randn(8, 1), torch.randn(8))
+
+
+def test_regression_on_integer_class_labels_against_multi_column_input():
+    with pytest.raises(LossInputError, match=r"integer class labels.*use losskit\.functional\.cross_entropy"):
+        LF.mse_loss(torch.randn(8, 4), torch.randint(0, 4, (8,)))
+
+
+def test_regression_weight_of_wrong_shape():
+    with pytest.raises(LossInputError, match=r"weight has shape \(3,\); expected the shape of input \(3, 2\)"):
+        LF.mse_loss(torch.randn(3, 2), torch.randn(3, 2), weight=torch.ones(3))
+
+
+def test_non_float_input():
+    with pytest.raises(LossDtypeError, match=r"input has dtype int64.*expected a floating-point tensor"):
+        LF.cross_entropy(torch.tensor([[1, 2]]), torch.tensor([0]))
+    with pytest.raises(LossInputError, match=r"input is not a tensor, got list"):
+        LF.mse_loss([1.0], torch.tensor([1.0]))
+
+
+# --------------------------------------------------------------------------- warnings
+
+
+def test_softmax_input_to_cross_entropy_warns():
+    probs = torch.softmax(torch.randn(16, 5), 1)
+    with pytest.warns(LossUsageWarning, match=r"look like softmax output.*Remove the softmax"):
+        LF.cross_entropy(probs, torch.randint(0, 5, (16,)))
+
+
+def test_softmax_segmentation_input_warns():
+    probs = torch.softmax(torch.randn(2, 4, 8, 8), 1)
+    with pytest.warns(LossUsageWarning, match=r"look like softmax output"):
+        LF.cross_entropy(probs, torch.randint(0, 4, (2, 8, 8)))
+
+
+def test_sigmoid_input_to_bce_with_logits_warns():
+    probs = torch.sigmoid(torch.randn(64))
+    with pytest.warns(LossUsageWarning, match=r"looks like sigmoid output"):
+        LF.binary_cross_entropy_with_logits(probs, (torch.rand(64) > 0.5).float())
+
+
+def test_one_hot_float_targets_to_cross_entropy_warn():
+    y = torch.nn.functional.one_hot(torch.randint(0, 4, (10,)), 4).float()
+    with pytest.warns(LossUsageWarning, match=r"one-hot float rows.*target\.argmax\(dim=1\)"):
+        LF.cross_entropy(torch.randn(10, 4), y)
+
+
+def test_raw_logits_to_nll_warn():
+    with pytest.warns(LossUsageWarning, match=r"look like raw logits.*log_softmax"):
+        LF.nll_loss(torch.randn(8, 5) * 3, torch.randint(0, 5, (8,)))
+
+
+def test_softmax_probabilities_to_nll_warn():
+    with pytest.warns(LossUsageWarning, match=r"look like softmax probabilities"):
+        LF.nll_loss(torch.softmax(torch.randn(8, 5), 1), torch.randint(0, 5, (8,)))
+
+
+def test_regression_loss_on_one_hot_class_labels_warns():
+    labels = torch.nn.functional.one_hot(torch.randint(0, 4, (16,)), 4)
+    with pytest.warns(LossUsageWarning, match=r"looks like one-hot class labels.*cross_entropy"):
+        LF.mse_loss(torch.randn(16, 4), labels.float())
+
+
+def test_nan_input_is_counted():
+    x = torch.randn(6, 3)
+    x[1, 2] = float("nan")
+    x[4, 0] = float("inf")
+    with pytest.warns(LossUsageWarning, match=r"input contains 1 NaN and 1 Inf value\(s\) out of 18"):
+        LF.cross_entropy(x, torch.tensor([0, 1, 2, 0, 1, 2]))
+    with pytest.warns(LossUsageWarning, match=r"1 NaN and 1 Inf"):
+        LF.mse_loss(x, torch.zeros(6, 3))
+
+
+def test_every_target_ignored_warns_and_returns_nan_like_torch():
+    x = torch.randn(4, 3)
+    t = torch.full((4,), -100)
+    with pytest.warns(LossUsageWarning, match=r"every target is ignore_index"):
+        loss = LF.cross_entropy(x, t)
+    assert torch.isnan(loss) and torch.isnan(torch.nn.functional.cross_entropy(x, t))
+
+
+def test_empty_batch_warns():
+    with pytest.warns(LossUsageWarning, match=r"the batch is empty"):
+        loss = LF.cross_entropy(torch.randn(0, 3), torch.zeros(0, dtype=torch.long))
+    assert torch.isnan(loss)
+
+
+def test_warning_points_at_the_callers_line():
+    probs = torch.softmax(torch.randn(16, 5), 1)
+    with pytest.warns(LossUsageWarning) as record:
+        losskit.nn.CrossEntropyLoss()(probs, torch.randint(0, 5, (16,)))
+    assert record[0].filename == __file__
+
+
+# --------------------------------------------------------------------------- no false alarms
+
+
+def _quiet(fn, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return fn(*args, **kwargs)
+
+
+def test_log_softmax_output_to_cross_entropy_is_fine():
+    logp = torch.log_softmax(torch.randn(16, 5), 1)
+    _quiet(LF.cross_entropy, logp, torch.randint(0, 5, (16,)))
+
+
+def test_soft_labels_are_fine():
+    x = torch.randn(16, 5)
+    a, b = torch.randint(0, 5, (16,)), torch.randint(0, 5, (16,))
+    mixup = 0.7 * torch.nn.functional.one_hot(a, 5).float() + 0.3 * torch.nn.functional.one_hot(b, 5).float()
+    _quiet(LF.cross_entropy, x, mixup)
+    teacher = torch.softmax(torch.randn(16, 5) / 2.0, 1)
+    _quiet(LF.cross_entropy, x, teacher)
+    _quiet(LF.cross_entropy, x, teacher.bfloat16())
+
+
+def test_logits_that_happen_to_lie_in_unit_interval_are_fine():
+    logits = torch.rand(16, 5)  # in [0, 1] but rows do not sum to 1
+    _quiet(LF.cross_entropy, logits, torch.randint(0, 5, (16,)))
+
+
+def test_sigmoid_probabilities_to_binary_cross_entropy_are_fine():
+    p = torch.sigmoid(torch.randn(64))
+    _quiet(LF.binary_cross_entropy, p, (torch.rand(64) > 0.5).float())
+
+
+def test_partly_ignored_tokens_are_fine():
+    t = torch.randint(0, 7, (4, 9))
+    t[:, 6:] = -100
+    _quiet(LF.cross_entropy, torch.randn(4, 7, 9), t)
+
+
+def test_masked_minus_inf_logits_are_fine():
+    x = torch.randn(4, 6)
+    x[:, 5] = float("-inf")
+    _quiet(LF.cross_entropy, x, torch.randint(0, 5, (4,)))
+
+
+def test_regression_with_integer_valued_continuous_targets_is_fine():
+    _quiet(LF.mse_loss, torch.randn(32, 3), torch.randint(0, 10, (32, 3)).float())
+
+
+# --------------------------------------------------------------------------- the switch
+
+
+def test_set_checks_levels_and_context_manager():
+    probs = torch.softmax(torch.randn(16, 5), 1)
+    t = torch.randint(0, 5, (16,))
+    assert losskit.get_checks() == "auto"
+    with losskit.set_checks("cheap"):
+        assert losskit.get_checks() == "cheap"
+        _quiet(LF.cross_entropy, probs, t)  # value heuristics are off
+        with pytest.raises(LossInputError, match="target.squeeze"):  # shape checks still on
+            LF.cross_entropy(probs, t.unsqueeze(1))
+    assert losskit.get_checks() == "auto"
+    losskit.set_checks("off")
+    try:
+        _quiet(LF.cross_entropy, probs, t)
+    finally:
+        losskit.set_checks("auto")
+    with pytest.raises(LossInputError, match=r"set_checks: mode is invalid, got 'all'"):
+        losskit.set_checks("all")
+
+
+def test_cheap_mode_never_reads_values(monkeypatch):
+    """cheap must not synchronise an accelerator: no Tensor.__bool__/item on any check path."""
+
+    def forbidden(self, *args):
+        raise AssertionError("a value was read at the cheap level")
+
+    x, t = torch.randn(16, 5, requires_grad=True), torch.randint(0, 5, (16,))
+    with losskit.set_checks("cheap"):
+        monkeypatch.setattr(torch.Tensor, "__bool__", forbidden)
+        monkeypatch.setattr(torch.Tensor, "item", forbidden)
+        monkeypatch.setattr(torch.Tensor, "__float__", forbidden)
+        LF.cross_entropy(x, t, label_smoothing=0.1)
+        LF.nll_loss(x, t)
+        LF.binary_cross_entropy_with_logits(x, torch.rand(16, 5))
+        LF.mse_loss(x, torch.randn(16, 5))
+        monkeypatch.undo()
+
+
+def test_environment_variable_sets_the_level(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import losskit, torch; print(losskit.get_checks());"
+        "losskit.functional.cross_entropy(torch.softmax(torch.randn(16, 5), 1), torch.zeros(16, dtype=torch.long))"
+    )
+    env = {**__import__("os").environ, "LOSSKIT_CHECKS": "off", "PYTHONWARNINGS": "error::UserWarning"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "off"
+    env["LOSSKIT_CHECKS"] = "bogus"
+    bad = subprocess.run([sys.executable, "-c", "import losskit"], env=env, capture_output=True, text=True)
+    assert bad.returncode != 0 and "LOSSKIT_CHECKS is invalid, got 'bogus'" in bad.stderr
