@@ -55,3 +55,10 @@ def assert_parity(
     for g, g_ref in zip(grads, grads_ref):
         assert g.dtype == g_ref.dtype and g.shape == g_ref.shape
         torch.testing.assert_close(g, g_ref, equal_nan=True, **TOL[g_ref.dtype])
+
+
+def torch_reference(name: str) -> Callable[..., torch.Tensor]:
+    """The torch function a losskit function is tested (and benchmarked) against."""
+    import torch.nn.functional as F
+
+    return getattr(F, name)

@@ -251,3 +251,21 @@ def test_binary_cross_entropy_with_logits_extreme_logits_finite():
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
     torch.testing.assert_close(loss, F.binary_cross_entropy_with_logits(x.detach(), y))
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 64, 1000, 10**6])
+@pytest.mark.parametrize("shape", [(37, 11), (3, 5, 4, 6), (2, 7, 33)], ids=str)
+@pytest.mark.parametrize("prob", [False, True])
+def test_cross_entropy_chunking_does_not_change_results(monkeypatch, chunk_bytes, shape, prob):
+    """Tiny chunk budgets force every chunking path: several rows, one row, and a split of the
+    spatial axis of one sample."""
+    from losskit.functional import _cross_entropy
+
+    monkeypatch.setattr(_cross_entropy, "CHUNK_BYTES", chunk_bytes)
+    x = torch.randn(shape, dtype=torch.float64)
+    target = _prob_target(shape, torch.float64) if prob else _index_target(shape, shape[1], 0.2)
+    w = torch.rand(shape[1], dtype=torch.float64) + 0.1
+    assert_parity(LF.cross_entropy, F.cross_entropy, [x, target], grad_of=(0, 1) if prob else (0,),
+                  reduction="none", weight=w, label_smoothing=0.1)
+    bf = x.bfloat16()
+    assert_parity(LF.cross_entropy, F.cross_entropy, [bf, target.bfloat16() if prob else target], reduction="sum")

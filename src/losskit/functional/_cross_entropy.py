@@ -175,7 +175,7 @@ class CrossEntropyFunction(torch.autograd.Function):
                     buf.mul_(scale).sub_(wy * gc)
                 else:
                     buf.mul_(row_scale[rows].unsqueeze(1))
-                    buf.scatter_add_(1, target[idx].unsqueeze(1), -target_coef[rows].unsqueeze(1))
+                    buf.scatter_add_(1, target[rows].unsqueeze(1), -target_coef[rows].unsqueeze(1))
                     if eps > 0:
                         smooth = gc * (eps / n_classes)
                         buf.sub_(smooth if w is None else smooth * _class_view(w, buf))

@@ -1,0 +1,192 @@
+"""Forward+backward time and peak memory of every losskit loss against torch, side by side.
+
+    .venv/bin/python benchmarks/bench_losses.py            # full sizes (about 5 minutes on 2 cores)
+    .venv/bin/python benchmarks/bench_losses.py --quick    # small sizes, a smoke run
+
+Each (loss, provider) runs in a fresh subprocess so that peak memory is measured from a clean
+heap: the process builds its inputs, resets the kernel's resident-set high-water mark
+(/proc/self/clear_refs), runs forward+backward once and reads the new high-water mark; the
+"extra" memory is that peak minus the memory held before the call (inputs included there).
+Time is the median of several forward+backward runs after a warm-up. Providers:
+``torch`` (the reference, imported from the tests), ``losskit`` (default checks: "full" on CPU)
+and ``losskit-off`` (checks off). Prints a table and writes JSON (``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# name -> (loss function name, builder of (input, target, kwargs) at full size, at quick size)
+CONFIGS = {
+    "cross_entropy 8192x32000": ("cross_entropy", "ce", (8192, 32000), (512, 4000)),
+    "cross_entropy+smoothing 8192x32000": ("cross_entropy", "ce_smooth", (8192, 32000), (512, 4000)),
+    "cross_entropy seg 16x21x256x256": ("cross_entropy", "seg", (16, 21, 256, 256), (2, 21, 64, 64)),
+    "nll_loss 8192x32000": ("nll_loss", "nll", (8192, 32000), (512, 4000)),
+    "mse_loss 16M": ("mse_loss", "reg", (16 * 2**20,), (2**20,)),
+    "l1_loss 16M": ("l1_loss", "reg", (16 * 2**20,), (2**20,)),
+    "huber_loss 16M": ("huber_loss", "reg", (16 * 2**20,), (2**20,)),
+    "smooth_l1_loss 16M": ("smooth_l1_loss", "reg", (16 * 2**20,), (2**20,)),
+    "binary_cross_entropy 16M": ("binary_cross_entropy", "bce", (16 * 2**20,), (2**20,)),
+    "bce_with_logits 16M": ("binary_cross_entropy_with_logits", "bcel", (16 * 2**20,), (2**20,)),
+}
+PROVIDERS = ["torch", "losskit", "losskit-off"]
+
+
+def setup(provider: str, config: str, quick: bool, tiny: bool = False):
+    """Build inputs and return ``fn`` that runs forward+backward once (``tiny``: for warm-up)."""
+    import torch
+
+    import losskit
+    import losskit.functional as LF
+    from tests._parity import torch_reference
+
+    name, kind, full, small = CONFIGS[config]
+    shape = small if quick else full
+    if tiny:
+        shape = tuple(min(d, 8) for d in shape)
+    torch.manual_seed(0)
+    kwargs = {}
+    if kind in ("ce", "ce_smooth", "nll"):
+        x = torch.randn(shape)
+        if kind == "nll":
+            x = torch.log_softmax(x, 1)
+        target = torch.randint(0, shape[1], (shape[0],))
+        target[::17] = -100  # some padding tokens
+        if kind == "ce_smooth":
+            kwargs["label_smoothing"] = 0.1
+    elif kind == "seg":
+        x = torch.randn(shape)
+        target = torch.randint(0, shape[1], (shape[0],) + shape[2:])
+    elif kind == "bce":
+        x = torch.rand(shape).clamp_(0.01, 0.99)
+        target = (torch.rand(shape) > 0.5).float()
+    elif kind == "bcel":
+        x = torch.randn(shape)
+        target = (torch.rand(shape) > 0.5).float()
+    else:
+        x = torch.randn(shape)
+        target = torch.randn(shape)
+    x.requires_grad_()
+    if provider == "torch":
+        loss_fn = torch_reference(name)
+    else:
+        loss_fn = getattr(LF, name)
+        losskit.set_checks("off" if provider == "losskit-off" else "auto")
+
+    def fn():
+        loss = loss_fn(x, target, **kwargs)
+        loss.backward()
+        x.grad = None
+
+    return fn
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not found in /proc/self/status")
+
+
+def measure_one(provider: str, config: str, quick: bool, repeats: int) -> dict:
+    """Runs inside the subprocess: peak extra memory of the first call, then median time."""
+    setup(provider, config, quick, tiny=True)()  # load kernels and thread pools outside the measurement
+    fn = setup(provider, config, quick)
+    before = _rss_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")  # reset VmHWM to the current RSS
+    fn()
+    peak_extra = (_rss_kib("VmHWM") - before) * 1024
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return {"time_s": statistics.median(times), "times_s": times, "peak_extra_bytes": peak_extra}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median)")
+    parser.add_argument("--only", default="", help="comma-separated substrings of config names to run")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_losses.json"))
+    parser.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args._child:
+        provider, config = args._child
+        print(json.dumps(measure_one(provider, config, args.quick, args.repeats)))
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=150)
+    wanted = [c for c in CONFIGS if not args.only or any(s in c for s in args.only.split(","))]
+    results = []
+    for config in wanted:
+        row = {"config": config}
+        for provider in PROVIDERS:
+            cmd = [sys.executable, __file__, "--_child", provider, config, "--repeats", str(args.repeats)]
+            if args.quick:
+                cmd.append("--quick")
+            out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "LOSSKIT_CHECKS": "auto"})
+            if out.returncode != 0:
+                raise SystemExit(f"benchmark {config} / {provider} failed:\n{out.stderr}")
+            row[provider] = json.loads(out.stdout.strip().splitlines()[-1])
+            console.print(f"  {config:38s} {provider:12s} {row[provider]['time_s'] * 1e3:9.1f} ms  "
+                          f"{row[provider]['peak_extra_bytes'] / 2**20:9.1f} MiB extra")
+        t, lk, off = (row[p]["time_s"] for p in PROVIDERS)
+        mt, ml = row["torch"]["peak_extra_bytes"], row["losskit"]["peak_extra_bytes"]
+        row["time_ratio_vs_torch"] = lk / t
+        row["checks_overhead"] = lk / off - 1
+        row["memory_ratio_vs_torch"] = ml / mt if mt else None
+        results.append(row)
+
+    table = Table(title=f"forward+backward, float32, {'quick' if args.quick else 'full'} sizes, median of {args.repeats}")
+    for col in ("loss", "torch ms", "losskit ms", "checks-off ms", "time vs torch", "checks cost",
+                "torch extra MiB", "losskit extra MiB", "memory vs torch"):
+        table.add_column(col, justify="right" if col != "loss" else "left")
+    for row in results:
+        table.add_row(
+            row["config"],
+            f"{row['torch']['time_s'] * 1e3:.1f}",
+            f"{row['losskit']['time_s'] * 1e3:.1f}",
+            f"{row['losskit-off']['time_s'] * 1e3:.1f}",
+            f"{row['time_ratio_vs_torch']:.3f}x",
+            f"{row['checks_overhead'] * 100:+.1f}%",
+            f"{row['torch']['peak_extra_bytes'] / 2**20:.0f}",
+            f"{row['losskit']['peak_extra_bytes'] / 2**20:.0f}",
+            f"{row['memory_ratio_vs_torch']:.2f}x" if row["memory_ratio_vs_torch"] is not None else "-",
+        )
+    console.print(table)
+    import torch
+
+    payload = {
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                    "threads": torch.get_num_threads()},
+        "quick": args.quick,
+        "repeats": args.repeats,
+        "results": results,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(payload, indent=2))
+    console.print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

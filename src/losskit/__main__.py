@@ -1,0 +1,7 @@
+"""``python -m losskit`` runs the same command as ``losskit``."""
+
+import sys
+
+from losskit.cli import main
+
+sys.exit(main())
