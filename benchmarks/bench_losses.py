@@ -7,7 +7,8 @@ Each (loss, provider) runs in a fresh subprocess so that peak memory is measured
 heap: the process builds its inputs, resets the kernel's resident-set high-water mark
 (/proc/self/clear_refs), runs forward+backward once and reads the new high-water mark; the
 "extra" memory is that peak minus the memory held before the call (inputs included there).
-Time is the median of several forward+backward runs after a warm-up. Providers:
+Time is the median of several forward+backward runs after a warm-up, the providers taking
+turns in one process (so machine noise hits them alike). Providers:
 ``torch`` (the reference, imported from the tests), ``losskit`` (default checks: "full" on CPU)
 and ``losskit-off`` (checks off). Prints a table and writes JSON (``--out``).
 """
@@ -78,15 +79,13 @@ def setup(provider: str, config: str, quick: bool, tiny: bool = False):
         x = torch.randn(shape)
         target = torch.randn(shape)
     x.requires_grad_()
-    if provider == "torch":
-        loss_fn = torch_reference(name)
-    else:
-        loss_fn = getattr(LF, name)
-        losskit.set_checks("off" if provider == "losskit-off" else "auto")
+    loss_fn = torch_reference(name) if provider == "torch" else getattr(LF, name)
+    level = "off" if provider == "losskit-off" else "auto"
 
     def fn():
-        loss = loss_fn(x, target, **kwargs)
-        loss.backward()
+        with losskit.set_checks(level):
+            loss = loss_fn(x, target, **kwargs)
+            loss.backward()
         x.grad = None
 
     return fn
@@ -100,22 +99,39 @@ def _rss_kib(field: str) -> int:
     raise RuntimeError(f"{field} not found in /proc/self/status")
 
 
-def measure_one(provider: str, config: str, quick: bool, repeats: int) -> dict:
-    """Runs inside the subprocess: peak extra memory of the first call, then median time."""
+def measure_memory(provider: str, config: str, quick: bool) -> dict:
+    """Runs in a fresh subprocess: peak extra memory of the first forward+backward."""
     setup(provider, config, quick, tiny=True)()  # load kernels and thread pools outside the measurement
     fn = setup(provider, config, quick)
     before = _rss_kib("VmRSS")
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")  # reset VmHWM to the current RSS
     fn()
-    peak_extra = (_rss_kib("VmHWM") - before) * 1024
-    fn()  # warm-up
-    times = []
+    return {"peak_extra_bytes": (_rss_kib("VmHWM") - before) * 1024}
+
+
+def measure_times(config: str, quick: bool, repeats: int) -> dict:
+    """Runs in one subprocess per config: the providers take turns, round after round, so
+    machine noise hits them alike; returns each provider's median."""
+    fns = {p: setup(p, config, quick) for p in PROVIDERS}
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {p: [] for p in PROVIDERS}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return {"time_s": statistics.median(times), "times_s": times, "peak_extra_bytes": peak_extra}
+        for provider, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[provider].append(time.perf_counter() - start)
+    return {p: {"time_s": statistics.median(t), "times_s": t} for p, t in times.items()}
+
+def _child(provider: str, config: str, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, __file__, "--_child", provider, config, "--repeats", str(args.repeats)]
+    if args.quick:
+        cmd.append("--quick")
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "LOSSKIT_CHECKS": "auto"})
+    if out.returncode != 0:
+        raise SystemExit(f"benchmark {config} / {provider} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -129,7 +145,10 @@ def main() -> None:
 
     if args._child:
         provider, config = args._child
-        print(json.dumps(measure_one(provider, config, args.quick, args.repeats)))
+        if provider == "all":
+            print(json.dumps(measure_times(config, args.quick, args.repeats)))
+        else:
+            print(json.dumps(measure_memory(provider, config, args.quick)))
         return
 
     from rich.console import Console
@@ -139,15 +158,9 @@ def main() -> None:
     wanted = [c for c in CONFIGS if not args.only or any(s in c for s in args.only.split(","))]
     results = []
     for config in wanted:
-        row = {"config": config}
+        row = {"config": config, **_child("all", config, args)}
         for provider in PROVIDERS:
-            cmd = [sys.executable, __file__, "--_child", provider, config, "--repeats", str(args.repeats)]
-            if args.quick:
-                cmd.append("--quick")
-            out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "LOSSKIT_CHECKS": "auto"})
-            if out.returncode != 0:
-                raise SystemExit(f"benchmark {config} / {provider} failed:\n{out.stderr}")
-            row[provider] = json.loads(out.stdout.strip().splitlines()[-1])
+            row[provider].update(_child(provider, config, args))
             console.print(f"  {config:38s} {provider:12s} {row[provider]['time_s'] * 1e3:9.1f} ms  "
                           f"{row[provider]['peak_extra_bytes'] / 2**20:9.1f} MiB extra")
         t, lk, off = (row[p]["time_s"] for p in PROVIDERS)

@@ -37,8 +37,10 @@ _MODES = ("off", "cheap", "full", "auto")
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
 
-#: Number of rows value heuristics look at (evenly spaced over the batch).
+#: Most rows value heuristics look at (evenly spaced over the batch) ...
 SAMPLE_ROWS = 64
+#: ... and most elements: with a 256k vocabulary that is 4 rows, never a large copy.
+SAMPLE_ELEMENTS = 2**18
 
 
 def _mode_from_env() -> str:
@@ -211,7 +213,7 @@ def check_tensor(fn: str, name: str, tensor: object) -> None:
 
 
 def sample_rows(x: torch.Tensor, class_dim: int) -> torch.Tensor:
-    """Up to :data:`SAMPLE_ROWS` evenly spaced rows of ``x`` as a ``(rows, classes)`` matrix.
+    """Up to :data:`SAMPLE_ROWS` (fewer for many classes) evenly spaced rows of ``x`` as a ``(rows, classes)`` matrix.
 
     ``x`` has the class dimension at ``class_dim`` (1 for ``(N, C, d1, ...)``, 0 for ``(C,)``).
     Only the sampled values are copied, so the cost does not depend on the size of ``x``.
@@ -220,12 +222,22 @@ def sample_rows(x: torch.Tensor, class_dim: int) -> torch.Tensor:
         return x.unsqueeze(0)
     moved = x.movedim(class_dim, -1)  # a view
     flat_rows = moved.shape[:-1].numel()
-    if flat_rows <= SAMPLE_ROWS:
+    count = max(4, min(SAMPLE_ROWS, SAMPLE_ELEMENTS // max(moved.shape[-1], 1)))
+    if flat_rows <= count:
         return moved.reshape(-1, moved.shape[-1])
-    index = torch.linspace(0, flat_rows - 1, SAMPLE_ROWS, device=x.device).long()
+    index = torch.linspace(0, flat_rows - 1, count, device=x.device).long()
     # unravel the flat row index into the leading dims without materialising the reshape
-    coords = torch.unravel_index(index, moved.shape[:-1])
-    return moved[coords]
+    return moved[_unravel(index, moved.shape[:-1])]
+
+
+def _unravel(index: torch.Tensor, shape: Sequence[int]) -> tuple[torch.Tensor, ...]:
+    """Flat indices -> one index tensor per dim (torch.unravel_index costs 36 MB and 0.3 s on
+    its first call, measured with benchmarks/bench_losses.py)."""
+    coords = []
+    for size in reversed(tuple(shape)):
+        coords.append(index % size)
+        index = index // size
+    return tuple(reversed(coords))
 
 
 def sample_values(x: torch.Tensor, count: int = 4096) -> torch.Tensor:
@@ -234,7 +246,7 @@ def sample_values(x: torch.Tensor, count: int = 4096) -> torch.Tensor:
     if total <= count:
         return x.reshape(-1)
     index = torch.linspace(0, total - 1, count, device=x.device).long()
-    return x[torch.unravel_index(index, x.shape)]
+    return x[_unravel(index, x.shape)]
 
 
 def warn_nonfinite_result(fn: str, result: torch.Tensor, input: torch.Tensor) -> None:
