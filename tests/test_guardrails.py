@@ -13,7 +13,7 @@ import torch
 
 import losskit
 import losskit.functional as LF
-from losskit import LossDtypeError, LossInputError, LossUsageWarning
+from losskit import LossDtypeError, LossInputError, LossUsageWarning, checks
 
 
 def test_error_classes():
@@ -352,3 +352,28 @@ def test_environment_variable_sets_the_level(tmp_path):
     env["LOSSKIT_CHECKS"] = "bogus"
     bad = subprocess.run([sys.executable, "-c", "import losskit"], env=env, capture_output=True, text=True)
     assert bad.returncode != 0 and "LOSSKIT_CHECKS is invalid, got 'bogus'" in bad.stderr
+
+
+def test_single_bad_value_in_a_large_bce_input_is_still_named():
+    # Above FULL_SCAN_ELEMENTS losskit samples; torch's own kernel sees the one logit left
+    # and losskit re-raises it with the usual message.
+    p = torch.rand(checks.FULL_SCAN_ELEMENTS + 7)
+    p[12345] = 3.0
+    with pytest.raises(LossInputError, match=r"input has values outside \[0, 1\] \(min .*, max 3\)"):
+        LF.binary_cross_entropy(p, torch.rand_like(p))
+    t = torch.rand_like(p)
+    t[-1] = -2.0
+    with pytest.raises(LossInputError, match=r"target has values outside \[0, 1\] \(min -2, max"):
+        LF.binary_cross_entropy(torch.rand_like(p), t)
+
+
+def test_large_minus_one_plus_one_labels_to_bce_with_logits():
+    n = checks.FULL_SCAN_ELEMENTS * 2
+    labels = torch.randint(0, 2, (n,)).float() * 2 - 1
+    with pytest.raises(LossInputError, match=r"target has values outside \[0, 1\] \(min -1, max 1\)"):
+        LF.binary_cross_entropy_with_logits(torch.randn(n), labels)
+
+
+def test_torch_range_error_passes_through_with_checks_off():
+    with losskit.set_checks("off"), pytest.raises(RuntimeError, match="between 0 and 1"):
+        LF.binary_cross_entropy(torch.tensor([1.5]), torch.tensor([1.0]))

@@ -41,6 +41,10 @@ _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
 SAMPLE_ROWS = 64
 #: ... and most elements: with a 256k vocabulary that is 4 rows, never a large copy.
 SAMPLE_ELEMENTS = 2**18
+#: Range checks read every element up to this size; larger tensors are sampled, because a
+#: full min/max pass costs a visible share of an element-wise loss (torch's BCE kernel
+#: itself rejects out-of-range values on CPU, and losskit turns that into its own error).
+FULL_SCAN_ELEMENTS = 2**20
 
 
 def _mode_from_env() -> str:
@@ -247,6 +251,18 @@ def sample_values(x: torch.Tensor, count: int = 4096) -> torch.Tensor:
         return x.reshape(-1)
     index = torch.linspace(0, total - 1, count, device=x.device).long()
     return x[_unravel(index, x.shape)]
+
+
+def value_range(x: torch.Tensor) -> tuple[float, float]:
+    """``(min, max)`` of ``x``: exact up to :data:`FULL_SCAN_ELEMENTS`, else over a sample."""
+    x = x.detach()
+    if x.numel() > FULL_SCAN_ELEMENTS:
+        if x.is_contiguous():  # a strided view: no index tensor, no copy
+            x = x.view(-1)[:: -(-x.numel() // SAMPLE_ELEMENTS)]
+        else:
+            x = sample_values(x, SAMPLE_ELEMENTS)
+    lo, hi = torch.aminmax(x)
+    return float(lo), float(hi)
 
 
 def warn_nonfinite_result(fn: str, result: torch.Tensor, input: torch.Tensor) -> None:

@@ -8,6 +8,8 @@ losskit's checks, since those are already optimal element-wise kernels.
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import torch
 import torch.nn.functional as F
 
@@ -489,14 +491,29 @@ def _check_binary(
                 "weight (e.g. weight.view(-1, 1) for one weight per sample)."
             )
     if mode == "full" and target.numel() > 0:
-        lo, hi = torch.aminmax(target.detach())
-        if float(lo) < 0 or float(hi) > 1:
-            fail(
-                f"{fn}: target has values outside [0, 1] (min {float(lo):.4g}, max "
-                f"{float(hi):.4g}); expected probabilities in [0, 1]. Map labels to 0/1 first "
-                "(e.g. (target > 0).float() for -1/+1 labels)."
-            )
+        lo, hi = checks.value_range(target)
+        if lo < 0 or hi > 1:
+            _fail_target_range(fn, target)
     return mode
+
+
+def _fail_target_range(fn: str, target: torch.Tensor) -> NoReturn:
+    lo, hi = torch.aminmax(target.detach())
+    fail(
+        f"{fn}: target has values outside [0, 1] (min {float(lo):.4g}, max "
+        f"{float(hi):.4g}); expected probabilities in [0, 1]. Map labels to 0/1 first "
+        "(e.g. (target > 0).float() for -1/+1 labels)."
+    )
+
+
+def _fail_input_range(fn: str, input: torch.Tensor) -> NoReturn:
+    lo, hi = torch.aminmax(input.detach())
+    fail(
+        f"{fn}: input has values outside [0, 1] (min {float(lo):.4g}, max "
+        f"{float(hi):.4g}), so it looks like logits; expected probabilities. Use "
+        "losskit.functional.binary_cross_entropy_with_logits(input, target), which is "
+        "also numerically stable."
+    )
 
 
 def binary_cross_entropy(
@@ -540,15 +557,18 @@ def binary_cross_entropy(
     checks.check_reduction(fn, reduction)
     mode = _check_binary(fn, input, target, weight)
     if mode == "full" and input.numel() > 0:
-        lo, hi = torch.aminmax(input.detach())
-        if float(lo) < 0 or float(hi) > 1:
-            fail(
-                f"{fn}: input has values outside [0, 1] (min {float(lo):.4g}, max "
-                f"{float(hi):.4g}), so it looks like logits; expected probabilities. Use "
-                "losskit.functional.binary_cross_entropy_with_logits(input, target), which is "
-                "also numerically stable."
-            )
-    loss = F.binary_cross_entropy(input, target, weight=weight, reduction=reduction)
+        lo, hi = checks.value_range(input)
+        if lo < 0 or hi > 1:
+            _fail_input_range(fn, input)
+    try:
+        loss = F.binary_cross_entropy(input, target, weight=weight, reduction=reduction)
+    except RuntimeError as err:
+        # torch's CPU kernel checks every element; name the problem the losskit way.
+        if mode != "off" and "input should be between 0 and 1" in str(err):
+            _fail_input_range(fn, input)
+        if mode != "off" and "target should be between 0 and 1" in str(err):
+            _fail_target_range(fn, target)
+        raise
     if mode == "full":
         checks.warn_nonfinite_result(fn, loss, input)
     return loss
