@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -42,6 +43,9 @@ CONFIGS = {
     "bce_with_logits 16M": ("binary_cross_entropy_with_logits", "bcel", (16 * 2**20,), (2**20,)),
 }
 PROVIDERS = ["torch", "losskit", "losskit-off"]
+#: timing rounds: at least --repeats, more for fast configs (up to MAX_ROUNDS, ~MIN_SECONDS)
+MIN_SECONDS = 6.0
+MAX_ROUNDS = 40
 
 
 def setup(provider: str, config: str, quick: bool, tiny: bool = False):
@@ -114,15 +118,26 @@ def measure_times(config: str, quick: bool, repeats: int) -> dict:
     """Runs in one subprocess per config: the providers take turns, round after round, so
     machine noise hits them alike; returns each provider's median."""
     fns = {p: setup(p, config, quick) for p in PROVIDERS}
+    start = time.perf_counter()
     for fn in fns.values():
         fn()  # warm-up
+    warm = time.perf_counter() - start
+    # fast configs get more rounds (about MIN_SECONDS of timing), since their noise is larger
+    rounds = max(repeats, min(MAX_ROUNDS, math.ceil(MIN_SECONDS / max(warm, 1e-6))))
     times: dict[str, list[float]] = {p: [] for p in PROVIDERS}
-    for _ in range(repeats):
+    for _ in range(rounds):
         for provider, fn in fns.items():
             start = time.perf_counter()
             fn()
             times[provider].append(time.perf_counter() - start)
-    return {p: {"time_s": statistics.median(t), "min_time_s": min(t), "times_s": t} for p, t in times.items()}
+    out: dict = {p: {"time_s": statistics.median(t), "min_time_s": min(t), "times_s": t} for p, t in times.items()}
+    # ratios within a round cancel the drift between rounds; report their median
+    out["rounds"] = rounds
+    out["time_ratio_vs_torch"] = statistics.median(
+        a / b for a, b in zip(times["losskit"], times["torch"]))
+    out["checks_overhead"] = statistics.median(
+        a / b for a, b in zip(times["losskit"], times["losskit-off"])) - 1
+    return out
 
 def _child(provider: str, config: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--_child", provider, config, "--repeats", str(args.repeats)]
@@ -163,17 +178,12 @@ def main() -> None:
             row[provider].update(_child(provider, config, args))
             console.print(f"  {config:38s} {provider:12s} {row[provider]['time_s'] * 1e3:9.1f} ms  "
                           f"{row[provider]['peak_extra_bytes'] / 2**20:9.1f} MiB extra")
-        t, lk, off = (row[p]["time_s"] for p in PROVIDERS)
         mt, ml = row["torch"]["peak_extra_bytes"], row["losskit"]["peak_extra_bytes"]
-        row["time_ratio_vs_torch"] = lk / t
-        # the checks' cost is fixed work, so compare the fastest runs: medians on a shared
-        # machine swing by more than the 5% being measured
-        row["checks_overhead"] = row["losskit"]["min_time_s"] / row["losskit-off"]["min_time_s"] - 1
         row["memory_ratio_vs_torch"] = ml / mt if mt else None
         results.append(row)
 
-    table = Table(title=f"forward+backward, float32, {'quick' if args.quick else 'full'} sizes, median of {args.repeats}")
-    for col in ("loss", "torch ms", "losskit ms", "checks-off ms", "time vs torch", "checks cost (min)",
+    table = Table(title=f"forward+backward, float32, {'quick' if args.quick else 'full'} sizes, medians of per-round ratios, >= {args.repeats} rounds")
+    for col in ("loss", "torch ms", "losskit ms", "checks-off ms", "time vs torch", "checks cost",
                 "torch extra MiB", "losskit extra MiB", "memory vs torch"):
         table.add_column(col, justify="right" if col != "loss" else "left")
     for row in results:

@@ -24,6 +24,7 @@ __all__ = [
     "BCEWithLogitsLoss",
     "CrossEntropyLoss",
     "NLLLoss",
+    "LinearCrossEntropyLoss",
 ]
 
 
@@ -270,3 +271,128 @@ class NLLLoss(_WeightedLoss):
         return LF.nll_loss(
             input, target, weight=self.weight, ignore_index=self.ignore_index, reduction=self.reduction
         )
+
+
+class LinearCrossEntropyLoss(_WeightedLoss):
+    r"""Output layer + cross-entropy in one chunked step; see
+    :func:`losskit.functional.linear_cross_entropy`.
+
+    Owns its output layer as ``self.linear`` (an ``nn.Linear(in_features, num_classes)``, the
+    same ``state_dict`` keys as torch's module), or shares an existing one:
+    :meth:`from_linear` takes a model's LM head (``nn.Linear``) or a bare weight (tied
+    embeddings), without copying it.
+
+    torch equivalent: :class:`torch.nn.LinearCrossEntropyLoss` (torch 2.13), plus ``z_loss``
+    and ``softcap``. After each call ``last_z_loss`` holds the z-loss term alone (detached),
+    for logging.
+
+    Shape: input ``(N, D)`` or ``(B, T, D)``; target ``(N,)`` or ``(B, T)``; output scalar, or
+    the per-token loss for ``"none"``.
+
+    Example:
+        >>> import torch, losskit
+        >>> head = torch.nn.Linear(16, 100, bias=False)
+        >>> loss_fn = losskit.nn.LinearCrossEntropyLoss.from_linear(head, z_loss=1e-4)
+        >>> loss = loss_fn(torch.randn(2, 5, 16), torch.randint(0, 100, (2, 5)))
+        >>> loss.backward(); head.weight.grad.shape
+        torch.Size([100, 16])
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        *,
+        bias: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        weight: torch.Tensor | None = None,
+        reduction: str = "mean",
+        ignore_index: int = -100,
+        label_smoothing: float = 0.0,
+        z_loss: float = 0.0,
+        softcap: float | None = None,
+        chunk_size: int | None = None,
+    ) -> None:
+        super().__init__(weight, reduction)
+        from losskit.functional.large_vocabulary import check_z_loss_and_softcap
+
+        check_z_loss_and_softcap(type(self).__name__, z_loss, softcap)
+        if not 0.0 <= label_smoothing <= 1.0:
+            LF.cross_entropy(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), label_smoothing=label_smoothing)
+        self.linear = nn.Linear(in_features, num_classes, bias=bias, device=device, dtype=dtype)
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+        self.z_loss = z_loss
+        self.softcap = softcap
+        self.chunk_size = chunk_size
+        self.last_z_loss: torch.Tensor | None = None
+
+    @classmethod
+    def from_linear(
+        cls, layer: nn.Linear | torch.Tensor, bias: torch.Tensor | None = None, **kwargs: object
+    ) -> LinearCrossEntropyLoss:
+        """A loss that uses ``layer``'s parameters (shared, not copied): an ``nn.Linear`` or a
+        ``(V, D)`` weight such as a tied embedding matrix (then ``bias`` optionally)."""
+        if isinstance(layer, nn.Linear):
+            if bias is not None:
+                from losskit.checks import fail
+
+                fail(
+                    "LinearCrossEntropyLoss.from_linear: bias was given together with an nn.Linear; "
+                    "expected the bias to come from the layer. Drop the bias argument."
+                )
+            linear = layer
+        elif isinstance(layer, torch.Tensor) and layer.dim() == 2:
+            linear = nn.Linear(layer.shape[1], layer.shape[0], bias=False, device="meta")
+            linear.weight = layer if isinstance(layer, nn.Parameter) else nn.Parameter(layer)
+            if bias is not None:
+                linear.bias = bias if isinstance(bias, nn.Parameter) else nn.Parameter(bias)
+        else:
+            from losskit.checks import describe, fail
+
+            got = describe(layer) if isinstance(layer, torch.Tensor) else type(layer).__name__
+            fail(
+                f"LinearCrossEntropyLoss.from_linear: layer is {got}; expected an nn.Linear or a "
+                "2-D (num_classes, in_features) weight. Pass model.lm_head (or its .weight)."
+            )
+        module = cls(1, 1, device="meta", **kwargs)  # type: ignore[arg-type]
+        module.linear = linear
+        return module
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss, z_term = LF.linear_cross_entropy(
+            input,
+            self.linear.weight,
+            target,
+            linear_bias=self.linear.bias,
+            weight=self.weight,
+            reduction=self.reduction,
+            ignore_index=self.ignore_index,
+            label_smoothing=self.label_smoothing,
+            z_loss=self.z_loss,
+            softcap=self.softcap,
+            chunk_size=self.chunk_size,
+            return_z_loss=True,
+        )
+        self.last_z_loss = z_term.detach()
+        return loss
+
+    def extra_repr(self) -> str:
+        parts = [
+            f"in_features={self.linear.in_features}",
+            f"num_classes={self.linear.out_features}",
+            f"bias={self.linear.bias is not None}",
+            f"reduction={self.reduction!r}",
+        ]
+        if self.ignore_index != -100:
+            parts.append(f"ignore_index={self.ignore_index}")
+        if self.label_smoothing:
+            parts.append(f"label_smoothing={self.label_smoothing}")
+        if self.z_loss:
+            parts.append(f"z_loss={self.z_loss}")
+        if self.softcap is not None:
+            parts.append(f"softcap={self.softcap}")
+        if self.weight is not None:
+            parts.append(f"weight=<{self.weight.numel()} classes>")
+        return ", ".join(parts)

@@ -8,6 +8,7 @@ from losskit.functional.classification import (
     cross_entropy,
     nll_loss,
 )
+from losskit.functional.large_vocabulary import linear_cross_entropy
 from losskit.functional.regression import huber_loss, l1_loss, mse_loss, smooth_l1_loss
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "binary_cross_entropy_with_logits",
     "cross_entropy",
     "nll_loss",
+    "linear_cross_entropy",
 ]

@@ -1,0 +1,206 @@
+"""Large-vocabulary cross-entropy: ``linear_cross_entropy``, fused so the ``N x V`` logits are
+never held (the algorithm lives in :mod:`losskit.fused.linear_cross_entropy`).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from losskit import checks
+from losskit.checks import describe, fail, shape_str
+from losskit.functional._cross_entropy import accumulation_dtype
+from losskit.functional.classification import (
+    _check_class_ids,
+    _check_class_weight,
+    _index_denominator,
+    _warn_if_empty_or_all_ignored,
+)
+from losskit.fused.linear_cross_entropy import LinearCrossEntropyFunction, rows_per_chunk
+
+__all__ = ["linear_cross_entropy"]
+
+
+def check_z_loss_and_softcap(fn: str, z_loss: float, softcap: float | None) -> None:
+    """``z_loss`` must be a non-negative number and ``softcap`` ``None`` or positive."""
+    if isinstance(z_loss, bool) or not isinstance(z_loss, (int, float)) or not z_loss >= 0:
+        fail(
+            f"{fn}: z_loss must be a non-negative number, got {z_loss!r}; expected e.g. 1e-4 "
+            "(PaLM's coefficient). Pass 0.0 to turn the z-loss off."
+        )
+    if softcap is not None and (
+        isinstance(softcap, bool) or not isinstance(softcap, (int, float)) or not softcap > 0
+    ):
+        fail(
+            f"{fn}: softcap must be None or a positive number, got {softcap!r}; expected e.g. "
+            "30.0 (Gemma 2's final-logit cap). Pass None to turn soft-capping off."
+        )
+
+
+def linear_cross_entropy(
+    input: torch.Tensor,
+    linear_weight: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    linear_bias: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
+    reduction: str = "mean",
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    chunk_size: int | None = None,
+    return_z_loss: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    r"""Cross-entropy of a linear layer's output, computed without holding the logits.
+
+    Equal, in value and in the gradients of ``input``, ``linear_weight`` and ``linear_bias``, to
+
+    .. math::
+        \operatorname{cross\_entropy}(x W^\top + b,\ y) \;+\; z \cdot \operatorname{lse}(x W^\top + b)^2
+
+    with logits soft-capped first when ``softcap`` :math:`\kappa` is given
+    (:math:`\kappa \tanh(\text{logits} / \kappa)`, Gemma 2). The z-loss term (PaLM) counts for
+    the same targets as the cross-entropy, is not multiplied by class weights, and is reduced
+    like it (the mean divides by the same denominator).
+
+    torch equivalent: :func:`torch.nn.functional.linear_cross_entropy` (torch 2.13; same
+    argument order) / ``cross_entropy(linear(input, W, b), target)``. torch has no ``z_loss``
+    or ``softcap``.
+
+    The rows are processed in chunks whose float32 logits fit a 64 MiB budget (``chunk_size``
+    overrides the rows per chunk). For ``"mean"`` and ``"sum"`` the gradients are computed
+    during forward (three matrix products, nothing recomputed); ``"none"`` recomputes each
+    chunk's logits in backward so any per-token upstream gradient is exact.
+
+    Args:
+        input: hidden states ``(N, D)`` or ``(B, T, D)``.
+        linear_weight: the output layer's weight ``(V, D)`` (``nn.Linear(D, V).weight``).
+        target: int64 class indices ``(N,)`` or ``(B, T)``.
+        linear_bias: ``(V,)`` bias, optional.
+        weight: ``(V,)`` rescaling weight per class.
+        reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
+        ignore_index: class id whose targets count neither in the loss nor in the mean.
+        label_smoothing: in ``[0, 1]``.
+        z_loss: coefficient of :math:`\operatorname{lse}^2` (0 turns it off; 1e-4 in PaLM).
+        softcap: cap :math:`\kappa > 0` for the logits, or ``None``.
+        chunk_size: rows per chunk (default: from the memory budget).
+        return_z_loss: also return the z-loss term alone (detached), for logging.
+
+    Returns:
+        The loss (a scalar, or ``(N,)`` / ``(B, T)`` for ``"none"``) in ``input``'s dtype; with
+        ``return_z_loss=True`` a pair ``(loss, z_term)``.
+
+    Raises:
+        LossInputError: shapes that do not fit, float or out-of-range class ids, bad
+            ``weight`` / ``reduction`` / ``label_smoothing`` / ``z_loss`` / ``softcap``.
+
+    Note:
+        float16/bfloat16 inputs: the matrix products run in the input dtype; softmax, loss and
+        ``grad_weight`` accumulate in float32 (gradients come back in the inputs' dtypes).
+
+    Example:
+        >>> import torch, losskit.functional as LF
+        >>> h, W = torch.zeros(2, 4), torch.zeros(3, 4)
+        >>> LF.linear_cross_entropy(h, W, torch.tensor([0, 2]))  # uniform over 3 classes: ln 3
+        tensor(1.0986)
+    """
+    fn = "linear_cross_entropy"
+    checks.check_reduction(fn, reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        fail(
+            f"{fn}: label_smoothing must lie in [0, 1], got {label_smoothing!r}; expected e.g. "
+            "0.1. Pass a value between 0.0 (no smoothing) and 1.0."
+        )
+    check_z_loss_and_softcap(fn, z_loss, softcap)
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
+        fail(
+            f"{fn}: chunk_size must be a positive number of rows, got {chunk_size!r}; expected "
+            "e.g. 256. Pass None to choose it from the memory budget."
+        )
+    checks.check_float_input(fn, "input", input)
+    checks.check_float_input(fn, "linear_weight", linear_weight)
+    checks.check_tensor(fn, "target", target)
+    out_dtype = input.dtype
+    if torch.is_autocast_enabled(input.device.type):
+        # what F.linear does under autocast: the product runs in the autocast dtype
+        low = torch.get_autocast_dtype(input.device.type)
+        input, linear_weight = input.to(low), linear_weight.to(low)
+        linear_bias = None if linear_bias is None else linear_bias.to(low)
+    if input.dim() not in (2, 3):
+        fail(
+            f"{fn}: input has shape {shape_str(input.shape)}; expected hidden states (N, D) or "
+            "(B, T, D). Flatten extra axes first, e.g. input.flatten(0, -2)."
+        )
+    d = input.shape[-1]
+    if linear_weight.dim() != 2 or linear_weight.shape[1] != d:
+        fail(
+            f"{fn}: linear_weight has shape {shape_str(linear_weight.shape)}; expected (V, {d}) "
+            f"to match input's last axis ({d}). Pass the output layer's weight, e.g. "
+            "lm_head.weight of nn.Linear(D, V)."
+        )
+    n_classes = linear_weight.shape[0]
+    if linear_weight.dtype != input.dtype or linear_weight.device != input.device:
+        fail(
+            f"{fn}: linear_weight has {describe(linear_weight)} on {linear_weight.device}, input has "
+            f"{describe(input)} on {input.device}; expected the same dtype and device. Use "
+            "linear_weight.to(input) (or run under torch.autocast)."
+        )
+    if linear_bias is not None:
+        checks.check_float_input(fn, "linear_bias", linear_bias)
+        if linear_bias.shape != (n_classes,) or linear_bias.dtype != input.dtype:
+            fail(
+                f"{fn}: linear_bias has {describe(linear_bias)}; expected shape ({n_classes},) "
+                f"and dtype {str(input.dtype).replace('torch.', '')}. Pass the layer's bias, or None."
+            )
+    expected = tuple(input.shape[:-1])
+    if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
+        fail(
+            f"{fn}: target has {describe(target)}; expected int64 class indices of shape "
+            f"{shape_str(expected)}. Use target.long() (for class-probability targets use "
+            "cross_entropy(F.linear(input, linear_weight, linear_bias), target)).",
+            dtype=True,
+        )
+    if tuple(target.shape) != expected:
+        fix = "Use target.squeeze(-1)." if tuple(target.shape) == expected + (1,) else (
+            "Give one class id per row of input."
+        )
+        fail(
+            f"{fn}: target has shape {shape_str(target.shape)}; expected {shape_str(expected)} "
+            f"(one class id per hidden state of input {shape_str(input.shape)}). {fix}"
+        )
+    mode = checks.level(input)
+    if mode != "off":
+        _check_class_weight(fn, weight, n_classes)
+    if mode == "full":
+        _check_class_ids(fn, target, n_classes, ignore_index)
+    if weight is not None and weight.requires_grad and torch.is_grad_enabled():
+        fail(
+            f"{fn}: weight requires grad; expected constant class weights (their gradient is "
+            "not computed). Pass weight.detach()."
+        )
+
+    h = input.reshape(-1, d)
+    ids = target.reshape(-1).long()
+    denominator = None
+    scale = None
+    if reduction == "mean":
+        denominator = _index_denominator(ids, weight, ignore_index, n_classes)
+        scale = 1.0 / denominator.to(accumulation_dtype(input.dtype))
+    elif reduction == "sum":
+        scale = torch.ones((), dtype=accumulation_dtype(input.dtype), device=input.device)
+    rows = chunk_size or rows_per_chunk(h.shape[0], n_classes, input.dtype, softcap)
+    loss, z_term = LinearCrossEntropyFunction.apply(
+        h, linear_weight, linear_bias, ids, weight, ignore_index, label_smoothing, z_loss,
+        None if softcap is None else float(softcap), scale, rows, torch.is_grad_enabled(),
+    )
+    if reduction == "none":
+        loss = loss.reshape(expected)
+        z_term = z_term.reshape(expected)
+    loss = loss.to(out_dtype)
+    if mode != "off":
+        _warn_if_empty_or_all_ignored(fn, reduction, ids.numel(), denominator, mode)
+    if mode == "full":
+        checks.warn_nonfinite_result(fn, loss, input)
+    if return_z_loss:
+        return loss, z_term.to(out_dtype)
+    return loss

@@ -1,0 +1,271 @@
+"""Fused linear + cross-entropy: the loss of ``cross_entropy(input @ W.T + b, target)`` without
+ever holding the ``N x V`` logits.
+
+The rows of ``input`` are walked in chunks whose logits fit a memory budget
+(:data:`CHUNK_BYTES`). For ``reduction="mean"`` / ``"sum"`` the gradients are computed during
+the forward pass, while each chunk's logits are at hand: per chunk one matrix product makes the
+logits, the softmax gradient overwrites them in place, and two more products give that chunk's
+rows of ``grad_input`` and its share of ``grad_weight``. That is the three matrix products any
+implementation must do, and nothing is recomputed; backward only scales the stored gradients by
+the upstream (scalar) gradient. ``reduction="none"`` cannot know the per-row upstream gradient
+in forward, so its backward recomputes each chunk's logits (four products instead of three).
+
+Memory: one chunk of float32 logits (two with ``softcap``), ``grad_input`` (``N x D``) and
+``grad_weight`` (``V x D`` in float32, which autograd then takes over as ``.grad``).
+
+Everything is plain torch operations, so it runs on any device torch runs on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from losskit.functional._cross_entropy import accumulation_dtype
+from losskit.fused._rows import ChunkGrad, RowOptions, chunk_loss
+
+#: Memory budget for one chunk of float32 logits (and its soft-capping twin). Large enough that
+#: the chunk's matrix products run at full speed on a CPU (hundreds of rows for a 32k-128k
+#: vocabulary), small next to the logits it replaces (8,192 x 128k x 4 bytes = 4 GiB).
+CHUNK_BYTES = 64 * 2**20
+
+
+def rows_per_chunk(n_rows: int, n_classes: int, dtype: torch.dtype, softcap: float | None) -> int:
+    """Rows per chunk so that the chunk's scratch logits fit :data:`CHUNK_BYTES`."""
+    per_row = n_classes * 4 * (2 if softcap is not None else 1)
+    if dtype not in (torch.float32, torch.float64):
+        per_row += n_classes * torch.finfo(dtype).bits // 8  # the low-precision product
+    elif dtype == torch.float64:
+        per_row *= 2
+    return max(1, min(n_rows, CHUNK_BYTES // max(per_row, 1)))
+
+
+def _chunk_logits(
+    h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, buf: torch.Tensor
+) -> torch.Tensor:
+    """``h @ w.T + b`` written into ``buf`` (the accumulation dtype) and returned."""
+    if h.dtype == buf.dtype:
+        if b is None:
+            return torch.mm(h, w.t(), out=buf)
+        return torch.addmm(b, h, w.t(), out=buf)
+    product = torch.mm(h, w.t()) if b is None else torch.addmm(b, h, w.t())
+    return buf.copy_(product)
+
+
+class LinearCrossEntropyFunction(torch.autograd.Function):
+    """``(loss, z_loss)`` of ``cross_entropy(h @ W.T + b, target)``; see the module docstring.
+
+    ``h`` is ``(N, D)``, ``target`` ``(N,)`` int64. ``scale`` is ``1 / denominator`` for the
+    mean and ``1`` for the sum (``None`` for ``"none"``); ``track`` says whether autograd is
+    recording (inside ``forward`` grad mode is always off).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        h: torch.Tensor,
+        w: torch.Tensor,
+        b: torch.Tensor | None,
+        target: torch.Tensor,
+        weight: torch.Tensor | None,
+        ignore_index: int,
+        label_smoothing: float,
+        z_loss: float,
+        softcap: float | None,
+        scale: torch.Tensor | None,
+        rows: int,
+        track: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(h.device.type, enabled=False):  # inputs arrive already cast
+            return LinearCrossEntropyFunction._forward(
+                ctx, h, w, b, target, weight, ignore_index, label_smoothing, z_loss, softcap, scale, rows, track
+            )
+
+    @staticmethod
+    def _forward(
+        ctx: Any,
+        h: torch.Tensor,
+        w: torch.Tensor,
+        b: torch.Tensor | None,
+        target: torch.Tensor,
+        weight: torch.Tensor | None,
+        ignore_index: int,
+        label_smoothing: float,
+        z_loss: float,
+        softcap: float | None,
+        scale: torch.Tensor | None,
+        rows: int,
+        track: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        acc = accumulation_dtype(h.dtype)
+        n, n_classes = h.shape[0], w.shape[0]
+        valid = target != ignore_index
+        in_range = (target >= 0) & (target < n_classes)
+        use = valid & in_range
+        safe = torch.where(use, target, torch.zeros_like(target))
+        opts = RowOptions(
+            n_classes, None if weight is None else weight.to(acc), float(label_smoothing), float(z_loss), softcap
+        )
+        need_h = track and h.requires_grad
+        need_w = track and w.requires_grad
+        need_b = track and b is not None and b.requires_grad
+        eager = scale is not None and (need_h or need_w or need_b)
+        # full-precision products take the folded gradient (no pass over the chunk to scale it);
+        # low precision materialises the gradient in float32 before rounding it for the product
+        fold = h.dtype == acc
+
+        loss_rows = torch.empty(n, dtype=acc, device=h.device)
+        z_rows = torch.zeros(n, dtype=acc, device=h.device) if z_loss else None
+        grads = _Grads(h, w, b, need_h, need_w, need_b, acc, opts) if eager else None
+        # zero for rows that do not count (also when the mean's denominator is 0: all ignored)
+        row_grad = torch.where(use, scale.to(acc), torch.zeros((), dtype=acc, device=h.device)) if eager else None
+        buf = torch.empty(min(rows, n), n_classes, dtype=acc, device=h.device)
+        for start in range(0, n, rows):
+            sl = slice(start, min(start + rows, n))
+            hc = h[sl]
+            logits = _chunk_logits(hc, w, b, buf[: hc.shape[0]])
+            loss_c, z_c, g = chunk_loss(
+                logits, safe[sl], use[sl], opts, None if row_grad is None else row_grad[sl], fold=fold
+            )
+            loss_rows[sl] = loss_c
+            if z_rows is not None:
+                z_rows[sl] = z_c
+            if grads is not None:
+                grads.add_chunk(sl, hc, safe[sl], g)
+        del buf
+        # an out-of-range id that no check stopped gives NaN, never a device-side assert
+        loss_rows = torch.where(valid & ~in_range, torch.full_like(loss_rows, float("nan")), loss_rows)
+        if scale is None:
+            loss, z_out = loss_rows, (z_rows if z_rows is not None else torch.zeros_like(loss_rows))
+        else:
+            loss = loss_rows.sum() * scale
+            z_out = z_rows.sum() * scale if z_rows is not None else torch.zeros((), dtype=acc, device=h.device)
+        ctx.mark_non_differentiable(z_out)
+        ctx.grads = grads
+        ctx.opts = opts
+        ctx.rows = rows
+        ctx.needs = (need_h, need_w, need_b)
+        ctx.fold = fold
+        if grads is None and track:  # "none": backward recomputes the chunks
+            ctx.save_for_backward(h, w, b, safe, use)
+        return loss, z_out
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: torch.Tensor, grad_z: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        grads: _Grads | None = ctx.grads
+        ctx.grads = None
+        if grads is not None:
+            return (*grads.result(grad_loss), *[None] * 10)
+        with torch.autocast(grad_loss.device.type, enabled=False):
+            h, w, b, safe, use = ctx.saved_tensors
+            acc = accumulation_dtype(h.dtype)
+            need_h, need_w, need_b = ctx.needs
+            grads = _Grads(h, w, b, need_h, need_w, need_b, acc, ctx.opts)
+            row_grad = grad_loss.to(acc) * use
+            rows = ctx.rows
+            buf = torch.empty(min(rows, h.shape[0]), w.shape[0], dtype=acc, device=h.device)
+            for start in range(0, h.shape[0], rows):
+                sl = slice(start, min(start + rows, h.shape[0]))
+                hc = h[sl]
+                logits = _chunk_logits(hc, w, b, buf[: hc.shape[0]])
+                _, _, g = chunk_loss(logits, safe[sl], use[sl], ctx.opts, row_grad[sl], fold=ctx.fold)
+                grads.add_chunk(sl, hc, safe[sl], g)
+            return (*grads.result(None), *[None] * 10)
+
+
+class _Grads:
+    """The gradient buffers of one call, filled chunk by chunk.
+
+    A folded :class:`ChunkGrad` ``G = a * P + b * onehot(t) + c * w`` (per-row ``a, b, c``)
+    enters the products through their small operands::
+
+        grad_h[rows] = a * (P @ W) + b * W[t] + c * (w @ W)
+        grad_W      += P.T @ (a * h) + index_add(t, b * h) + outer(w, sum_rows(c * h))
+        grad_b      += P.T @ a + index_add(t, b) + w * sum(c)
+
+    The smoothing terms (``c``) are summed over chunks and added once in :meth:`result`.
+    """
+
+    def __init__(
+        self,
+        h: torch.Tensor,
+        w: torch.Tensor,
+        b: torch.Tensor | None,
+        need_h: bool,
+        need_w: bool,
+        need_b: bool,
+        acc: torch.dtype,
+        opts: RowOptions,
+    ) -> None:
+        self.w = w
+        self.class_weight = opts.weight
+        self.dtypes = (h.dtype, w.dtype, None if b is None else b.dtype)
+        self.h = torch.empty(h.shape, dtype=h.dtype, device=h.device) if need_h else None
+        self.weight = torch.zeros(w.shape, dtype=acc, device=w.device) if need_w else None
+        self.bias = torch.zeros(w.shape[0], dtype=acc, device=w.device) if need_b else None
+        self.smooth_h: torch.Tensor | None = None  # sum over rows of c * h  (D,)
+        self.smooth_sum: torch.Tensor | None = None  # sum over rows of c
+        self._weighted_w: torch.Tensor | None = None  # w @ W  (D,)
+
+    def _class_sum_of_w(self) -> torch.Tensor:
+        if self._weighted_w is None:
+            cw = self.class_weight
+            self._weighted_w = self.w.sum(0) if cw is None else cw.to(self.w.dtype) @ self.w
+        return self._weighted_w
+
+    def add_chunk(self, sl: slice, hc: torch.Tensor, target: torch.Tensor, g: ChunkGrad) -> None:
+        """Add chunk ``sl``'s share, given its :class:`ChunkGrad`."""
+        if g.row_coef is None:
+            self._add_matrix(sl, hc, g.matrix)
+            return
+        p, a, b, c = g.matrix, g.row_coef, g.target_coef, g.smooth_coef
+        if self.h is not None:
+            out = self.h[sl]
+            torch.mm(p, self.w, out=out)
+            out.mul_(a.unsqueeze(1)).add_(self.w[target] * b.unsqueeze(1))
+            if c is not None:
+                out.add_(torch.outer(c, self._class_sum_of_w()))
+        if self.weight is not None:
+            self.weight.addmm_(p.t(), hc * a.unsqueeze(1))
+            self.weight.index_add_(0, target, hc * b.unsqueeze(1))
+        if self.bias is not None:
+            self.bias.addmv_(p.t(), a)
+            self.bias.index_add_(0, target, b)
+        if c is not None:
+            ch = c @ hc
+            self.smooth_h = ch if self.smooth_h is None else self.smooth_h + ch
+            cs = c.sum()
+            self.smooth_sum = cs if self.smooth_sum is None else self.smooth_sum + cs
+
+    def _add_matrix(self, sl: slice, hc: torch.Tensor, g: torch.Tensor) -> None:
+        if self.h is not None:
+            if g.dtype == self.w.dtype:
+                torch.mm(g, self.w, out=self.h[sl])
+            else:
+                self.h[sl] = torch.mm(g.to(self.w.dtype), self.w)
+        if self.weight is not None:
+            self.weight.addmm_(g.t(), hc if hc.dtype == g.dtype else hc.to(g.dtype))
+        if self.bias is not None:
+            self.bias += g.sum(0)
+
+    def result(self, grad_loss: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+        """The three gradients, scaled by the upstream scalar gradient, in the inputs' dtypes."""
+        if self.smooth_h is not None:
+            cw = self.class_weight
+            if cw is None:
+                cw = torch.ones(self.w.shape[0], dtype=self.smooth_h.dtype, device=self.w.device)
+            if self.weight is not None:
+                self.weight.addr_(cw, self.smooth_h)
+            if self.bias is not None:
+                self.bias.add_(cw * self.smooth_sum)
+        out = []
+        for buf, dtype in zip((self.h, self.weight, self.bias), self.dtypes):
+            if buf is None:
+                out.append(None)
+                continue
+            if grad_loss is not None:
+                buf.mul_(grad_loss)
+            out.append(buf if buf.dtype == dtype else buf.to(dtype))
+        self.h = self.weight = self.bias = None
+        return tuple(out)
