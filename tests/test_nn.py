@@ -77,7 +77,13 @@ def test_positional_order_matches_torch_functional():
 
     import torch.nn.functional as F
 
+    def split(fn):
+        params = inspect.signature(fn).parameters.values()
+        positional = [p.name for p in params if p.kind != p.KEYWORD_ONLY]
+        return positional, {p.name for p in params if p.kind == p.KEYWORD_ONLY}
+
     for name in losskit.functional.__all__:
-        ours = list(inspect.signature(getattr(losskit.functional, name)).parameters)
-        theirs = list(inspect.signature(getattr(F, name)).parameters)
+        ours, our_keywords = split(getattr(losskit.functional, name))
+        theirs, their_keywords = split(getattr(F, name))
         assert ours == theirs, name
+        assert their_keywords <= our_keywords, name  # losskit may add keyword-only options

@@ -46,6 +46,7 @@ def linear_cross_entropy(
     reduction: str = "mean",
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
+    options: object | None = None,
     z_loss: float = 0.0,
     softcap: float | None = None,
     chunk_size: int | None = None,
@@ -81,6 +82,9 @@ def linear_cross_entropy(
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
         ignore_index: class id whose targets count neither in the loss nor in the mean.
         label_smoothing: in ``[0, 1]``.
+        options: accepted for drop-in compatibility with torch 2.13; losskit always chunks.
+            A ``LinearCrossEntropyOptions(batch_chunk_size=k)`` sets the rows per chunk
+            (as ``chunk_size`` does); its other fields do not apply.
         z_loss: coefficient of :math:`\operatorname{lse}^2` (0 turns it off; 1e-4 in PaLM).
         softcap: cap :math:`\kappa > 0` for the logits, or ``None``.
         chunk_size: rows per chunk (default: from the memory budget).
@@ -112,6 +116,8 @@ def linear_cross_entropy(
             "0.1. Pass a value between 0.0 (no smoothing) and 1.0."
         )
     check_z_loss_and_softcap(fn, z_loss, softcap)
+    if chunk_size is None and options is not None:
+        chunk_size = getattr(options, "batch_chunk_size", None)
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         fail(
             f"{fn}: chunk_size must be a positive number of rows, got {chunk_size!r}; expected "
