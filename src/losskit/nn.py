@@ -214,22 +214,46 @@ class CrossEntropyLoss(_WeightedLoss):
         ignore_index: int = -100,
         reduction: str = "mean",
         label_smoothing: float = 0.0,
+        z_loss: float = 0.0,
+        softcap: float | None = None,
     ) -> None:
         super().__init__(weight, reduction)
         if not 0.0 <= label_smoothing <= 1.0:
             LF.cross_entropy(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), label_smoothing=label_smoothing)
+        from losskit.functional.large_vocabulary import check_z_loss_and_softcap
+
+        check_z_loss_and_softcap(type(self).__name__, z_loss, softcap)
         self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
+        self.z_loss = z_loss
+        self.softcap = softcap
+        #: the z-loss term of the last call alone (detached), for logging; None without z_loss
+        self.last_z_loss: torch.Tensor | None = None
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return LF.cross_entropy(
+        if not self.z_loss:
+            return LF.cross_entropy(
+                input,
+                target,
+                weight=self.weight,
+                ignore_index=self.ignore_index,
+                reduction=self.reduction,
+                label_smoothing=self.label_smoothing,
+                softcap=self.softcap,
+            )
+        loss, z_term = LF.cross_entropy(
             input,
             target,
             weight=self.weight,
             ignore_index=self.ignore_index,
             reduction=self.reduction,
             label_smoothing=self.label_smoothing,
+            z_loss=self.z_loss,
+            softcap=self.softcap,
+            return_z_loss=True,
         )
+        self.last_z_loss = z_term.detach()
+        return loss
 
     def extra_repr(self) -> str:
         parts = [f"reduction={self.reduction!r}"]
@@ -237,6 +261,10 @@ class CrossEntropyLoss(_WeightedLoss):
             parts.append(f"ignore_index={self.ignore_index}")
         if self.label_smoothing:
             parts.append(f"label_smoothing={self.label_smoothing}")
+        if self.z_loss:
+            parts.append(f"z_loss={self.z_loss}")
+        if self.softcap is not None:
+            parts.append(f"softcap={self.softcap}")
         if self.weight is not None:
             parts.append(f"weight=<{self.weight.numel()} classes>")
         return ", ".join(parts)

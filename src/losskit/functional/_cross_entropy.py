@@ -86,7 +86,9 @@ class CrossEntropyFunction(torch.autograd.Function):
         ignore_index: int,
         label_smoothing: float,
         prob_target: bool,
-    ) -> torch.Tensor:
+        z_loss: float = 0.0,
+        softcap: float | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         acc = accumulation_dtype(x.dtype)
         n_classes = x.shape[1]
         eps = float(label_smoothing)
@@ -101,6 +103,8 @@ class CrossEntropyFunction(torch.autograd.Function):
         for idx in _chunks(x):
             rows = _rowwise(idx)
             xc = x[idx].to(acc)
+            if softcap is not None:
+                xc = torch.tanh(xc / softcap).mul_(softcap)
             m = xc.amax(1, keepdim=True)
             shifted = xc - m
             if prob_target:
@@ -123,7 +127,10 @@ class CrossEntropyFunction(torch.autograd.Function):
             in_range = (target >= 0) & (target < n_classes)
             use = valid & in_range
             safe_target = torch.where(use, target, torch.zeros_like(target))
-            shifted_t = x.gather(1, safe_target.unsqueeze(1)).squeeze(1).to(acc) - row_max
+            x_t = x.gather(1, safe_target.unsqueeze(1)).squeeze(1).to(acc)
+            if softcap is not None:
+                x_t = torch.tanh(x_t / softcap) * softcap
+            shifted_t = x_t - row_max
             w_t = 1.0 if w is None else w[safe_target]
             loss = (1.0 - eps) * w_t * (log_sum - shifted_t)
             if shifted_sum is not None:
@@ -133,15 +140,29 @@ class CrossEntropyFunction(torch.autograd.Function):
             # an out-of-range class id that the checks did not stop (checks off, or no value
             # checks on an accelerator) gives NaN instead of a device-side assert
             loss = torch.where(valid & ~in_range, torch.full_like(loss, float("nan")), loss)
+        z_rows = torch.zeros_like(loss)
+        if z_loss:
+            lse = row_max + log_sum
+            z_rows = z_loss * lse * lse
+            if use is not None:
+                z_rows = torch.where(use, z_rows, torch.zeros_like(z_rows))
+            loss = loss + z_rows
+        ctx.mark_non_differentiable(z_rows)
         ctx.save_for_backward(x, safe_target, row_max, log_sum, weight, use)
         ctx.eps = eps
         ctx.prob_target = prob_target
-        return loss
+        ctx.z_loss = float(z_loss)
+        ctx.softcap = softcap
+        return loss, z_rows
 
     @staticmethod
-    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_loss: torch.Tensor, grad_z: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         x, target, row_max, log_sum, weight, use = ctx.saved_tensors
         eps: float = ctx.eps
+        zc: float = ctx.z_loss
+        cap: float | None = ctx.softcap
+        # z-loss adds 2 z lse p_c to the gradient of each counted row
+        z_coef = 2.0 * zc * (row_max + log_sum) if zc else None
         acc = row_max.dtype
         n_classes = x.shape[1]
         w = None if weight is None else weight.to(acc)
@@ -158,9 +179,15 @@ class CrossEntropyFunction(torch.autograd.Function):
             total_w = float(n_classes) if w is None else w.sum()
             target_coef = row_g * ((1.0 - eps) * w_t)
             row_scale = (target_coef + row_g * (eps * total_w / n_classes)) * inv_sum
+            if z_coef is not None:
+                row_scale = row_scale + row_g * z_coef * inv_sum
         for idx in _chunks(x):
             rows = _rowwise(idx)
             xc = x[idx]
+            tanh_c = None
+            if cap is not None:  # soft-capped logits, and tanh(x / cap) for the chain rule
+                tanh_c = torch.tanh(xc.to(acc) / cap)
+                xc = tanh_c * cap
             m = row_max[rows].unsqueeze(1)
             gc = row_g[rows].unsqueeze(1)
             if grad_x is not None:
@@ -171,7 +198,10 @@ class CrossEntropyFunction(torch.autograd.Function):
                     wy = _smoothed(target[idx].to(acc), eps, n_classes)
                     if w is not None:
                         wy = wy * _class_view(w, wy)
-                    scale = wy.sum(1, keepdim=True) * gc * inv_sum[rows].unsqueeze(1)
+                    mass = wy.sum(1, keepdim=True)
+                    if z_coef is not None:
+                        mass = mass + z_coef[rows].unsqueeze(1)
+                    scale = mass * gc * inv_sum[rows].unsqueeze(1)
                     buf.mul_(scale).sub_(wy * gc)
                 else:
                     buf.mul_(row_scale[rows].unsqueeze(1))
@@ -179,6 +209,8 @@ class CrossEntropyFunction(torch.autograd.Function):
                     if eps > 0:
                         smooth = gc * (eps / n_classes)
                         buf.sub_(smooth if w is None else smooth * _class_view(w, buf))
+                if tanh_c is not None:
+                    buf.mul_(tanh_c.square_().neg_().add_(1.0))
                 if x.dtype != acc:
                     grad_x[idx].copy_(buf)
             if grad_t is not None:
@@ -187,7 +219,7 @@ class CrossEntropyFunction(torch.autograd.Function):
                 if w is not None:
                     neg_logp = neg_logp * _class_view(w, neg_logp)
                 grad_t[idx].copy_(neg_logp * ((1.0 - eps) * gc))
-        return grad_x, grad_t, None, None, None, None
+        return grad_x, grad_t, None, None, None, None, None, None
 
 
 def _smoothed(y: torch.Tensor, eps: float, n_classes: int) -> torch.Tensor:
@@ -201,6 +233,9 @@ def cross_entropy_unreduced(
     ignore_index: int,
     label_smoothing: float,
     prob_target: bool,
-) -> torch.Tensor:
-    """Per-row loss of ``x`` ``(N, C[, S])`` in the accumulation dtype (see module docstring)."""
-    return CrossEntropyFunction.apply(x, target, weight, ignore_index, label_smoothing, prob_target)
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row loss of ``x`` ``(N, C[, S])`` in the accumulation dtype (see module docstring),
+    and the z-loss term of each row alone (detached; zeros without ``z_loss``)."""
+    return CrossEntropyFunction.apply(x, target, weight, ignore_index, label_smoothing, prob_target, z_loss, softcap)

@@ -226,7 +226,11 @@ def cross_entropy(
     reduce: None = None,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
-) -> torch.Tensor:
+    *,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_z_loss: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     r"""Softmax cross-entropy between logits and class indices or class probabilities.
 
     For class indices :math:`y_n` with weights :math:`w` and smoothing :math:`\varepsilon`:
@@ -239,6 +243,11 @@ def cross_entropy(
     For class probabilities :math:`p_{n,c}`: :math:`\ell_n = -\sum_c w_c\, p'_{n,c} \log
     \operatorname{softmax}(x_n)_c` with :math:`p' = (1-\varepsilon) p + \varepsilon / C`, and the
     mean divides by the number of samples.
+
+    losskit-only options (no torch equivalent): ``z_loss`` adds :math:`z \operatorname{lse}(x_n)^2`
+    to each counted row (PaLM; reduced like the loss, not multiplied by class weights) and
+    ``softcap`` :math:`\kappa` replaces the logits by :math:`\kappa \tanh(x / \kappa)` first
+    (Gemma 2).
 
     torch equivalent: :func:`torch.nn.functional.cross_entropy` (same values and gradients).
     losskit's kernel keeps only one log-sum-exp per row for backward (torch keeps the full
@@ -254,9 +263,13 @@ def cross_entropy(
             (class indices only).
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
         label_smoothing: in ``[0, 1]``; mixes the target with the uniform distribution.
+        z_loss: coefficient of the z-loss (0 turns it off; 1e-4 in PaLM).
+        softcap: logit cap :math:`\kappa > 0`, or ``None``.
+        return_z_loss: also return the z-loss term alone (detached, reduced the same way).
 
     Returns:
-        A scalar, or the per-sample loss of shape ``(N, d1, ..., dK)`` for ``"none"``.
+        A scalar, or the per-sample loss of shape ``(N, d1, ..., dK)`` for ``"none"``; with
+        ``return_z_loss=True`` a pair ``(loss, z_term)``.
 
     Raises:
         LossInputError: class id out of range, float class indices, integer one-hot targets,
@@ -281,6 +294,10 @@ def cross_entropy(
             f"{fn}: label_smoothing must lie in [0, 1], got {label_smoothing!r}; expected e.g. "
             "0.1. Pass a value between 0.0 (no smoothing) and 1.0."
         )
+    from losskit.functional.large_vocabulary import check_z_loss_and_softcap
+
+    check_z_loss_and_softcap(fn, z_loss, softcap)
+    cap = None if softcap is None else float(softcap)
     checks.check_float_input(fn, "input", input)
     if input.dim() == 0:
         fail(
@@ -317,27 +334,35 @@ def cross_entropy(
     x = _flatten_classes(input)
     if prob_target:
         out_dtype = torch.promote_types(input.dtype, target.dtype)
-        rows = cross_entropy_unreduced(x, _flatten_classes(target), weight, ignore_index, label_smoothing, True)
+        rows, z_rows = cross_entropy_unreduced(
+            x, _flatten_classes(target), weight, ignore_index, label_smoothing, True, z_loss, cap
+        )
         n_rows = rows.numel()
-        loss = reduce_with_denominator(rows, reduction, float(n_rows) if n_rows else float("nan"))
+        mean_denominator: torch.Tensor | float = float(n_rows) if n_rows else float("nan")
+        loss = reduce_with_denominator(rows, reduction, mean_denominator)
         denominator = None
         row_shape = tuple(input.shape[:class_dim]) + tuple(input.shape[class_dim + 1 :])
     else:
         out_dtype = input.dtype
         ids = _flatten_ids(target.long(), input.dim())
-        rows = cross_entropy_unreduced(x, ids, weight, ignore_index, label_smoothing, False)
+        rows, z_rows = cross_entropy_unreduced(x, ids, weight, ignore_index, label_smoothing, False, z_loss, cap)
         denominator = None
         if reduction == "mean":
             denominator = _index_denominator(ids, weight, ignore_index, n_classes)
-        loss = reduce_with_denominator(rows, reduction, denominator if denominator is not None else 1.0)
+        mean_denominator = denominator if denominator is not None else 1.0
+        loss = reduce_with_denominator(rows, reduction, mean_denominator)
         row_shape = tuple(target.shape)
+    z_term = reduce_with_denominator(z_rows, reduction, mean_denominator) if return_z_loss else None
     if reduction == "none":
         loss = loss.reshape(row_shape)
+        z_term = None if z_term is None else z_term.reshape(row_shape)
     loss = loss.to(out_dtype)
     if mode != "off":
         _warn_if_empty_or_all_ignored(fn, reduction, rows.numel(), denominator, mode)
     if mode == "full":
         checks.warn_nonfinite_result(fn, loss, input)
+    if z_term is not None:
+        return loss, z_term.to(out_dtype)
     return loss
 
 
