@@ -62,3 +62,42 @@ def torch_reference(name: str) -> Callable[..., torch.Tensor]:
     import torch.nn.functional as F
 
     return getattr(F, name)
+
+
+def linear_cross_entropy_reference(
+    input: torch.Tensor,
+    linear_weight: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    linear_bias: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
+    reduction: str = "mean",
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+) -> torch.Tensor:
+    """Plain torch: full logits, optional Gemma-2 soft-cap, ``F.cross_entropy``, plus PaLM's
+    z-loss ``z * logsumexp(logits)**2`` on counted rows, reduced with the cross-entropy's
+    denominator (the sum of the counted targets' class weights for ``"mean"``)."""
+    import torch.nn.functional as F
+
+    logits = F.linear(input, linear_weight, linear_bias)
+    if softcap is not None:
+        logits = softcap * torch.tanh(logits / softcap)
+    flat = logits.reshape(-1, logits.shape[-1])
+    ids = target.reshape(-1)
+    kwargs = dict(weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing)
+    if not z_loss:
+        loss = F.cross_entropy(flat, ids, reduction=reduction, **kwargs)
+        return loss.reshape(target.shape) if reduction == "none" else loss
+    rows = F.cross_entropy(flat, ids, reduction="none", **kwargs)
+    counted = ids != ignore_index
+    lse = torch.logsumexp(flat, dim=-1)
+    rows = rows + torch.where(counted, z_loss * lse**2, torch.zeros_like(lse))
+    if reduction == "none":
+        return rows.reshape(target.shape)
+    if reduction == "sum":
+        return rows.sum()
+    w_t = counted.to(rows.dtype) if weight is None else weight[ids.clamp(min=0)] * counted
+    return rows.sum() / w_t.sum()

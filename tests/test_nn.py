@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -87,3 +89,50 @@ def test_positional_order_matches_torch_functional():
         theirs, their_keywords = split(getattr(F, name))
         assert ours == theirs, name
         assert their_keywords <= our_keywords, name  # losskit may add keyword-only options
+
+
+def test_linear_cross_entropy_module_matches_torch_module():
+    torch.manual_seed(0)
+    ours = losskit.nn.LinearCrossEntropyLoss(12, 40, bias=True, label_smoothing=0.1)
+    theirs = torch.nn.LinearCrossEntropyLoss(12, 40, bias=True, label_smoothing=0.1, ignore_index=-100)
+    assert list(ours.state_dict()) == list(theirs.state_dict())  # checkpoints load either way
+    theirs.load_state_dict(ours.state_dict())
+    x, t = torch.randn(3, 7, 12), torch.randint(0, 40, (3, 7))
+    t[0, :2] = -100
+    a, b = ours(x, t), theirs(x.reshape(-1, 12), t.reshape(-1))
+    a.backward(), b.backward()
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(ours.linear.weight.grad, theirs.linear.weight.grad, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(ours.linear.bias.grad, theirs.linear.bias.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_linear_cross_entropy_module_shares_an_existing_head_or_tied_weight():
+    head = torch.nn.Linear(8, 30)
+    loss_fn = losskit.nn.LinearCrossEntropyLoss.from_linear(head, z_loss=1e-2)
+    assert loss_fn.linear is head
+    x, t = torch.randn(5, 8), torch.randint(0, 30, (5,))
+    loss_fn(x, t).backward()
+    logits = head(x)
+    lse = torch.logsumexp(logits, 1)
+    expected_z = 1e-2 * (lse**2).mean()
+    torch.testing.assert_close(loss_fn.last_z_loss, expected_z.detach())
+    assert head.weight.grad is not None and head.bias.grad is not None
+
+    embedding = torch.nn.Embedding(30, 8)  # tied input/output embeddings
+    tied = losskit.nn.LinearCrossEntropyLoss.from_linear(embedding.weight)
+    assert tied.linear.weight is embedding.weight
+    tied(x, t).backward()
+    ref_w = embedding.weight.detach().clone().requires_grad_()
+    torch.nn.functional.cross_entropy(x @ ref_w.T, t).backward()
+    torch.testing.assert_close(embedding.weight.grad, ref_w.grad)
+    with pytest.raises(losskit.LossInputError, match=r"layer is str; expected an nn.Linear"):
+        losskit.nn.LinearCrossEntropyLoss.from_linear("lm_head")
+
+
+def test_cross_entropy_module_z_loss_for_logging():
+    loss_fn = losskit.nn.CrossEntropyLoss(z_loss=0.5, softcap=10.0)
+    assert repr(loss_fn) == "CrossEntropyLoss(reduction='mean', z_loss=0.5, softcap=10.0)"
+    # zero logits: lse = ln 4, z-term = 0.5 ln(4)^2, loss = ln 4 + that
+    loss = loss_fn(torch.zeros(2, 4), torch.tensor([0, 3]))
+    torch.testing.assert_close(loss_fn.last_z_loss, torch.tensor(0.5 * math.log(4) ** 2))
+    torch.testing.assert_close(loss, torch.tensor(math.log(4) + 0.5 * math.log(4) ** 2))

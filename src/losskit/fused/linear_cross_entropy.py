@@ -142,36 +142,54 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
             loss = loss_rows.sum() * scale
             z_out = z_rows.sum() * scale if z_rows is not None else torch.zeros((), dtype=acc, device=h.device)
         ctx.mark_non_differentiable(z_out)
-        ctx.grads = grads
         ctx.opts = opts
         ctx.rows = rows
         ctx.needs = (need_h, need_w, need_b)
         ctx.fold = fold
-        if grads is None and track:  # "none": backward recomputes the chunks
+        ctx.dtypes = (h.dtype, w.dtype, None if b is None else b.dtype)
+        ctx.eager = grads is not None
+        if grads is not None:  # the finished gradients wait for the upstream scalar
+            ctx.save_for_backward(*grads.finish())
+        elif track:  # "none": backward recomputes the chunks
             ctx.save_for_backward(h, w, b, safe, use)
         return loss, z_out
 
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor, grad_z: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
-        grads: _Grads | None = ctx.grads
-        ctx.grads = None
-        if grads is not None:
-            return (*grads.result(grad_loss), *[None] * 10)
-        with torch.autocast(grad_loss.device.type, enabled=False):
-            h, w, b, safe, use = ctx.saved_tensors
-            acc = accumulation_dtype(h.dtype)
-            need_h, need_w, need_b = ctx.needs
-            grads = _Grads(h, w, b, need_h, need_w, need_b, acc, ctx.opts)
-            row_grad = grad_loss.to(acc) * use
-            rows = ctx.rows
-            buf = torch.empty(min(rows, h.shape[0]), w.shape[0], dtype=acc, device=h.device)
-            for start in range(0, h.shape[0], rows):
-                sl = slice(start, min(start + rows, h.shape[0]))
-                hc = h[sl]
-                logits = _chunk_logits(hc, w, b, buf[: hc.shape[0]])
-                _, _, g = chunk_loss(logits, safe[sl], use[sl], ctx.opts, row_grad[sl], fold=ctx.fold)
-                grads.add_chunk(sl, hc, safe[sl], g)
-            return (*grads.result(None), *[None] * 10)
+        if ctx.eager:
+            finished = ctx.saved_tensors
+        else:
+            with torch.autocast(grad_loss.device.type, enabled=False):
+                h, w, b, safe, use = ctx.saved_tensors
+                acc = accumulation_dtype(h.dtype)
+                need_h, need_w, need_b = ctx.needs
+                grads = _Grads(h, w, b, need_h, need_w, need_b, acc, ctx.opts)
+                row_grad = grad_loss.to(acc) * use
+                rows = ctx.rows
+                buf = torch.empty(min(rows, h.shape[0]), w.shape[0], dtype=acc, device=h.device)
+                for start in range(0, h.shape[0], rows):
+                    sl = slice(start, min(start + rows, h.shape[0]))
+                    hc = h[sl]
+                    logits = _chunk_logits(hc, w, b, buf[: hc.shape[0]])
+                    _, _, g = chunk_loss(logits, safe[sl], use[sl], ctx.opts, row_grad[sl], fold=ctx.fold)
+                    grads.add_chunk(sl, hc, safe[sl], g)
+                finished = grads.finish()
+        # The stored gradients are final when the upstream gradient is 1 (loss.backward()):
+        # hand them over as they are -- no copy, and autograd adopts grad_weight as .grad.
+        # Otherwise scale out of place, so a retained graph can run backward again.
+        # (The check reads one number; under torch.compile it is skipped.)
+        unit = (
+            ctx.eager and not torch.compiler.is_compiling() and grad_loss.numel() == 1 and float(grad_loss) == 1.0
+        )
+        out = []
+        for grad, dtype in zip(finished, ctx.dtypes):
+            if grad is None:
+                out.append(None)
+                continue
+            if ctx.eager and not unit:
+                grad = grad * grad_loss
+            out.append(grad if grad.dtype == dtype else grad.to(dtype))
+        return (*out, *[None] * 10)
 
 
 class _Grads:
@@ -249,8 +267,8 @@ class _Grads:
         if self.bias is not None:
             self.bias += g.sum(0)
 
-    def result(self, grad_loss: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
-        """The three gradients, scaled by the upstream scalar gradient, in the inputs' dtypes."""
+    def finish(self) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """Add the smoothing terms collected over the chunks; return the three gradients."""
         if self.smooth_h is not None:
             cw = self.class_weight
             if cw is None:
@@ -259,13 +277,4 @@ class _Grads:
                 self.weight.addr_(cw, self.smooth_h)
             if self.bias is not None:
                 self.bias.add_(cw * self.smooth_sum)
-        out = []
-        for buf, dtype in zip((self.h, self.weight, self.bias), self.dtypes):
-            if buf is None:
-                out.append(None)
-                continue
-            if grad_loss is not None:
-                buf.mul_(grad_loss)
-            out.append(buf if buf.dtype == dtype else buf.to(dtype))
-        self.h = self.weight = self.bias = None
-        return tuple(out)
+        return self.h, self.weight, self.bias
