@@ -177,6 +177,31 @@ def check_reduction(fn: str, reduction: str) -> None:
         )
 
 
+def check_label_smoothing(fn: str, label_smoothing: float) -> None:
+    """``label_smoothing`` must lie in ``[0, 1]``."""
+    if not 0.0 <= label_smoothing <= 1.0:
+        fail(
+            f"{fn}: label_smoothing must lie in [0, 1], got {label_smoothing!r}; expected e.g. "
+            "0.1. Pass a value between 0.0 (no smoothing) and 1.0."
+        )
+
+
+def check_z_loss_and_softcap(fn: str, z_loss: float, softcap: float | None) -> None:
+    """``z_loss`` must be a non-negative number and ``softcap`` ``None`` or positive."""
+    if isinstance(z_loss, bool) or not isinstance(z_loss, (int, float)) or not z_loss >= 0:
+        fail(
+            f"{fn}: z_loss must be a non-negative number, got {z_loss!r}; expected e.g. 1e-4 "
+            "(PaLM's coefficient). Pass 0.0 to turn the z-loss off."
+        )
+    if softcap is not None and (
+        isinstance(softcap, bool) or not isinstance(softcap, (int, float)) or not softcap > 0
+    ):
+        fail(
+            f"{fn}: softcap must be None or a positive number, got {softcap!r}; expected e.g. "
+            "30.0 (Gemma 2's final-logit cap). Pass None to turn soft-capping off."
+        )
+
+
 def check_legacy(fn: str, size_average: object, reduce: object) -> None:
     """Reject torch's deprecated ``size_average`` / ``reduce`` with the equivalent ``reduction``."""
     if size_average is None and reduce is None:

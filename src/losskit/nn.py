@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from losskit import functional as LF
-from losskit.checks import check_reduction
+from losskit.checks import check_label_smoothing, check_reduction, check_z_loss_and_softcap
 
 __all__ = [
     "MSELoss",
@@ -218,10 +218,7 @@ class CrossEntropyLoss(_WeightedLoss):
         softcap: float | None = None,
     ) -> None:
         super().__init__(weight, reduction)
-        if not 0.0 <= label_smoothing <= 1.0:
-            LF.cross_entropy(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), label_smoothing=label_smoothing)
-        from losskit.functional.large_vocabulary import check_z_loss_and_softcap
-
+        check_label_smoothing("cross_entropy", label_smoothing)
         check_z_loss_and_softcap(type(self).__name__, z_loss, softcap)
         self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
@@ -343,11 +340,8 @@ class LinearCrossEntropyLoss(_WeightedLoss):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__(weight, reduction)
-        from losskit.functional.large_vocabulary import check_z_loss_and_softcap
-
         check_z_loss_and_softcap(type(self).__name__, z_loss, softcap)
-        if not 0.0 <= label_smoothing <= 1.0:
-            LF.cross_entropy(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), label_smoothing=label_smoothing)
+        check_label_smoothing("cross_entropy", label_smoothing)
         self.linear = nn.Linear(in_features, num_classes, bias=bias, device=device, dtype=dtype)
         self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing

@@ -289,14 +289,8 @@ def cross_entropy(
     fn = "cross_entropy"
     checks.check_legacy(fn, size_average, reduce)
     checks.check_reduction(fn, reduction)
-    if not 0.0 <= label_smoothing <= 1.0:
-        fail(
-            f"{fn}: label_smoothing must lie in [0, 1], got {label_smoothing!r}; expected e.g. "
-            "0.1. Pass a value between 0.0 (no smoothing) and 1.0."
-        )
-    from losskit.functional.large_vocabulary import check_z_loss_and_softcap
-
-    check_z_loss_and_softcap(fn, z_loss, softcap)
+    checks.check_label_smoothing(fn, label_smoothing)
+    checks.check_z_loss_and_softcap(fn, z_loss, softcap)
     cap = None if softcap is None else float(softcap)
     checks.check_float_input(fn, "input", input)
     if input.dim() == 0:

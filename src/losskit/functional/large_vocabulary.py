@@ -20,22 +20,6 @@ from losskit.fused.linear_cross_entropy import LinearCrossEntropyFunction, rows_
 __all__ = ["linear_cross_entropy"]
 
 
-def check_z_loss_and_softcap(fn: str, z_loss: float, softcap: float | None) -> None:
-    """``z_loss`` must be a non-negative number and ``softcap`` ``None`` or positive."""
-    if isinstance(z_loss, bool) or not isinstance(z_loss, (int, float)) or not z_loss >= 0:
-        fail(
-            f"{fn}: z_loss must be a non-negative number, got {z_loss!r}; expected e.g. 1e-4 "
-            "(PaLM's coefficient). Pass 0.0 to turn the z-loss off."
-        )
-    if softcap is not None and (
-        isinstance(softcap, bool) or not isinstance(softcap, (int, float)) or not softcap > 0
-    ):
-        fail(
-            f"{fn}: softcap must be None or a positive number, got {softcap!r}; expected e.g. "
-            "30.0 (Gemma 2's final-logit cap). Pass None to turn soft-capping off."
-        )
-
-
 def linear_cross_entropy(
     input: torch.Tensor,
     linear_weight: torch.Tensor,
@@ -110,12 +94,8 @@ def linear_cross_entropy(
     """
     fn = "linear_cross_entropy"
     checks.check_reduction(fn, reduction)
-    if not 0.0 <= label_smoothing <= 1.0:
-        fail(
-            f"{fn}: label_smoothing must lie in [0, 1], got {label_smoothing!r}; expected e.g. "
-            "0.1. Pass a value between 0.0 (no smoothing) and 1.0."
-        )
-    check_z_loss_and_softcap(fn, z_loss, softcap)
+    checks.check_label_smoothing(fn, label_smoothing)
+    checks.check_z_loss_and_softcap(fn, z_loss, softcap)
     if chunk_size is None and options is not None:
         chunk_size = getattr(options, "batch_chunk_size", None)
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
