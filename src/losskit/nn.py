@@ -14,6 +14,7 @@ from torch import nn
 
 from losskit import functional as LF
 from losskit.checks import check_label_smoothing, check_reduction, check_z_loss_and_softcap
+from losskit.errors import LossInputError
 
 __all__ = [
     "MSELoss",
@@ -25,7 +26,21 @@ __all__ = [
     "CrossEntropyLoss",
     "NLLLoss",
     "LinearCrossEntropyLoss",
+    "SigmoidFocalLoss",
+    "FocalLoss",
+    "Poly1CrossEntropyLoss",
+    "DiceLoss",
+    "TverskyLoss",
+    "CrossEntropyDiceLoss",
 ]
+
+
+def _values(t: torch.Tensor) -> str:
+    """A short readable form of a weight vector: its values, or a summary when long."""
+    flat = t.detach().flatten().float().cpu()
+    if flat.numel() <= 10:
+        return "[" + ", ".join(f"{float(v):.4g}" for v in flat) + "]"
+    return f"<{flat.numel()} values in [{float(flat.min()):.4g}, {float(flat.max()):.4g}]>"
 
 
 class _Loss(nn.Module):
@@ -33,6 +48,14 @@ class _Loss(nn.Module):
         super().__init__()
         check_reduction(type(self).__name__, reduction)
         self.reduction = reduction
+        #: why this loss was configured as it is (filled by :func:`losskit.loss_for`)
+        self.reasons: list[str] = []
+
+    def explain(self) -> str:
+        """The reasons for this loss and its configuration, in plain words, one per line."""
+        if not self.reasons:
+            return f"{self!r} was configured by hand; losskit.loss_for(...) records its reasons here."
+        return "\n".join(f"- {reason}" for reason in self.reasons)
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"
@@ -181,14 +204,32 @@ class BCEWithLogitsLoss(_WeightedLoss):
         *,
         reduction: str = "mean",
         pos_weight: torch.Tensor | None = None,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__(weight, reduction)
+        check_label_smoothing(type(self).__name__, label_smoothing)
         self.register_buffer("pos_weight", pos_weight)
+        self.label_smoothing = label_smoothing
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return LF.binary_cross_entropy_with_logits(
-            input, target, weight=self.weight, reduction=self.reduction, pos_weight=self.pos_weight
+            input,
+            target,
+            weight=self.weight,
+            reduction=self.reduction,
+            pos_weight=self.pos_weight,
+            label_smoothing=self.label_smoothing,
         )
+
+    def extra_repr(self) -> str:
+        parts = [f"reduction={self.reduction!r}"]
+        if self.pos_weight is not None:
+            parts.append(f"pos_weight={_values(self.pos_weight)}")
+        if self.label_smoothing:
+            parts.append(f"label_smoothing={self.label_smoothing}")
+        if self.weight is not None:
+            parts.append(f"weight={_values(self.weight)}")
+        return ", ".join(parts)
 
 
 class CrossEntropyLoss(_WeightedLoss):
@@ -263,7 +304,7 @@ class CrossEntropyLoss(_WeightedLoss):
         if self.softcap is not None:
             parts.append(f"softcap={self.softcap}")
         if self.weight is not None:
-            parts.append(f"weight=<{self.weight.numel()} classes>")
+            parts.append(f"weight={_values(self.weight)}")
         return ", ".join(parts)
 
 
@@ -416,5 +457,282 @@ class LinearCrossEntropyLoss(_WeightedLoss):
         if self.softcap is not None:
             parts.append(f"softcap={self.softcap}")
         if self.weight is not None:
-            parts.append(f"weight=<{self.weight.numel()} classes>")
+            parts.append(f"weight={_values(self.weight)}")
+        return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------- extras torch lacks
+
+
+class SigmoidFocalLoss(_Loss):
+    r"""Binary / multi-label focal loss on logits; see :func:`losskit.functional.sigmoid_focal_loss`.
+
+    No torch equivalent (torchvision's ``sigmoid_focal_loss`` as a module; the module's default
+    reduction is ``"mean"``, like every loss module).
+
+    Shape: input ``(*)`` logits, target the same shape; output scalar, or ``(*)`` for ``"none"``.
+
+    Example:
+        >>> import torch, losskit
+        >>> losskit.nn.SigmoidFocalLoss()(torch.tensor([0.0]), torch.tensor([1.0]))
+        tensor(0.0433)
+    """
+
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0, *, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        LF.sigmoid_focal_loss(torch.zeros(1), torch.zeros(1), alpha, gamma)  # validates alpha, gamma
+        self.alpha = alpha
+        self.gamma = gamma
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return LF.sigmoid_focal_loss(input, target, self.alpha, self.gamma, self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, gamma={self.gamma}, reduction={self.reduction!r}"
+
+
+class FocalLoss(_WeightedLoss):
+    r"""Multiclass softmax focal loss; see :func:`losskit.functional.focal_loss`.
+
+    No torch equivalent. ``gamma=0`` is :class:`CrossEntropyLoss`.
+
+    Shape: as :class:`CrossEntropyLoss` with class-index targets.
+
+    Example:
+        >>> import torch, losskit
+        >>> losskit.nn.FocalLoss(gamma=2.0)(torch.zeros(1, 2), torch.tensor([0]))
+        tensor(0.1733)
+    """
+
+    def __init__(
+        self,
+        weight: torch.Tensor | None = None,
+        *,
+        gamma: float = 2.0,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(weight, reduction)
+        LF.focal_loss(torch.zeros(1, 1), torch.zeros(1, dtype=torch.long), gamma=gamma)  # validates gamma
+        self.gamma = gamma
+        self.ignore_index = ignore_index
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return LF.focal_loss(
+            input, target, self.weight, gamma=self.gamma, ignore_index=self.ignore_index, reduction=self.reduction
+        )
+
+    def extra_repr(self) -> str:
+        parts = [f"gamma={self.gamma}", f"reduction={self.reduction!r}"]
+        if self.ignore_index != -100:
+            parts.append(f"ignore_index={self.ignore_index}")
+        if self.weight is not None:
+            parts.append(f"weight={_values(self.weight)}")
+        return ", ".join(parts)
+
+
+class Poly1CrossEntropyLoss(_WeightedLoss):
+    r"""Poly-1 cross-entropy; see :func:`losskit.functional.poly1_cross_entropy`.
+
+    No torch equivalent. ``epsilon=0`` is :class:`CrossEntropyLoss`.
+
+    Shape: as :class:`CrossEntropyLoss`.
+
+    Example:
+        >>> import torch, losskit
+        >>> losskit.nn.Poly1CrossEntropyLoss(epsilon=1.0)(torch.zeros(1, 2), torch.tensor([0]))
+        tensor(1.1931)
+    """
+
+    def __init__(
+        self,
+        weight: torch.Tensor | None = None,
+        *,
+        epsilon: float = 1.0,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__(weight, reduction)
+        check_label_smoothing(type(self).__name__, label_smoothing)
+        LF.poly1_cross_entropy(torch.zeros(1, 1), torch.zeros(1, dtype=torch.long), epsilon=epsilon)  # validates
+        self.epsilon = epsilon
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return LF.poly1_cross_entropy(
+            input,
+            target,
+            self.weight,
+            epsilon=self.epsilon,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            label_smoothing=self.label_smoothing,
+        )
+
+    def extra_repr(self) -> str:
+        parts = [f"epsilon={self.epsilon}", f"reduction={self.reduction!r}"]
+        if self.label_smoothing:
+            parts.append(f"label_smoothing={self.label_smoothing}")
+        if self.ignore_index != -100:
+            parts.append(f"ignore_index={self.ignore_index}")
+        if self.weight is not None:
+            parts.append(f"weight={_values(self.weight)}")
+        return ", ".join(parts)
+
+
+class DiceLoss(_WeightedLoss):
+    r"""Soft Dice loss for segmentation; see :func:`losskit.functional.dice_loss`.
+
+    No torch equivalent (``segmentation_models_pytorch.losses.DiceLoss``'s semantics).
+
+    Shape: input ``(N, C, d1, ...)``; target ``(N, d1, ...)`` ids (multiclass), or masks of
+    input's shape (binary, multilabel); output scalar, or ``(C,)`` for ``"none"``.
+
+    Example:
+        >>> import torch, losskit
+        >>> probs = torch.tensor([[[1.0, 1.0, 0.0, 0.0]]])
+        >>> losskit.nn.DiceLoss("binary", from_logits=False)(probs, torch.tensor([[[1.0, 0, 0, 0]]]))
+        tensor(0.3333)
+    """
+
+    def __init__(
+        self,
+        mode: str = "multiclass",
+        *,
+        weight: torch.Tensor | None = None,
+        from_logits: bool = True,
+        smooth: float = 0.0,
+        eps: float = 1e-7,
+        ignore_index: int | None = None,
+        log_loss: bool = False,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(weight, reduction)
+        from losskit.functional.segmentation import _check_options
+
+        _check_options(type(self).__name__, mode, smooth, eps, reduction)
+        self.mode = mode
+        self.from_logits = from_logits
+        self.smooth = smooth
+        self.eps = eps
+        self.ignore_index = ignore_index
+        self.log_loss = log_loss
+
+    def _kwargs(self) -> dict:
+        return dict(
+            weight=self.weight,
+            from_logits=self.from_logits,
+            smooth=self.smooth,
+            eps=self.eps,
+            ignore_index=self.ignore_index,
+            log_loss=self.log_loss,
+            reduction=self.reduction,
+        )
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return LF.dice_loss(input, target, self.mode, **self._kwargs())
+
+    def extra_repr(self) -> str:
+        parts = [f"mode={self.mode!r}", f"reduction={self.reduction!r}"]
+        if not self.from_logits:
+            parts.append("from_logits=False")
+        if self.smooth:
+            parts.append(f"smooth={self.smooth}")
+        if self.ignore_index is not None:
+            parts.append(f"ignore_index={self.ignore_index}")
+        if self.log_loss:
+            parts.append("log_loss=True")
+        if self.weight is not None:
+            parts.append(f"weight={_values(self.weight)}")
+        return ", ".join(parts)
+
+
+class TverskyLoss(DiceLoss):
+    r"""Tversky loss for segmentation; see :func:`losskit.functional.tversky_loss`.
+
+    No torch equivalent. ``alpha = beta = 0.5`` is :class:`DiceLoss`.
+
+    Example:
+        >>> import torch, losskit
+        >>> probs = torch.tensor([[[1.0, 1.0, 0.0, 0.0]]])
+        >>> loss_fn = losskit.nn.TverskyLoss("binary", alpha=0.7, beta=0.3, from_logits=False)
+        >>> loss_fn(probs, torch.tensor([[[1.0, 0, 0, 0]]]))
+        tensor(0.4118)
+    """
+
+    def __init__(self, mode: str = "multiclass", *, alpha: float = 0.5, beta: float = 0.5, **kwargs) -> None:
+        super().__init__(mode, **kwargs)
+        LF.tversky_loss(torch.zeros(1, 1), torch.zeros(1, 1), "binary", alpha=alpha, beta=beta)  # validates
+        self.alpha = alpha
+        self.beta = beta
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return LF.tversky_loss(input, target, self.mode, alpha=self.alpha, beta=self.beta, **self._kwargs())
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, beta={self.beta}, " + super().extra_repr()
+
+
+class CrossEntropyDiceLoss(_WeightedLoss):
+    r"""Cross-entropy plus Dice for segmentation: :math:`\operatorname{CE} + \lambda\, \operatorname{Dice}`.
+
+    The usual segmentation objective (nnU-Net): cross-entropy gives every pixel a gradient,
+    Dice balances small structures against the background. ``weight`` and ``ignore_index``
+    apply to both terms; Dice runs in ``"multiclass"`` mode on the softmax of the logits.
+    No torch equivalent.
+
+    Shape: input ``(N, C, d1, ...)`` logits, target ``(N, d1, ...)`` class ids; output scalar.
+
+    Example:
+        >>> import torch, losskit
+        >>> loss_fn = losskit.nn.CrossEntropyDiceLoss(dice_weight=1.0)
+        >>> logits = torch.zeros(1, 2, 2, 2)
+        >>> loss_fn(logits, torch.tensor([[[0, 1], [1, 0]]]))  # ln 2 + (1 - 1/2)
+        tensor(1.1931)
+    """
+
+    def __init__(
+        self,
+        weight: torch.Tensor | None = None,
+        *,
+        ignore_index: int = -100,
+        label_smoothing: float = 0.0,
+        dice_weight: float = 1.0,
+        smooth: float = 0.0,
+    ) -> None:
+        super().__init__(weight, "mean")
+        check_label_smoothing(type(self).__name__, label_smoothing)
+        if not dice_weight >= 0:
+            raise LossInputError(
+                f"CrossEntropyDiceLoss: dice_weight is {dice_weight!r}; expected a number >= 0. "
+                "Pass e.g. dice_weight=1.0."
+            )
+        self.ignore_index = ignore_index
+        self.label_smoothing = label_smoothing
+        self.dice_weight = dice_weight
+        self.smooth = smooth
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        ce = LF.cross_entropy(
+            input, target, self.weight, ignore_index=self.ignore_index, label_smoothing=self.label_smoothing
+        )
+        if not self.dice_weight:
+            return ce
+        dice = LF.dice_loss(
+            input, target, "multiclass", weight=self.weight, ignore_index=self.ignore_index, smooth=self.smooth
+        )
+        return ce + self.dice_weight * dice
+
+    def extra_repr(self) -> str:
+        parts = [f"dice_weight={self.dice_weight}"]
+        if self.ignore_index != -100:
+            parts.append(f"ignore_index={self.ignore_index}")
+        if self.label_smoothing:
+            parts.append(f"label_smoothing={self.label_smoothing}")
+        if self.smooth:
+            parts.append(f"smooth={self.smooth}")
+        if self.weight is not None:
+            parts.append(f"weight={_values(self.weight)}")
         return ", ".join(parts)

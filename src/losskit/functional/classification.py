@@ -1,5 +1,6 @@
 """Classification losses: ``cross_entropy``, ``nll_loss``, ``binary_cross_entropy`` and
-``binary_cross_entropy_with_logits``.
+``binary_cross_entropy_with_logits`` (torch parity), and the extras torch lacks:
+``sigmoid_focal_loss``, ``focal_loss`` and ``poly1_cross_entropy``.
 
 ``cross_entropy`` and ``nll_loss`` are losskit's own code (the kernel lives in
 :mod:`losskit.functional._cross_entropy`); the binary losses call torch's kernels after
@@ -16,9 +17,18 @@ import torch.nn.functional as F
 from losskit import checks
 from losskit.checks import describe, fail, shape_str, warn
 from losskit.functional._cross_entropy import accumulation_dtype, cross_entropy_unreduced
+from losskit.functional._reduce import reduce as apply_reduction
 from losskit.functional._reduce import reduce_with_denominator
 
-__all__ = ["cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits"]
+__all__ = [
+    "cross_entropy",
+    "nll_loss",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
+    "sigmoid_focal_loss",
+    "focal_loss",
+    "poly1_cross_entropy",
+]
 
 
 # --------------------------------------------------------------------------- shared checks
@@ -214,6 +224,53 @@ def _index_denominator(
     return (weight[safe] * counted).sum(dtype=accumulation_dtype(weight.dtype))
 
 
+def _check_logits_and_target(
+    fn: str,
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    ignore_index: int,
+    allow_probs: bool = True,
+) -> tuple[str, bool]:
+    """The guardrails shared by the softmax losses (cross-entropy, focal, poly-1).
+
+    Returns the check level and whether ``target`` holds class probabilities.
+    """
+    checks.check_float_input(fn, "input", input)
+    if input.dim() == 0:
+        fail(
+            f"{fn}: input is a 0-d tensor; expected logits of shape (C,), (N, C) or "
+            "(N, C, d1, ...). Add the class axis, e.g. input.view(1, -1)."
+        )
+    mode = checks.level(input)
+    class_dim = 0 if input.dim() == 1 else 1
+    n_classes = input.shape[class_dim]
+    if mode == "off":
+        checks.check_tensor(fn, "target", target)
+        prob_target = allow_probs and target.is_floating_point()
+    else:
+        prob_target = _classify_target(fn, input, target, allow_probs=allow_probs)
+        _check_class_weight(fn, weight, n_classes)
+        if prob_target and ignore_index != -100:
+            fail(
+                f"{fn}: ignore_index={ignore_index} was given with class-probability targets; "
+                "expected ignore_index only with class indices. Drop ignore_index, or zero the "
+                "rows you want to ignore and use reduction='sum'."
+            )
+    if mode == "full":
+        if prob_target:
+            _check_probability_target(fn, target, class_dim)
+        else:
+            _check_class_ids(fn, target, n_classes, ignore_index)
+        _warn_if_softmax_input(fn, input, class_dim)
+    if weight is not None and weight.requires_grad and torch.is_grad_enabled():
+        fail(
+            f"{fn}: weight requires grad; expected constant class weights (their gradient is "
+            "not computed). Pass weight.detach()."
+        )
+    return mode, prob_target
+
+
 # --------------------------------------------------------------------------- cross-entropy
 
 
@@ -292,38 +349,9 @@ def cross_entropy(
     checks.check_label_smoothing(fn, label_smoothing)
     checks.check_z_loss_and_softcap(fn, z_loss, softcap)
     cap = None if softcap is None else float(softcap)
-    checks.check_float_input(fn, "input", input)
-    if input.dim() == 0:
-        fail(
-            f"{fn}: input is a 0-d tensor; expected logits of shape (C,), (N, C) or "
-            "(N, C, d1, ...). Add the class axis, e.g. input.view(1, -1)."
-        )
-    mode = checks.level(input)
+    mode, prob_target = _check_logits_and_target(fn, input, target, weight, ignore_index)
     class_dim = 0 if input.dim() == 1 else 1
     n_classes = input.shape[class_dim]
-    if mode == "off":
-        checks.check_tensor(fn, "target", target)
-        prob_target = target.is_floating_point()
-    else:
-        prob_target = _classify_target(fn, input, target, allow_probs=True)
-        _check_class_weight(fn, weight, n_classes)
-        if prob_target and ignore_index != -100:
-            fail(
-                f"{fn}: ignore_index={ignore_index} was given with class-probability targets; "
-                "expected ignore_index only with class indices. Drop ignore_index, or zero the "
-                "rows you want to ignore and use reduction='sum'."
-            )
-    if mode == "full":
-        if prob_target:
-            _check_probability_target(fn, target, class_dim)
-        else:
-            _check_class_ids(fn, target, n_classes, ignore_index)
-        _warn_if_softmax_input(fn, input, class_dim)
-    if weight is not None and weight.requires_grad and torch.is_grad_enabled():
-        fail(
-            f"{fn}: weight requires grad; expected constant class weights (their gradient is "
-            "not computed). Pass weight.detach()."
-        )
 
     x = _flatten_classes(input)
     if prob_target:
@@ -535,6 +563,19 @@ def _fail_input_range(fn: str, input: torch.Tensor) -> NoReturn:
     )
 
 
+def _warn_if_sigmoid_input(fn: str, input: torch.Tensor) -> None:
+    """Full-level heuristic: every sampled value in [0, 1] looks like sigmoid output."""
+    if input.numel() < 32:
+        return
+    sample = checks.sample_values(input.detach())
+    if bool((sample >= 0).all()) and bool((sample <= 1).all()):
+        warn(
+            f"{fn}: every sampled input value lies in [0, 1], so input looks like sigmoid "
+            f"output; expected raw logits ({fn} applies the sigmoid itself). Remove the "
+            "sigmoid before the loss, or use binary_cross_entropy for probabilities."
+        )
+
+
 def binary_cross_entropy(
     input: torch.Tensor,
     target: torch.Tensor,
@@ -601,6 +642,8 @@ def binary_cross_entropy_with_logits(
     reduce: None = None,
     reduction: str = "mean",
     pos_weight: torch.Tensor | None = None,
+    *,
+    label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     r"""Sigmoid + binary cross-entropy in one numerically stable step.
 
@@ -609,6 +652,8 @@ def binary_cross_entropy_with_logits(
         + (1 - y_{i,c}) \log(1 - \sigma(x_{i,c}))\big)
 
     ``pos_weight`` :math:`p_c` weighs positives per class (broadcast over the last dimension).
+    ``label_smoothing`` :math:`\varepsilon` (losskit-only) first pulls every target towards 1/2:
+    :math:`y' = (1 - \varepsilon)\, y + \varepsilon / 2` (Szegedy et al. 2016 for two classes).
     torch equivalent: :func:`torch.nn.functional.binary_cross_entropy_with_logits` (torch's
     kernel, after losskit's checks).
 
@@ -619,13 +664,14 @@ def binary_cross_entropy_with_logits(
         size_average, reduce: deprecated; anything but ``None`` raises.
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
         pos_weight: ``(C,)`` (``C = input.shape[-1]``) or ``(1,)`` weight of positive examples.
+        label_smoothing: in ``[0, 1]``; 0 (the default) is torch's loss.
 
     Returns:
         A scalar, or a tensor of ``input``'s shape for ``"none"``.
 
     Raises:
         LossInputError: integer targets, targets outside ``[0, 1]``, shape mismatch, bad
-            ``weight`` / ``pos_weight``.
+            ``weight`` / ``pos_weight`` / ``label_smoothing``.
 
     Warns:
         LossUsageWarning: input that looks like sigmoid output (every value in ``[0, 1]``).
@@ -634,10 +680,13 @@ def binary_cross_entropy_with_logits(
         >>> import torch, losskit.functional as LF
         >>> LF.binary_cross_entropy_with_logits(torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.0]))
         tensor(0.6931)
+        >>> LF.binary_cross_entropy_with_logits(torch.tensor([4.0]), torch.tensor([1.0]), label_smoothing=0.1)
+        tensor(0.2181)
     """
     fn = "binary_cross_entropy_with_logits"
     checks.check_legacy(fn, size_average, reduce)
     checks.check_reduction(fn, reduction)
+    checks.check_label_smoothing(fn, label_smoothing)
     mode = _check_binary(fn, input, target, weight)
     if mode != "off" and pos_weight is not None:
         checks.check_tensor(fn, "pos_weight", pos_weight)
@@ -649,17 +698,319 @@ def binary_cross_entropy_with_logits(
                 "Compute it per class, e.g. losskit.pos_weight(targets) or "
                 "(negatives / positives)."
             )
-    if mode == "full" and input.numel() >= 32:
-        sample = checks.sample_values(input.detach())
-        if bool((sample >= 0).all()) and bool((sample <= 1).all()):
-            warn(
-                f"{fn}: every sampled input value lies in [0, 1], so input looks like sigmoid "
-                f"output; expected raw logits ({fn} applies the sigmoid itself). Remove the "
-                "sigmoid before the loss, or use binary_cross_entropy for probabilities."
-            )
+    if mode == "full":
+        _warn_if_sigmoid_input(fn, input)
+    if label_smoothing:
+        target = target * (1.0 - label_smoothing) + 0.5 * label_smoothing
     loss = F.binary_cross_entropy_with_logits(
         input, target, weight=weight, reduction=reduction, pos_weight=pos_weight
     )
+    if mode == "full":
+        checks.warn_nonfinite_result(fn, loss, input)
+    return loss
+
+
+# --------------------------------------------------------------------------- focal and poly-1
+
+
+def _check_focal_options(fn: str, gamma: float, alpha: float | None = None) -> None:
+    if not isinstance(gamma, (int, float)) or isinstance(gamma, bool) or not gamma >= 0 or gamma == float("inf"):
+        fail(
+            f"{fn}: gamma is {gamma!r}; expected a finite number >= 0 (2 in Lin et al. 2017; "
+            "0 gives the plain cross-entropy). Pass e.g. gamma=2.0."
+        )
+    if alpha is not None and (
+        not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not alpha <= 1 or alpha != alpha
+    ):
+        fail(
+            f"{fn}: alpha is {alpha!r}; expected a number in [0, 1] weighting the positives "
+            "(0.25 in Lin et al. 2017), or a negative number to turn the weighting off. "
+            "Pass e.g. alpha=0.25 or alpha=-1."
+        )
+
+
+def sigmoid_focal_loss(
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduction: str = "none",
+) -> torch.Tensor:
+    r"""Focal loss on logits with binary (or soft) targets: cross-entropy down-weighted on easy examples.
+
+    With :math:`p = \sigma(x)` and :math:`p_t = p\,y + (1 - p)(1 - y)`:
+
+    .. math::
+        \ell_i = \alpha_t\, (1 - p_{t})^{\gamma}\,
+        \operatorname{BCE}(x_i, y_i), \qquad \alpha_t = \alpha\, y + (1 - \alpha)(1 - y)
+
+    and :math:`\alpha_t = 1` when ``alpha < 0``. ``gamma=0, alpha=-1`` is exactly
+    :func:`binary_cross_entropy_with_logits`.
+
+    No torch equivalent; the semantics, argument names and defaults (including
+    ``reduction="none"``) are ``torchvision.ops.sigmoid_focal_loss``'s, so it is a drop-in
+    replacement. :math:`1 - p_t` is computed as :math:`y\,\sigma(-x) + (1 - y)\,\sigma(x)`,
+    which does not cancel when :math:`p_t \to 1`; float16/bfloat16 compute in float32.
+
+    Args:
+        inputs: logits, any shape ``(*)``.
+        targets: float targets in ``[0, 1]`` (usually 0/1), the same shape.
+        alpha: weight of the positives in ``[0, 1]``; negative turns the weighting off.
+        gamma: focusing exponent ``>= 0``.
+        reduction: ``"none"`` (torchvision's default) | ``"mean"`` | ``"sum"``.
+
+    Returns:
+        A tensor of ``inputs``'s shape for ``"none"``, else a scalar.
+
+    Raises:
+        LossInputError: integer targets, targets outside ``[0, 1]``, shape mismatch, bad
+            ``alpha`` / ``gamma`` / ``reduction``.
+
+    Warns:
+        LossUsageWarning: inputs that look like sigmoid output.
+
+    References:
+        Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
+
+    Example:
+        >>> import torch, losskit.functional as LF
+        >>> LF.sigmoid_focal_loss(torch.tensor([0.0]), torch.tensor([1.0]))  # 0.25 * 0.5**2 * ln 2
+        tensor([0.0433])
+    """
+    fn = "sigmoid_focal_loss"
+    checks.check_reduction(fn, reduction)
+    _check_focal_options(fn, gamma, alpha)
+    mode = _check_binary(fn, inputs, targets, None)
+    if mode == "full":
+        _warn_if_sigmoid_input(fn, inputs)
+    x = inputs.float() if inputs.dtype in (torch.float16, torch.bfloat16) else inputs
+    y = targets.to(x.dtype)
+    loss = F.binary_cross_entropy_with_logits(x, y, reduction="none")
+    if gamma:
+        one_minus_pt = y * torch.sigmoid(-x) + (1 - y) * torch.sigmoid(x)
+        loss = loss * one_minus_pt.pow(gamma)
+    if alpha >= 0:
+        loss = (alpha * y + (1 - alpha) * (1 - y)) * loss
+    loss = apply_reduction(loss, reduction).to(inputs.dtype)
+    if mode == "full":
+        checks.warn_nonfinite_result(fn, loss, inputs)
+    return loss
+
+
+def _log_softmax_at_targets(
+    input: torch.Tensor, target: torch.Tensor, ignore_index: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Flatten to ``(N, C, S)`` rows and return ``(log_probs, ids, counted, log p_target)``.
+
+    ``log p_target`` is 0 where the target is ignored or out of range (those rows count 0).
+    """
+    x = _flatten_classes(input)
+    if x.dim() == 2:
+        x = x.unsqueeze(-1)
+    ids = _flatten_ids(target.long(), input.dim()).reshape(x.shape[0], x.shape[2])
+    x = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    logp = torch.log_softmax(x, dim=1)
+    n_classes = x.shape[1]
+    counted = (ids != ignore_index) & (ids >= 0) & (ids < n_classes)
+    safe = torch.where(counted, ids, torch.zeros_like(ids))
+    logp_t = logp.gather(1, safe.unsqueeze(1)).squeeze(1)
+    logp_t = torch.where(counted, logp_t, torch.zeros_like(logp_t))
+    return logp, safe, counted, logp_t
+
+
+def _reduce_class_rows(
+    rows: torch.Tensor,
+    ids: torch.Tensor,
+    counted: torch.Tensor,
+    weight: torch.Tensor | None,
+    reduction: str,
+    target_shape: tuple[int, ...],
+    out_dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Weight per-target rows by ``weight[y]`` and reduce as :func:`cross_entropy` does."""
+    if weight is not None:
+        rows = rows * weight.to(rows.dtype)[ids]
+    rows = torch.where(counted, rows, torch.zeros_like(rows))
+    denominator = None
+    if reduction == "mean":
+        if weight is None:
+            denominator = counted.sum()
+        else:
+            denominator = (weight.to(rows.dtype)[ids] * counted).sum()
+    loss = reduce_with_denominator(rows, reduction, denominator if denominator is not None else 1.0)
+    if reduction == "none":
+        loss = loss.reshape(target_shape)
+    return loss.to(out_dtype), denominator
+
+
+def focal_loss(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    *,
+    gamma: float = 2.0,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    r"""Multiclass (softmax) focal loss: cross-entropy down-weighted on well-classified samples.
+
+    With :math:`p_{n} = \operatorname{softmax}(x_n)_{y_n}` and class weights :math:`w` (the
+    per-class :math:`\alpha` of the paper):
+
+    .. math::
+        \ell_n = -w_{y_n}\, (1 - p_n)^{\gamma} \log p_n, \qquad
+        \text{mean} = \frac{\sum_n \ell_n}{\sum_{n:\,y_n \ne \text{ignore}} w_{y_n}}
+
+    The mean divides by the summed weights of the counted targets, exactly as
+    :func:`cross_entropy`, so ``gamma=0`` is :func:`cross_entropy` with the same ``weight`` and
+    ``ignore_index``. No torch equivalent. :math:`1 - p_n` is computed as
+    ``-expm1(log p_n)`` (no cancellation when :math:`p_n \to 1`); float16/bfloat16 compute in
+    float32.
+
+    Args:
+        input: logits ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dK)`` (segmentation).
+        target: int64 class indices ``()``, ``(N,)`` or ``(N, d1, ..., dK)``.
+        weight: ``(C,)`` weight per class (e.g. :func:`losskit.class_weights`).
+        gamma: focusing exponent ``>= 0`` (2 in the paper).
+        ignore_index: class id whose targets count neither in the loss nor in the mean.
+        reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
+
+    Returns:
+        A scalar, or the per-sample loss ``(N, d1, ..., dK)`` for ``"none"``.
+
+    Raises:
+        LossInputError: as :func:`cross_entropy` for class-index targets; bad ``gamma``.
+
+    Warns:
+        LossUsageWarning: softmax output as input, every target ignored with ``"mean"``.
+
+    References:
+        Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
+
+    Example:
+        >>> import torch, losskit.functional as LF
+        >>> LF.focal_loss(torch.zeros(1, 2), torch.tensor([0]))  # (1 - 1/2)**2 * ln 2
+        tensor(0.1733)
+    """
+    fn = "focal_loss"
+    checks.check_reduction(fn, reduction)
+    _check_focal_options(fn, gamma)
+    mode, _ = _check_logits_and_target(fn, input, target, weight, ignore_index, allow_probs=False)
+    logp, ids, counted, logp_t = _log_softmax_at_targets(input, target, ignore_index)
+    rows = -logp_t
+    if gamma:
+        rows = rows * (-torch.expm1(logp_t)).pow(gamma)
+    loss, denominator = _reduce_class_rows(rows, ids, counted, weight, reduction, tuple(target.shape), input.dtype)
+    if mode != "off":
+        _warn_if_empty_or_all_ignored(fn, reduction, rows.numel(), denominator, mode)
+    if mode == "full":
+        checks.warn_nonfinite_result(fn, loss, input)
+    return loss
+
+
+def poly1_cross_entropy(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    *,
+    epsilon: float = 1.0,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    r"""Poly-1 loss: cross-entropy plus :math:`\varepsilon (1 - p_t)`, the first term of its Taylor series.
+
+    .. math::
+        \ell_n = \operatorname{CE}_n + \varepsilon\,(1 - p_{t,n}), \qquad
+        p_{t,n} = \sum_c y'_{n,c}\, \operatorname{softmax}(x_n)_c
+
+    where :math:`y'` is the (label-smoothed) one-hot or probability target, as in the paper's
+    reference code. With class indices the whole row is multiplied by :math:`w_{y_n}` and the
+    mean divides by :math:`\sum w_{y_n}` over counted targets, as :func:`cross_entropy`; so
+    ``epsilon=0`` is exactly :func:`cross_entropy`. No torch equivalent.
+
+    Note:
+        With class-probability targets ``weight`` enters the cross-entropy term only (as in
+        :func:`cross_entropy`); the poly term is unweighted and the mean divides by the number
+        of samples.
+
+    Args:
+        input: logits ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dK)``.
+        target: int64 class indices (``(N,)``, ``(N, d1, ...)``) or class probabilities of
+            ``input``'s shape.
+        weight: ``(C,)`` weight per class.
+        epsilon: coefficient of the poly term (the paper tunes it in ``[-1, 10]``; 1 is its
+            default; must be ``> -1`` so the loss stays a decreasing function of :math:`p_t`).
+        ignore_index: class id whose targets count neither in the loss nor in the mean.
+        reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
+        label_smoothing: in ``[0, 1]``, as :func:`cross_entropy`.
+
+    Returns:
+        A scalar, or the per-sample loss for ``"none"``.
+
+    Raises:
+        LossInputError: as :func:`cross_entropy`; ``epsilon <= -1`` or not finite.
+
+    References:
+        Leng et al., "PolyLoss: A Polynomial Expansion Perspective of Classification Loss
+        Functions", ICLR 2022.
+
+    Example:
+        >>> import torch, losskit.functional as LF
+        >>> LF.poly1_cross_entropy(torch.zeros(1, 2), torch.tensor([0]))  # ln 2 + (1 - 1/2)
+        tensor(1.1931)
+    """
+    fn = "poly1_cross_entropy"
+    checks.check_reduction(fn, reduction)
+    checks.check_label_smoothing(fn, label_smoothing)
+    if (
+        not isinstance(epsilon, (int, float))
+        or isinstance(epsilon, bool)
+        or not -1 < epsilon < float("inf")
+    ):
+        fail(
+            f"{fn}: epsilon is {epsilon!r}; expected a finite number > -1 (1 in Leng et al. "
+            "2022; 0 gives the plain cross-entropy). Pass e.g. epsilon=1.0."
+        )
+    mode, prob_target = _check_logits_and_target(fn, input, target, weight, ignore_index)
+    class_dim = 0 if input.dim() == 1 else 1
+    n_classes = input.shape[class_dim]
+    x = _flatten_classes(input)
+    if prob_target:
+        rows, _ = cross_entropy_unreduced(x, _flatten_classes(target), weight, ignore_index, label_smoothing, True)
+        probs = torch.softmax(x.to(rows.dtype), dim=1)
+        y = _flatten_classes(target).to(rows.dtype)
+        if label_smoothing:
+            y = y * (1.0 - label_smoothing) + label_smoothing / n_classes
+        rows = rows + epsilon * (1.0 - (probs * y).sum(1))
+        n_rows = rows.numel()
+        loss = reduce_with_denominator(rows, reduction, float(n_rows) if n_rows else float("nan"))
+        if reduction == "none":
+            loss = loss.reshape(tuple(input.shape[:class_dim]) + tuple(input.shape[class_dim + 1 :]))
+        loss = loss.to(torch.promote_types(input.dtype, target.dtype))
+        denominator = None
+    else:
+        # CE rows weighted as torch weighs them (smoothing terms by w_c), poly term by w_y
+        ids = _flatten_ids(target.long(), input.dim())
+        ce_rows, _ = cross_entropy_unreduced(x, ids, weight, ignore_index, label_smoothing, False)
+        _, safe, counted, logp_t = _log_softmax_at_targets(input, target, ignore_index)
+        p_t = logp_t.exp().reshape(ce_rows.shape).to(ce_rows.dtype)
+        if label_smoothing:
+            p_t = (1.0 - label_smoothing) * p_t + label_smoothing / n_classes
+        poly = epsilon * (1.0 - p_t)
+        if weight is not None:
+            poly = poly * weight.to(poly.dtype)[safe.reshape(poly.shape)]
+        counted = counted.reshape(ce_rows.shape)
+        rows = torch.where(counted, ce_rows + poly, torch.zeros_like(ce_rows))
+        denominator = None
+        if reduction == "mean":
+            denominator = _index_denominator(ids, weight, ignore_index, n_classes)
+        loss = reduce_with_denominator(rows, reduction, denominator if denominator is not None else 1.0)
+        if reduction == "none":
+            loss = loss.reshape(target.shape)
+        loss = loss.to(input.dtype)
+    if mode != "off":
+        _warn_if_empty_or_all_ignored(fn, reduction, input.numel() // max(n_classes, 1), denominator, mode)
     if mode == "full":
         checks.warn_nonfinite_result(fn, loss, input)
     return loss
