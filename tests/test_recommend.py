@@ -72,8 +72,8 @@ def test_recommend_parquet_and_multi_output(tmp_path, capsys):
         (["recommend", "nope.csv", "--target", "y"], "'nope.csv' does not exist"),
         (["recommend", "{csv}"], "no target column given"),
         (["recommend", "{csv}", "--target", "Y"], "target column(s) ['Y'] not found"),
-        (["recommend", "--target", "y"], "no FILE was given"),
-        (["recommend", "{csv}", "--dataset", "iris"], "either FILE or --dataset"),
+        (["recommend", "--target", "y"], "but no file was given"),
+        (["recommend", "{csv}", "--dataset", "iris"], "either a data file or --dataset"),
     ],
 )
 def test_recommend_errors_exit_2(argv, message, tmp_path, capsys):

@@ -67,12 +67,56 @@ def build_parser() -> argparse.ArgumentParser:
         help="class weighting (default auto: weights from a 3:1 imbalance on)",
     )
     rec.add_argument("--json", action="store_true", help="print the recommendation as JSON")
+
+    cmp_ = sub.add_parser(
+        "compare",
+        help="train one model per candidate loss on real data and compare them (report in --out)",
+        description="Infer the task, train the same MLP with each candidate loss on the same "
+        "splits and initial weights, and judge the losses on the test split by metrics, "
+        "calibration and training curves. Writes metrics.json, PNG plots and report.html to "
+        "--out. With no data it runs on scikit-learn's digits.",
+    )
+    cmp_.add_argument("data", nargs="?", metavar="DATA", help="a CSV or Parquet file with a header row")
+    cmp_.add_argument("--target", action="append", metavar="COL", help="target column of DATA (repeat for multilabel / multi-output)")
+    cmp_.add_argument("--dataset", metavar="NAME", help=f"a data set bundled with scikit-learn: {', '.join(BUILTIN_DATASETS)}")
+    cmp_.add_argument("--task", default="auto", choices=["auto", "regression", "binary", "multiclass", "multilabel"], help="override the inferred task")
+    cmp_.add_argument("--losses", metavar="A,B,...", help="comma-separated candidates (default: the task's standard set)")
+    cmp_.add_argument("--epochs", type=_positive_int, default=100, help="most epochs per candidate; early stopping usually ends sooner (default 100)")
+    cmp_.add_argument("--batch-size", type=_positive_int, default=64, help="batch size (default 64)")
+    cmp_.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    cmp_.add_argument("--seed", type=int, default=0, help="seed for splits, initial weights and batches (default 0)")
+    cmp_.add_argument("--out", default="losskit-report", metavar="DIR", help="report folder (default ./losskit-report/)")
+    cmp_.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps, ... (default cpu)")
     return parser
+
+
+def _load_table(command: str, args: argparse.Namespace):
+    from losskit.data import load_dataset, load_file
+
+    if args.data and args.dataset:
+        raise losskit.LossInputError("pass either a data file or --dataset, not both.")
+    if args.target and not args.data:
+        raise losskit.LossInputError(
+            "--target names a column of a data file, but no file was given; expected FILE --target COL "
+            "(the bundled --dataset tables know their target)."
+        )
+    return load_file(args.data, args.target) if args.data else load_dataset(args.dataset or "digits")
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from losskit.compare import run_compare
+
+    table = _load_table("compare", args)
+    run_compare(
+        table, task=args.task, losses=args.losses, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, seed=args.seed, out=args.out, device=args.device,
+    )
+    return 0
 
 
 def _missing_extra(command: str, exc: ModuleNotFoundError) -> int | None:
     top = (exc.name or "").split(".")[0]
-    if top in ("sklearn", "rich", "pandas"):
+    if top in ("sklearn", "rich", "pandas", "torchmetrics", "matplotlib"):
         package = {"sklearn": "scikit-learn"}.get(top, top)
         print(
             f"losskit {command}: the package {package!r} is missing; this command needs the 'cli' "
@@ -86,20 +130,9 @@ def _missing_extra(command: str, exc: ModuleNotFoundError) -> int | None:
 def _recommend(args: argparse.Namespace) -> int:
     import json
 
-    from losskit.data import load_dataset, load_file
     from losskit.recommend import print_recommendation, recommend
 
-    if args.data and args.dataset:
-        print("losskit recommend: pass either FILE or --dataset, not both.", file=sys.stderr)
-        return 2
-    if args.target and not args.data:
-        print(
-            "losskit recommend: --target names a column of FILE, but no FILE was given; expected "
-            "FILE --target COL (the bundled --dataset tables know their target).",
-            file=sys.stderr,
-        )
-        return 2
-    table = load_file(args.data, args.target) if args.data else load_dataset(args.dataset or "digits")
+    table = _load_table("recommend", args)
     result = recommend(table, task=args.task, imbalance=args.imbalance)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -114,17 +147,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    if args.command == "recommend":
+    if args.command in ("recommend", "compare"):
         try:
-            return _recommend(args)
+            return _recommend(args) if args.command == "recommend" else _compare(args)
         except ModuleNotFoundError as exc:
-            code = _missing_extra("recommend", exc)
+            code = _missing_extra(args.command, exc)
             if code is None:
                 raise
             return code
         except losskit.LossInputError as exc:
-            print(f"losskit recommend: {exc}", file=sys.stderr)
+            print(f"losskit {args.command}: {exc}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            print(f"losskit {args.command}: interrupted; no report was written.", file=sys.stderr)
+            return 130
     if args.command == "demo":
         try:
             from losskit.demo import run_demo
