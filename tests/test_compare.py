@@ -179,6 +179,15 @@ def test_bad_input_one_line_exit_2(make_args, message, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_unwritable_out_exits_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["compare", "--dataset", "iris", "--epochs", "1", "--out", str(blocker / "sub" / "report")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("losskit compare: ") and err.count("\n") == 1 and "is not a folder; expected a writable place" in err
+    assert blocker.read_text() == "x"
+
+
 def test_bad_numbers_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["compare", "--epochs", "0"])

@@ -158,6 +158,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         except losskit.LossInputError as exc:
             print(f"losskit {args.command}: {exc}", file=sys.stderr)
             return 2
+        except OSError as exc:  # e.g. an --out folder that cannot be written
+            where = f" ({exc.filename})" if exc.filename else ""
+            print(
+                f"losskit {args.command}: {exc.strerror or exc}{where}; expected a readable data file and a "
+                "writable --out folder. Check the paths and permissions.",
+                file=sys.stderr,
+            )
+            return 2
         except KeyboardInterrupt:
             print(f"losskit {args.command}: interrupted; no report was written.", file=sys.stderr)
             return 130

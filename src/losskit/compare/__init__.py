@@ -54,6 +54,15 @@ def _device(name: str) -> torch.device:
 def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise LossInputError(f"--out {str(out)!r} is a file; expected a folder for the report. Pass another --out.")
+    ancestor = out.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK):
+        raise LossInputError(
+            f"--out {str(out)!r} cannot be created: {str(ancestor)!r} is "
+            + ("not a folder" if not ancestor.is_dir() else "not writable")
+            + "; expected a writable place for the report folder. Pass another --out."
+        )
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
         raise LossInputError(
             f"--out {str(out)!r} exists and is not a losskit report (no {MARKER} file); expected a new "
