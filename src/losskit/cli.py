@@ -87,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--seed", type=int, default=0, help="seed for splits, initial weights and batches (default 0)")
     cmp_.add_argument("--out", default="losskit-report", metavar="DIR", help="report folder (default ./losskit-report/)")
     cmp_.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps, ... (default cpu)")
+    doc = sub.add_parser(
+        "doctor",
+        help="sanity checks for a model + loss + batch (losskit.doctor); --demo shows what it catches",
+        description="losskit.doctor(model, loss_fn, batch) is a Python call. --demo runs it on a "
+        "deliberately broken setup (softmax head + CrossEntropyLoss + float labels) and on the "
+        "fixed one, side by side.",
+    )
+    doc.add_argument("--demo", action="store_true", help="run the broken and the fixed example")
     return parser
 
 
@@ -169,6 +177,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"losskit {args.command}: interrupted; no report was written.", file=sys.stderr)
             return 130
+    if args.command == "doctor":
+        if not args.demo:
+            print(
+                "losskit doctor: doctor checks your own model in Python: "
+                "losskit.doctor(model, loss_fn, (inputs, targets)).  Run `losskit doctor --demo` to see "
+                "what it catches.",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            from losskit.doctor import run_demo as run_doctor_demo
+
+            reports = run_doctor_demo()
+        except ModuleNotFoundError as exc:
+            code = _missing_extra("doctor", exc)
+            if code is None:
+                raise
+            return code
+        return 0 if not list(reports.values())[-1].checks or list(reports.values())[-1].ok else 1
     if args.command == "demo":
         try:
             from losskit.demo import run_demo

@@ -85,19 +85,20 @@ def _code(guess: TaskGuess, imbalance: str) -> str:
 def print_recommendation(result: dict[str, Any]) -> None:
     """Print :func:`recommend`'s result as rich tables."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table as RichTable
 
     console = Console(highlight=False)
     dropped = f", {result['dropped_rows']} row(s) without a target dropped" if result["dropped_rows"] else ""
-    console.print(f"[bold]losskit recommend[/bold]: {result['data']} ({result['samples']} samples{dropped}), target {result['target']!r}")
+    console.print(f"[bold]losskit recommend[/bold]: {escape(result['data'])} ({result['samples']} samples{dropped}), target {escape(repr(result['target']))}")
     summary = RichTable(show_header=False, box=None, pad_edge=False)
     summary.add_column(style="bold")
     summary.add_column()
     unit = "outputs" if result["task"] == "regression" else "classes"
     summary.add_row("task", f"{result['task']} ({result['num_classes']} {unit}, {result['num_outputs']} model output(s))")
-    summary.add_row("why", result["reason"] + (" [yellow](ambiguous)[/yellow]" if result["ambiguous"] else ""))
-    summary.add_row("loss", result["loss"])
-    summary.add_row("code", result["code"])
+    summary.add_row("why", escape(result["reason"]) + (" [yellow](ambiguous)[/yellow]" if result["ambiguous"] else ""))
+    summary.add_row("loss", escape(result["loss"]))
+    summary.add_row("code", escape(result["code"]))
     console.print(summary)
     if result["balance"]:
         title = "positives per label" if result["task"] == "multilabel" else "class balance"
@@ -109,8 +110,8 @@ def print_recommendation(result: dict[str, Any]) -> None:
         table.add_column("count", justify="right")
         table.add_column("share", justify="right")
         for name, count, share in result["balance"]:
-            table.add_row(name, str(count), f"{share:.1%}")
+            table.add_row(escape(name), str(count), f"{share:.1%}")
         console.print(table)
     console.print("[bold]reasons[/bold]")
     for reason in result["reasons"]:
-        console.print(f"  - {reason}")
+        console.print(f"  - {escape(reason)}")

@@ -94,6 +94,7 @@ def run_compare(
         LossInputError: bad data, task, candidate names, device or output folder.
     """
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from losskit.compare import candidates as cand
@@ -117,13 +118,13 @@ def run_compare(
     initial = make_model(d_in, d_out, seed)
     h = hidden_size(d_in, d_out)
     console.print(
-        f"[bold]losskit compare[/]: {data.name}, task {data.task.value}, {len(data.y_train)} / "
+        f"[bold]losskit compare[/]: {escape(data.name)}, task {data.task.value}, {len(data.y_train)} / "
         f"{len(data.y_val)} / {len(data.y_test)} rows (train / val / test), {d_in} features; MLP "
         f"{d_in}-{h}-{h}-{d_out}, Adam lr={lr}, batch {batch_size}, up to {epochs} epochs with early stopping; "
         f"candidates: {', '.join(names)}"
     )
     for note in data.notes:
-        console.print(f"  [dim]- {note}[/]")
+        console.print(f"  [dim]- {escape(note)}[/]")
 
     runs, evaluations = {}, {}
     columns = (
@@ -163,5 +164,5 @@ def run_compare(
         raise
     print_summary(console, data, evaluations, runs, text)
     seconds = time.perf_counter() - start
-    console.print(f"report: {out / 'report.html'} (metrics.json and the plots beside it); {seconds:.1f} s")
+    console.print(f"report: {escape(str(out / 'report.html'))} (metrics.json and the plots beside it); {seconds:.1f} s")
     return CompareResult(payload, out, seconds)

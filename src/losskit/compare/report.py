@@ -312,12 +312,13 @@ def print_summary(console: Any, data: Prepared, evaluations: dict[str, Evaluatio
                   text: str) -> None:
     """The terminal table: one row per candidate, the best value of each metric starred."""
     from rich import box
+    from rich.markup import escape
     from rich.table import Table as RichTable
 
     metrics = metric_names(data.task)
     win = winners(data.task, evaluations)
     table = RichTable(
-        title=f"{data.name} ({data.task.value}): test metrics, * = best", title_justify="left",
+        title=f"{escape(data.name)} ({data.task.value}): test metrics, * = best", title_justify="left",
         box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1),
     )
     table.add_column("loss", no_wrap=True)
@@ -333,4 +334,4 @@ def print_summary(console: Any, data: Prepared, evaluations: dict[str, Evaluatio
     console.print("winner per metric: " + "; ".join(
         f"{m}: {' = '.join(n) if len(n) < len(evaluations) or len(n) == 1 else 'tie (all)'}" for m, n in win.items()
     ))
-    console.print(f"[bold]recommendation[/]: {text}")
+    console.print(f"[bold]recommendation[/]: {escape(text)}")

@@ -96,6 +96,15 @@ def _check_class_ids(fn: str, target: torch.Tensor, n_classes: int, ignore_index
     """Full-level check: every id that is not ``ignore_index`` lies in ``[0, n_classes)``."""
     if target.numel() == 0:
         return
+    # fast path: one pass over the targets when every id is in range, a second one when
+    # ignore_index is the smallest or largest value (padding -100, void label 255)
+    lo, hi = (int(v) for v in torch.aminmax(target))
+    if lo >= 0 and hi < n_classes:
+        return
+    if ignore_index in (lo, hi):
+        lo, hi = (int(v) for v in torch.aminmax(torch.where(target == ignore_index, 0, target)))
+        if lo >= 0 and hi < n_classes:
+            return
     bad = (target != ignore_index) & ((target < 0) | (target >= n_classes))
     if not bool(bad.any()):
         return
