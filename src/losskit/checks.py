@@ -202,6 +202,31 @@ def check_z_loss_and_softcap(fn: str, z_loss: float, softcap: float | None) -> N
         )
 
 
+def check_normalizer(fn: str, normalizer: object, reduction: str) -> None:
+    """``normalizer`` (global normalization) is a positive number or 0-d tensor, with ``"mean"``."""
+    if normalizer is None:
+        return
+    if reduction != "mean":
+        fail(
+            f"{fn}: normalizer was given with reduction={reduction!r}; expected reduction='mean' "
+            "(the normalizer replaces the mean's denominator). Drop normalizer or use reduction='mean'."
+        )
+    if isinstance(normalizer, torch.Tensor):
+        if normalizer.numel() != 1 or normalizer.is_complex():
+            fail(
+                f"{fn}: normalizer has shape {shape_str(normalizer.shape)}; expected a single positive "
+                "count (a number or a 0-d tensor), e.g. from losskit.distributed.global_normalizer(...)."
+            )
+        if level(normalizer) == "full" and not float(normalizer) > 0:
+            fail(f"{fn}: normalizer is {float(normalizer)!r}; expected a positive count of targets. Check how it was computed.")
+        return
+    if isinstance(normalizer, bool) or not isinstance(normalizer, (int, float)) or not 0 < normalizer < float("inf"):
+        fail(
+            f"{fn}: normalizer is {normalizer!r}; expected a positive finite count (a number or a 0-d "
+            "tensor), e.g. from losskit.distributed.global_normalizer(...)."
+        )
+
+
 def check_legacy(fn: str, size_average: object, reduce: object) -> None:
     """Reject torch's deprecated ``size_average`` / ``reduce`` with the equivalent ``reduction``."""
     if size_average is None and reduce is None:

@@ -296,6 +296,7 @@ def cross_entropy(
     z_loss: float = 0.0,
     softcap: float | None = None,
     return_z_loss: bool = False,
+    normalizer: float | torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     r"""Softmax cross-entropy between logits and class indices or class probabilities.
 
@@ -332,6 +333,9 @@ def cross_entropy(
         z_loss: coefficient of the z-loss (0 turns it off; 1e-4 in PaLM).
         softcap: logit cap :math:`\kappa > 0`, or ``None``.
         return_z_loss: also return the z-loss term alone (detached, reduced the same way).
+        normalizer: with ``reduction="mean"``, divide the summed loss by this count instead of
+            the batch's own (global normalization over micro-batches and ranks; see
+            :func:`losskit.distributed.global_normalizer`).
 
     Returns:
         A scalar, or the per-sample loss of shape ``(N, d1, ..., dK)`` for ``"none"``; with
@@ -357,6 +361,7 @@ def cross_entropy(
     checks.check_reduction(fn, reduction)
     checks.check_label_smoothing(fn, label_smoothing)
     checks.check_z_loss_and_softcap(fn, z_loss, softcap)
+    checks.check_normalizer(fn, normalizer, reduction)
     cap = None if softcap is None else float(softcap)
     mode, prob_target = _check_logits_and_target(fn, input, target, weight, ignore_index)
     class_dim = 0 if input.dim() == 1 else 1
@@ -370,6 +375,8 @@ def cross_entropy(
         )
         n_rows = rows.numel()
         mean_denominator: torch.Tensor | float = float(n_rows) if n_rows else float("nan")
+        if normalizer is not None:
+            mean_denominator = normalizer
         loss = reduce_with_denominator(rows, reduction, mean_denominator)
         denominator = None
         row_shape = tuple(input.shape[:class_dim]) + tuple(input.shape[class_dim + 1 :])
@@ -378,9 +385,11 @@ def cross_entropy(
         ids = _flatten_ids(target.long(), input.dim())
         rows, z_rows = cross_entropy_unreduced(x, ids, weight, ignore_index, label_smoothing, False, z_loss, cap)
         denominator = None
-        if reduction == "mean":
+        if reduction == "mean" and normalizer is None:
             denominator = _index_denominator(ids, weight, ignore_index, n_classes)
         mean_denominator = denominator if denominator is not None else 1.0
+        if normalizer is not None:
+            mean_denominator = normalizer
         loss = reduce_with_denominator(rows, reduction, mean_denominator)
         row_shape = tuple(target.shape)
     z_term = reduce_with_denominator(z_rows, reduction, mean_denominator) if return_z_loss else None
@@ -388,7 +397,7 @@ def cross_entropy(
         loss = loss.reshape(row_shape)
         z_term = None if z_term is None else z_term.reshape(row_shape)
     loss = loss.to(out_dtype)
-    if mode != "off":
+    if mode != "off" and normalizer is None:
         _warn_if_empty_or_all_ignored(fn, reduction, rows.numel(), denominator, mode)
     if mode == "full":
         checks.warn_nonfinite_result(fn, loss, input)

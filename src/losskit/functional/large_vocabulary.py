@@ -35,6 +35,7 @@ def linear_cross_entropy(
     softcap: float | None = None,
     chunk_size: int | None = None,
     return_z_loss: bool = False,
+    normalizer: float | torch.Tensor | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     r"""Cross-entropy of a linear layer's output, computed without holding the logits.
 
@@ -73,6 +74,8 @@ def linear_cross_entropy(
         softcap: cap :math:`\kappa > 0` for the logits, or ``None``.
         chunk_size: rows per chunk (default: from the memory budget).
         return_z_loss: also return the z-loss term alone (detached), for logging.
+        normalizer: with ``reduction="mean"``, divide by this count instead of the batch's own
+            (see :func:`losskit.distributed.global_normalizer`).
 
     Returns:
         The loss (a scalar, or ``(N,)`` / ``(B, T)`` for ``"none"``) in ``input``'s dtype; with
@@ -96,6 +99,7 @@ def linear_cross_entropy(
     checks.check_reduction(fn, reduction)
     checks.check_label_smoothing(fn, label_smoothing)
     checks.check_z_loss_and_softcap(fn, z_loss, softcap)
+    checks.check_normalizer(fn, normalizer, reduction)
     if chunk_size is None and options is not None:
         chunk_size = getattr(options, "batch_chunk_size", None)
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
@@ -169,7 +173,9 @@ def linear_cross_entropy(
     ids = target.reshape(-1).long()
     denominator = None
     scale = None
-    if reduction == "mean":
+    if reduction == "mean" and normalizer is not None:
+        scale = 1.0 / torch.as_tensor(normalizer, dtype=accumulation_dtype(input.dtype), device=input.device)
+    elif reduction == "mean":
         denominator = _index_denominator(ids, weight, ignore_index, n_classes)
         scale = 1.0 / denominator.to(accumulation_dtype(input.dtype))
     elif reduction == "sum":
@@ -183,7 +189,7 @@ def linear_cross_entropy(
         loss = loss.reshape(expected)
         z_term = z_term.reshape(expected)
     loss = loss.to(out_dtype)
-    if mode != "off":
+    if mode != "off" and normalizer is None:
         _warn_if_empty_or_all_ignored(fn, reduction, ids.numel(), denominator, mode)
     if mode == "full":
         checks.warn_nonfinite_result(fn, loss, input)

@@ -1,0 +1,234 @@
+"""Code that runs inside the gloo processes spawned by tests/test_distributed.py.
+
+Every rank builds the same full-size data from a seed, takes its shard, and checks losskit's
+distributed losses against single-process torch references computed on the full data.
+Each case returns nothing or raises; the parent collects ``(rank, case, error)``.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+import losskit
+import losskit.functional as LF
+from losskit.distributed import global_normalizer, vocab_parallel_cross_entropy, vocab_parallel_linear_cross_entropy
+
+#: uneven shard sizes of V = 37 classes, by world size
+SHARDS = {2: [13, 24], 3: [5, 19, 13]}
+V = 37
+
+
+def _bounds(rank: int, world: int) -> tuple[int, int]:
+    sizes = SHARDS[world]
+    start = sum(sizes[:rank])
+    return start, start + sizes[rank]
+
+
+OPTIONS = {
+    "plain": {},
+    "ignore": {"ignore": True},
+    "smoothing": {"label_smoothing": 0.2},
+    "weight": {"weight": True},
+    "all": {"weight": True, "ignore": True, "label_smoothing": 0.1},
+}
+
+
+def _data(seed: int, n: int = 23, ignore: bool = False):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, V, generator=g, dtype=torch.float64) * 3
+    target = torch.randint(0, V, (n,), generator=g)
+    if ignore:
+        target[torch.rand(n, generator=g) < 0.3] = -100
+    weight = torch.rand(V, generator=g, dtype=torch.float64) + 0.1
+    upstream = torch.randn(n, generator=g, dtype=torch.float64)
+    return logits, target, weight, upstream
+
+
+def case_vocab_parallel_cross_entropy(rank: int, world: int) -> None:
+    lo, hi = _bounds(rank, world)
+    for seed, (name, opts) in enumerate(OPTIONS.items()):
+        for reduction in ("none", "mean", "sum"):
+            full, target, weight, upstream = _data(seed, ignore=opts.get("ignore", False))
+            kw = dict(reduction=reduction, label_smoothing=opts.get("label_smoothing", 0.0))
+            w = weight if opts.get("weight") else None
+            ref_in = full.clone().requires_grad_(True)
+            ref = F.cross_entropy(ref_in, target, weight=w, **kw)
+            ref.backward(upstream if reduction == "none" else torch.ones((), dtype=torch.float64))
+            local = full[:, lo:hi].clone().requires_grad_(True)
+            ours = vocab_parallel_cross_entropy(local, target, weight=w, **kw)
+            torch.testing.assert_close(ours, ref.detach(), msg=f"{name} {reduction} value")
+            ours.backward(upstream if reduction == "none" else torch.ones((), dtype=torch.float64))
+            torch.testing.assert_close(local.grad, ref_in.grad[:, lo:hi], msg=f"{name} {reduction} grad")
+    # float32 and a normalizer
+    full, target, _, _ = _data(99)
+    local = full[:, lo:hi].float().requires_grad_(True)
+    ours = vocab_parallel_cross_entropy(local, target, normalizer=100.0)
+    torch.testing.assert_close(ours, F.cross_entropy(full.float(), target, reduction="sum") / 100, rtol=1e-5, atol=1e-6)
+
+
+def case_vocab_parallel_linear_cross_entropy(rank: int, world: int) -> None:
+    lo, hi = _bounds(rank, world)
+    d = 6
+    for seed, (name, opts) in enumerate(OPTIONS.items()):
+        for reduction in ("none", "mean", "sum"):
+            for bias in (False, True):
+                g = torch.Generator().manual_seed(100 + seed)
+                h = torch.randn(4, 7, d, generator=g, dtype=torch.float64)
+                W = torch.randn(V, d, generator=g, dtype=torch.float64)
+                b = torch.randn(V, generator=g, dtype=torch.float64) if bias else None
+                target = torch.randint(0, V, (4, 7), generator=g)
+                if opts.get("ignore"):
+                    target[torch.rand(4, 7, generator=g) < 0.3] = -100
+                w = torch.rand(V, generator=g, dtype=torch.float64) + 0.1 if opts.get("weight") else None
+                upstream = torch.randn(4, 7, generator=g, dtype=torch.float64)
+                kw = dict(reduction=reduction, label_smoothing=opts.get("label_smoothing", 0.0))
+                h_ref, W_ref = h.clone().requires_grad_(True), W.clone().requires_grad_(True)
+                b_ref = b.clone().requires_grad_(True) if bias else None
+                ref = F.cross_entropy(F.linear(h_ref, W_ref, b_ref).permute(0, 2, 1), target, weight=w, **kw)
+                up = upstream if reduction == "none" else torch.ones((), dtype=torch.float64)
+                ref.backward(up)
+                h_our = h.clone().requires_grad_(True)
+                W_our = W[lo:hi].clone().requires_grad_(True)
+                b_our = b[lo:hi].clone().requires_grad_(True) if bias else None
+                ours = vocab_parallel_linear_cross_entropy(h_our, W_our, target, local_bias=b_our, weight=w, chunk_size=5, **kw)
+                tag = f"{name} {reduction} bias={bias}"
+                torch.testing.assert_close(ours, ref.detach(), msg=f"{tag} value")
+                ours.backward(up)
+                torch.testing.assert_close(h_our.grad, h_ref.grad, msg=f"{tag} input grad")
+                torch.testing.assert_close(W_our.grad, W_ref.grad[lo:hi], msg=f"{tag} weight grad")
+                if bias:
+                    torch.testing.assert_close(b_our.grad, b_ref.grad[lo:hi], msg=f"{tag} bias grad")
+
+
+def _expect_error(fn, *patterns: str) -> None:
+    try:
+        fn()
+    except losskit.LossInputError as exc:
+        text = str(exc)
+        for p in patterns:
+            assert p in text, f"{p!r} not in {text!r}"
+        return
+    raise AssertionError("no LossInputError raised")
+
+
+def case_mismatches_raise_on_every_rank(rank: int, world: int) -> None:
+    lo, hi = _bounds(rank, world)
+    full, target, _, _ = _data(5)
+    local = full[:, lo:hi]
+    # rank 1 passes a target of the wrong shape: every rank raises, none hangs
+    bad = target[:-1] if rank == 1 else target
+    if rank == 1:
+        _expect_error(lambda: vocab_parallel_cross_entropy(local, bad), "(rank 1)", "target has shape (22,)")
+    else:
+        _expect_error(lambda: vocab_parallel_cross_entropy(local, bad), "rank(s) [1] passed inputs that failed the local checks")
+    # different targets on different ranks
+    other = target.clone()
+    if rank == world - 1:
+        other[0] = (other[0] + 1) % V
+    _expect_error(lambda: vocab_parallel_cross_entropy(local, other), "target differs between ranks")
+    # different reductions
+    _expect_error(lambda: vocab_parallel_cross_entropy(local, target, reduction="sum" if rank == 0 else "mean"), "reduction differs between ranks")
+    # an id beyond the last shard
+    high = target.clone()
+    high[3] = V + 4
+    _expect_error(lambda: vocab_parallel_cross_entropy(local, high), f"class id {V + 4} out of range", f"[0, {V - 1}]")
+    # the process group still works afterwards
+    ok = vocab_parallel_cross_entropy(local, target)
+    torch.testing.assert_close(ok, F.cross_entropy(full, target))
+
+
+def _micro_batches(rank: int, seed: int, d: int, v: int):
+    """Rank ``rank``'s 3 micro-batches: different lengths and padding on every rank."""
+    g = torch.Generator().manual_seed(1000 * seed + rank)
+    out = []
+    for k in range(3):
+        n = 3 + 4 * rank + 5 * k  # unequal token counts across ranks and micro-batches
+        x = torch.randn(n, d, generator=g, dtype=torch.float64)
+        y = torch.randint(0, v, (n,), generator=g)
+        y[torch.rand(n, generator=g) < 0.25 * (rank + 1) / 2] = -100
+        out.append((x, y))
+    return out
+
+
+def case_ddp_gradient_accumulation_equals_one_big_batch(rank: int, world: int) -> None:
+    from contextlib import nullcontext
+
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    d, v = 5, 11
+    torch.manual_seed(0)
+    model = torch.nn.Linear(d, v).double()
+    reference = torch.nn.Linear(d, v).double()
+    reference.load_state_dict(model.state_dict())
+    ddp = DDP(model)
+    mine = _micro_batches(rank, 7, d, v)
+    norm = global_normalizer([y for _, y in mine])
+    for k, (x, y) in enumerate(mine):
+        with ddp.no_sync() if k < len(mine) - 1 else nullcontext():
+            loss = LF.cross_entropy(ddp(x), y, normalizer=norm)
+            loss.backward()
+    everything = [mb for r in range(world) for mb in _micro_batches(r, 7, d, v)]
+    x_all = torch.cat([x for x, _ in everything])
+    y_all = torch.cat([y for _, y in everything])
+    F.cross_entropy(reference(x_all), y_all).backward()
+    torch.testing.assert_close(model.weight.grad, reference.weight.grad)
+    torch.testing.assert_close(model.bias.grad, reference.bias.grad)
+    # the usual per-micro-batch mean / accumulation steps is not the big batch's gradient
+    naive = torch.nn.Linear(d, v).double()
+    naive.load_state_dict(reference.state_dict())
+    ddp_naive = DDP(naive)
+    for k, (x, y) in enumerate(mine):
+        with ddp_naive.no_sync() if k < len(mine) - 1 else nullcontext():
+            (LF.cross_entropy(ddp_naive(x), y) / len(mine)).backward()
+    assert not torch.allclose(naive.weight.grad, reference.weight.grad)
+
+
+def case_vocab_parallel_head_with_global_normalization(rank: int, world: int) -> None:
+    """Tensor parallel head shared by all ranks (same batch), normalizer over micro-batches only."""
+    lo, hi = _bounds(rank, world)
+    d = 4
+    g = torch.Generator().manual_seed(3)
+    W = torch.randn(V, d, generator=g, dtype=torch.float64)
+    micro = []
+    for n in (5, 9):
+        y = torch.randint(0, V, (n,), generator=g)
+        y[0] = -100
+        micro.append((torch.randn(n, d, generator=g, dtype=torch.float64), y))
+    # each rank is its own data-parallel group here (every rank of the tensor-parallel group sees the batch)
+    singles = [dist.new_group([r]) for r in range(world)]
+    norm = global_normalizer([y for _, y in micro], group=singles[rank])
+    W_local = W[lo:hi].clone().requires_grad_(True)
+    for x, y in micro:
+        vocab_parallel_linear_cross_entropy(x, W_local, y, normalizer=norm).backward()
+    W_ref = W.clone().requires_grad_(True)
+    x_all = torch.cat([x for x, _ in micro])
+    y_all = torch.cat([y for _, y in micro])
+    F.cross_entropy(x_all @ W_ref.t(), y_all).backward()
+    torch.testing.assert_close(W_local.grad, W_ref.grad[lo:hi])
+
+
+CASES = [name for name in dir() if name.startswith("case_")]
+
+
+def entry(rank: int, world: int, port: int, cases: list[str], queue) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world, timeout=timedelta(seconds=60)
+    )
+    try:
+        for name in cases:
+            try:
+                globals()[name](rank, world)
+                queue.put((rank, name, None))
+            except Exception:  # noqa: BLE001 -- reported to the parent test
+                queue.put((rank, name, traceback.format_exc()))
+            dist.barrier()
+    finally:
+        dist.destroy_process_group()
