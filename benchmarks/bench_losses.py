@@ -8,7 +8,9 @@ heap: the process builds its inputs, resets the kernel's resident-set high-water
 (/proc/self/clear_refs), runs forward+backward once and reads the new high-water mark; the
 "extra" memory is that peak minus the memory held before the call (inputs included there).
 Time is the median of several forward+backward runs after a warm-up, the providers taking
-turns in one process (so machine noise hits them alike). Providers:
+turns in one process (so machine noise hits them alike). The checks' cost is measured again
+with one thread as CPU time (default checks against checks off, interleaved): wall time on a
+shared machine swings by tens of percent between runs, the work the checks add does not. Providers:
 ``torch`` (the reference, imported from the tests), ``losskit`` (default checks: "full" on CPU)
 and ``losskit-off`` (checks off). Prints a table and writes JSON (``--out``).
 """
@@ -125,18 +127,39 @@ def measure_times(config: str, quick: bool, repeats: int) -> dict:
     # fast configs get more rounds (about MIN_SECONDS of timing), since their noise is larger
     rounds = max(repeats, min(MAX_ROUNDS, math.ceil(MIN_SECONDS / max(warm, 1e-6))))
     times: dict[str, list[float]] = {p: [] for p in PROVIDERS}
+    cpu: dict[str, list[float]] = {p: [] for p in PROVIDERS}
     for _ in range(rounds):
         for provider, fn in fns.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fn()
             times[provider].append(time.perf_counter() - start)
+            cpu[provider].append(time.process_time() - start_cpu)
     out: dict = {p: {"time_s": statistics.median(t), "min_time_s": min(t), "times_s": t} for p, t in times.items()}
     # ratios within a round cancel the drift between rounds; report their median
     out["rounds"] = rounds
     out["time_ratio_vs_torch"] = statistics.median(
         a / b for a, b in zip(times["losskit"], times["torch"]))
-    out["checks_overhead"] = statistics.median(
+    out["checks_overhead_wall"] = statistics.median(
         a / b for a, b in zip(times["losskit"], times["losskit-off"])) - 1
+    for p in PROVIDERS:
+        out[p]["cpu_s"] = statistics.median(cpu[p])
+    # The checks' cost: CPU time with one thread, default checks against checks off, rounds
+    # interleaved. Other tenants of a shared 2-core machine stretch wall time (and multi-thread
+    # CPU time, through spinning workers) by tens of percent; single-thread CPU time is the
+    # work done, which is what the checks add.
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    single: dict[str, list[float]] = {"losskit": [], "losskit-off": []}
+    for _ in range(max(repeats, min(MAX_ROUNDS, rounds))):
+        for provider in single:
+            start_cpu = time.process_time()
+            fns[provider]()
+            single[provider].append(time.process_time() - start_cpu)
+    torch.set_num_threads(threads)
+    out["checks_overhead"] = statistics.median(
+        a / b for a, b in zip(single["losskit"], single["losskit-off"])) - 1
     return out
 
 def _child(provider: str, config: str, args: argparse.Namespace) -> dict:
@@ -183,7 +206,7 @@ def main() -> None:
         results.append(row)
 
     table = Table(title=f"forward+backward, float32, {'quick' if args.quick else 'full'} sizes, medians of per-round ratios, >= {args.repeats} rounds")
-    for col in ("loss", "torch ms", "losskit ms", "checks-off ms", "time vs torch", "checks cost",
+    for col in ("loss", "torch ms", "losskit ms", "checks-off ms", "time vs torch", "checks cost (1-thread cpu / wall)",
                 "torch extra MiB", "losskit extra MiB", "memory vs torch"):
         table.add_column(col, justify="right" if col != "loss" else "left")
     for row in results:
@@ -193,7 +216,7 @@ def main() -> None:
             f"{row['losskit']['time_s'] * 1e3:.1f}",
             f"{row['losskit-off']['time_s'] * 1e3:.1f}",
             f"{row['time_ratio_vs_torch']:.3f}x",
-            f"{row['checks_overhead'] * 100:+.1f}%",
+            f"{row['checks_overhead'] * 100:+.1f}% / {row['checks_overhead_wall'] * 100:+.1f}%",
             f"{row['torch']['peak_extra_bytes'] / 2**20:.0f}",
             f"{row['losskit']['peak_extra_bytes'] / 2**20:.0f}",
             f"{row['memory_ratio_vs_torch']:.2f}x" if row["memory_ratio_vs_torch"] is not None else "-",

@@ -95,7 +95,62 @@ def build_parser() -> argparse.ArgumentParser:
         "fixed one, side by side.",
     )
     doc.add_argument("--demo", action="store_true", help="run the broken and the fixed example")
+
+    lint = sub.add_parser(
+        "lint",
+        help="find loss misuse in source code (LK1xx rules), with safe automatic fixes",
+        description="Find loss misuse in Python source: softmax before cross-entropy, sigmoid before "
+        "*_with_logits, one-hot or float class targets, deprecated size_average/reduce, missing "
+        "zero_grad, loss tensors accumulated without .item(), log(softmax(x)). Exit status: 0 no "
+        "findings, 1 findings, 2 usage or I/O error. Suppress a line with '# losskit: ignore[LK101]'.",
+    )
+    lint.add_argument("paths", nargs="*", default=["."], metavar="PATH", help="files or folders (default .); folders honour .gitignore")
+    lint.add_argument("--fix", action="store_true", help="apply the safe fixes in place (atomic writes)")
+    lint.add_argument("--unsafe-fixes", action="store_true", help="also apply fixes that change behaviour (remove a softmax/sigmoid feeding a loss)")
+    lint.add_argument("--select", metavar="CODES", help="comma-separated codes or prefixes to report (e.g. LK101,LK11)")
+    lint.add_argument("--ignore", metavar="CODES", help="comma-separated codes or prefixes to skip")
+    lint.add_argument("--format", choices=["text", "json", "github"], default="text", help="output format (default text)")
     return parser
+
+
+def _codes(text: str | None, flag: str) -> list[str] | None:
+    if text is None:
+        return None
+    from losskit.lint.engine import PARSE_ERROR
+    from losskit.lint.rules import BY_CODE
+
+    codes = [c.strip().upper() for c in text.split(",") if c.strip()]
+    known = set(BY_CODE) | {PARSE_ERROR}
+    unknown = [c for c in codes if not any(k.startswith(c) for k in known)]
+    if unknown or not codes:
+        raise losskit.LossInputError(
+            f"{flag} {text!r}: unknown code(s) {unknown or '(none given)'}; expected codes or prefixes of "
+            f"{', '.join(sorted(known))}."
+        )
+    return codes
+
+
+def _lint(args: argparse.Namespace) -> int:
+    from losskit.lint.runner import LintUsageError, format_findings, lint_paths
+
+    select, ignore = _codes(args.select, "--select"), _codes(args.ignore, "--ignore")
+    try:
+        result = lint_paths(args.paths, fix=args.fix, unsafe_fixes=args.unsafe_fixes, select=select, ignore=ignore)
+    except LintUsageError as exc:
+        print(f"losskit lint: {exc}", file=sys.stderr)
+        return 2
+    text = format_findings(result.findings, args.format)
+    if text:
+        print(text)
+    if args.format == "text":
+        fixable = sum(f.fixable for f in result.findings)
+        summary = f"{len(result.findings)} finding(s) in {result.files} file(s)"
+        if result.fixed:
+            summary += f"; fixed {result.fixed} in {len(result.fixed_files)} file(s)"
+        if fixable:
+            summary += f"; {fixable} fixable with --fix"
+        print(summary, file=sys.stderr)
+    return 1 if result.findings else 0
 
 
 def _load_table(command: str, args: argparse.Namespace):
@@ -155,6 +210,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command == "lint":
+        try:
+            return _lint(args)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] in ("libcst", "pathspec"):
+                print("losskit lint: the package %r is missing; lint needs the 'lint' extra. Install it with: "
+                      "pip install 'losskit[lint]'" % exc.name.split(".")[0], file=sys.stderr)
+                return 2
+            raise
+        except losskit.LossInputError as exc:
+            print(f"losskit lint: {exc}", file=sys.stderr)
+            return 2
     if args.command in ("recommend", "compare"):
         try:
             return _recommend(args) if args.command == "recommend" else _compare(args)

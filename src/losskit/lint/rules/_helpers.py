@@ -1,0 +1,52 @@
+"""Small libcst helpers shared by the rules' fixes."""
+
+from __future__ import annotations
+
+import libcst as cst
+
+from losskit.lint.engine import Context
+
+_ACTIVATIONS = {"softmax", "sigmoid", "log_softmax"}
+
+
+def activation_input(ctx: Context, expr: cst.BaseExpression) -> cst.BaseExpression | None:
+    """For an inline ``torch.softmax(x, 1)`` / ``F.sigmoid(x)`` / ``x.softmax(1)`` /
+    ``self.softmax(x)`` call, the ``x`` it is applied to; else None."""
+    from losskit.lint.engine import _ACTIVATION_CLASSES, _LOG_SOFTMAX, _SIGMOID, _SOFTMAX, _dotted
+
+    if not isinstance(expr, cst.Call) or not ctx.kinds(expr) & _ACTIVATIONS:
+        return None
+    func = expr.func
+    positional = [a.value for a in expr.args if a.keyword is None and a.star == ""]
+    keywords = {a.keyword.value: a.value for a in expr.args if a.keyword is not None}
+    first = positional[0] if positional else keywords.get("input")
+    if ctx.names(func) & (_SOFTMAX | _SIGMOID | _LOG_SOFTMAX):
+        return first  # torch.softmax(x, 1)
+    key = _dotted(func)
+    bound = ctx.resolve_anywhere(key) if key else None
+    if isinstance(bound, cst.Call) and ctx.names(bound.func) & set(_ACTIVATION_CLASSES):
+        return first  # self.softmax(x) with self.softmax = nn.Softmax(dim=1)
+    if isinstance(func, cst.Attribute) and func.attr.value in _ACTIVATIONS:
+        return func.value  # x.softmax(1)
+    return None
+
+
+def replace_arg(call: cst.Call, index: int, keyword: str, value: cst.BaseExpression) -> cst.Call:
+    """``call`` with its positional argument ``index`` (or keyword ``keyword``) replaced by ``value``."""
+    args = list(call.args)
+    position = 0
+    for i, a in enumerate(args):
+        if a.keyword is None and a.star == "":
+            if position == index:
+                args[i] = a.with_changes(value=value)
+                return call.with_changes(args=args)
+            position += 1
+        elif a.keyword is not None and a.keyword.value == keyword:
+            args[i] = a.with_changes(value=value)
+            return call.with_changes(args=args)
+    return call
+
+
+def rename_attr(call: cst.Call, new: str) -> cst.Call:
+    assert isinstance(call.func, cst.Attribute)
+    return call.with_changes(func=call.func.with_changes(attr=cst.Name(new)))

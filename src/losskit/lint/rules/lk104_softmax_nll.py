@@ -1,0 +1,32 @@
+"""LK104: softmax output passed to NLLLoss / nll_loss, which needs log-probabilities."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import libcst as cst
+
+from losskit.lint.engine import Context, Finding, Rule, _dotted
+from losskit.lint.rules._helpers import rename_attr
+
+
+class SoftmaxBeforeNLL(Rule):
+    code = "LK104"
+    summary = "softmax output passed to NLLLoss / nll_loss (needs log_softmax)"
+
+    def check(self, ctx: Context) -> Iterable[Finding]:
+        for lc, scope in ctx.loss_calls():
+            if lc.name != "nll_loss" or lc.input is None:
+                continue
+            if "softmax" in ctx.kinds(lc.input, scope):
+                fix = None
+                expr = lc.input
+                if (isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value == "softmax"
+                        and ctx.resolve_anywhere(f"{_dotted(expr.func)}") is None):
+                    fix = ctx.fix_for(expr, lambda node: rename_attr(node, "log_softmax"), unsafe=True)
+                yield ctx.finding(
+                    self.code, lc.input,
+                    "softmax output passed to nll_loss, which expects log-probabilities; use log_softmax "
+                    "(or cross_entropy on the logits)",
+                    fix,
+                )
