@@ -123,24 +123,28 @@ class CrossEntropyFunction(torch.autograd.Function):
             use = None
             safe_target = target
         else:
+            # per-row scratch is kept small: segmentation has a million rows (in place, no
+            # zeros_like / full_like temporaries)
             valid = target != ignore_index
             in_range = (target >= 0) & (target < n_classes)
             use = valid & in_range
-            safe_target = torch.where(use, target, torch.zeros_like(target))
-            x_t = x.gather(1, safe_target.unsqueeze(1)).squeeze(1).to(acc)
+            safe_target = target.masked_fill(~use, 0)
+            loss = x.gather(1, safe_target.unsqueeze(1)).squeeze(1).to(acc)  # x_t
             if softcap is not None:
-                x_t = torch.tanh(x_t / softcap) * softcap
-            shifted_t = x_t - row_max
-            w_t = 1.0 if w is None else w[safe_target]
-            loss = (1.0 - eps) * w_t * (log_sum - shifted_t)
+                loss = torch.tanh(loss / softcap).mul_(softcap)
+            loss = loss.neg_().add_(row_max).add_(log_sum)  # lse - x_t = s - (x_t - m)
+            loss.mul_(1.0 - eps)
+            if w is not None:
+                loss.mul_(w[safe_target])
             if shifted_sum is not None:
                 total_w = float(n_classes) if w is None else w.sum()
-                loss = loss + (eps / n_classes) * (total_w * log_sum - shifted_sum)
-            loss = torch.where(use, loss, torch.zeros_like(loss))
+                loss.add_(shifted_sum.neg_().add_(total_w * log_sum), alpha=eps / n_classes)
+            loss.masked_fill_(~use, 0.0)
             # an out-of-range class id that the checks did not stop (checks off, or no value
             # checks on an accelerator) gives NaN instead of a device-side assert
-            loss = torch.where(valid & ~in_range, torch.full_like(loss, float("nan")), loss)
-        z_rows = torch.zeros_like(loss)
+            loss.masked_fill_(valid & ~in_range, float("nan"))
+            del valid, in_range
+        z_rows = loss.new_zeros(()).expand(loss.shape)  # no memory without z_loss
         if z_loss:
             lse = row_max + log_sum
             z_rows = z_loss * lse * lse
@@ -170,17 +174,20 @@ class CrossEntropyFunction(torch.autograd.Function):
         grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
         grad_t = torch.empty_like(target) if ctx.prob_target and ctx.needs_input_grad[1] else None
         # softmax = exp(x - m) / exp(s): the 1/exp(s) goes into the per-row scale
-        inv_sum = torch.exp(-log_sum)
+        inv_sum = log_sum.neg().exp_()
         if ctx.prob_target:
             row_g = g
         else:
             row_g = g * use
-            w_t = 1.0 if w is None else w[target]
             total_w = float(n_classes) if w is None else w.sum()
-            target_coef = row_g * ((1.0 - eps) * w_t)
-            row_scale = (target_coef + row_g * (eps * total_w / n_classes)) * inv_sum
+            # d loss / d x_c = row_scale * exp(x_c - m) - target_coef [c = t] - smoothing term;
+            # target_coef = (1 - eps) w_t row_g is formed per chunk (one row-sized buffer less)
+            row_scale = row_g * (eps * total_w / n_classes)
+            row_scale.add_(row_g if w is None else row_g * w[target], alpha=1.0 - eps)
             if z_coef is not None:
-                row_scale = row_scale + row_g * z_coef * inv_sum
+                row_scale.add_(row_g * z_coef)
+            row_scale.mul_(inv_sum)
+            del inv_sum
         for idx in _chunks(x):
             rows = _rowwise(idx)
             xc = x[idx]
@@ -205,7 +212,10 @@ class CrossEntropyFunction(torch.autograd.Function):
                     buf.mul_(scale).sub_(wy * gc)
                 else:
                     buf.mul_(row_scale[rows].unsqueeze(1))
-                    buf.scatter_add_(1, target[rows].unsqueeze(1), -target_coef[rows].unsqueeze(1))
+                    target_coef = row_g[rows] * (eps - 1.0)
+                    if w is not None:
+                        target_coef = target_coef * w[target[rows]]
+                    buf.scatter_add_(1, target[rows].unsqueeze(1), target_coef.unsqueeze(1))
                     if eps > 0:
                         smooth = gc * (eps / n_classes)
                         buf.sub_(smooth if w is None else smooth * _class_view(w, buf))
