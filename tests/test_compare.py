@@ -296,6 +296,8 @@ def test_recommendation_rules():
     reg = {"a": _ev(mae=2.0, rmse=3.0, r2=0.5), "b": _ev(mae=1.5, rmse=3.001, r2=0.5)}
     runs = {n: TrainResult(n, [1.0], [1.0], 1) for n in reg}
     assert recommendation(Task.regression, reg, runs).startswith("Pick b: its test RMSE (3.001) is within 0.005 of the best (3), as is a; of those it is the lowest MAE (1.5")
+    reg["a"].metrics["mae"] = 1.0
+    assert recommendation(Task.regression, reg, runs).startswith("Pick a: best test RMSE (3), with b within 0.005; of those it is the lowest MAE (1;")
 
 
 # --------------------------------------------------------------------------- the page in a browser

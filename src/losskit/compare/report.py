@@ -87,10 +87,16 @@ def recommendation(task: Task, evaluations: dict[str, Evaluation], runs: dict[st
         if nxt:
             nv = f"{m[nxt].metrics[secondary]:.3g}" if secondary == "ece" else f"{m[nxt].metrics[secondary]:.5g}"
             tail = f"; next {nv}, {nxt}"
-        why = (
-            f"its test {label} ({m[pick].metrics[primary]:.4g}) is within {TIE:g} of the best "
-            f"({m[top].metrics[primary]:.4g}), as is {', '.join(others)}; of those it is the {what}{value}{tail})"
-        )
+        if pick == top:
+            why = (
+                f"best test {label} ({m[pick].metrics[primary]:.4g}), with {', '.join(others)} within {TIE:g}; "
+                f"of those it is the {what}{value}{tail})"
+            )
+        else:
+            why = (
+                f"its test {label} ({m[pick].metrics[primary]:.4g}) is within {TIE:g} of the best "
+                f"({m[top].metrics[primary]:.4g}), as is {', '.join(others)}; of those it is the {what}{value}{tail})"
+            )
     parts = [f"Pick {pick}: {why}"]
     if runs[pick].overfitting:
         parts.append(f"; note: {runs[pick].overfitting} (early stopping restored epoch {runs[pick].best_epoch})")
