@@ -138,6 +138,25 @@ def case_mismatches_raise_on_every_rank(rank: int, world: int) -> None:
     high = target.clone()
     high[3] = V + 4
     _expect_error(lambda: vocab_parallel_cross_entropy(local, high), f"class id {V + 4} out of range", f"[0, {V - 1}]")
+    # a local check failing on one rank only (float targets on rank 0): every rank stops
+    if rank == 0:
+        _expect_error(lambda: vocab_parallel_cross_entropy(local, target.float()), "(rank 0)", "expected int64 global class ids")
+    else:
+        _expect_error(lambda: vocab_parallel_cross_entropy(local, target), "rank(s) [0] passed inputs that failed the local checks")
+    # a bad option on one rank only
+    _expect_error(
+        lambda: vocab_parallel_cross_entropy(local, target, label_smoothing=1.5 if rank == world - 1 else 0.0),
+        "label_smoothing" if rank == world - 1 else "failed the local checks",
+    )
+    # class weights: wrong length everywhere, or different lengths on different ranks
+    _expect_error(lambda: vocab_parallel_cross_entropy(local, target, weight=torch.ones(V - 1, dtype=torch.float64)),
+                  f"weight has length {V - 1} on every rank", f"({V},)")
+    _expect_error(lambda: vocab_parallel_cross_entropy(local, target, weight=torch.ones(V + rank, dtype=torch.float64)),
+                  "the length of weight (-1: none) differs between ranks")
+    W = torch.randn(V, 3, dtype=torch.float64)
+    h = torch.randn(23, 3, dtype=torch.float64)
+    _expect_error(lambda: vocab_parallel_linear_cross_entropy(h, W[lo:hi], target if rank else target[:5]),
+                  "(rank 0)" if rank == 0 else "rank(s) [0] passed inputs")
     # the process group still works afterwards
     ok = vocab_parallel_cross_entropy(local, target)
     torch.testing.assert_close(ok, F.cross_entropy(full, target))

@@ -49,17 +49,22 @@ def _world(group: Any) -> tuple[int, int]:
 
 
 def _exchange(fn: str, group: Any, device: torch.device, n_rows: int, v_local: int, problem: str | None,
-              target: torch.Tensor, ignore_index: int, reduction: str, smoothing: float) -> tuple[list[int], int]:
+              target: torch.Tensor, ignore_index: int, reduction: str, smoothing: float,
+              weight: torch.Tensor | None = None) -> tuple[list[int], int]:
     """All-gather every rank's shapes, options and target checksum; raise the same error on every
     rank when they disagree. Returns the class offsets of the shards and the total class count."""
     ok = int(problem is None)
+    if not isinstance(target, torch.Tensor) or target.is_floating_point() or target.is_complex():
+        target = torch.zeros(0, dtype=torch.long)  # the local problem is already recorded
+    weight_len = -1 if weight is None else (weight.shape[0] if weight.dim() == 1 else -2)
     ids = target.reshape(-1).long()
     counted = ids[ids != ignore_index]
     lo = int(counted.min()) if counted.numel() else 0
     hi = int(counted.max()) if counted.numel() else -1
     checksum = int((ids * torch.arange(1, ids.numel() + 1, device=ids.device) % 1_000_003).sum()) if ids.numel() else 0
     meta = torch.tensor(
-        [n_rows, v_local, ok, ids.numel(), checksum, lo, hi, _REDUCTIONS.get(reduction, -1), round(smoothing * 1e6), ignore_index],
+        [n_rows, v_local, ok, ids.numel(), checksum, lo, hi, _REDUCTIONS.get(reduction, -1),
+         round(float(smoothing) * 1e6) if isinstance(smoothing, (int, float)) else -1, ignore_index, weight_len],
         dtype=torch.int64, device=device,
     )
     rank, world = _world(group)
@@ -75,7 +80,7 @@ def _exchange(fn: str, group: Any, device: torch.device, n_rows: int, v_local: i
             "every rank stops here instead of hanging in a collective. Fix the inputs on those ranks."
         )
     for name, col in (("the number of rows of local_logits/input", 0), ("target.numel()", 3), ("reduction", 7),
-                      ("label_smoothing", 8), ("ignore_index", 9)):
+                      ("label_smoothing", 8), ("ignore_index", 9), ("the length of weight (-1: none)", 10)):
         values = [m[col] for m in rows]
         if len(set(values)) > 1:
             fail(
@@ -91,6 +96,11 @@ def _exchange(fn: str, group: Any, device: torch.device, n_rows: int, v_local: i
     sizes = [m[1] for m in rows]
     offsets = [sum(sizes[:r]) for r in range(world)]
     total = sum(sizes)
+    if rows[0][10] not in (-1, total):
+        fail(
+            f"{fn}: weight has length {rows[0][10]} on every rank; expected the full class-weight vector "
+            f"({total},) -- all shards' classes ({sizes} by rank). Pass the same full weight on every rank."
+        )
     lo_all, hi_all = min(m[5] for m in rows), max(m[6] for m in rows)
     if checks.get_checks() != "off" and rows[0][3] and (lo_all < 0 or hi_all >= total) and hi_all >= lo_all:
         example = hi_all if hi_all >= total else lo_all
@@ -100,6 +110,20 @@ def _exchange(fn: str, group: Any, device: torch.device, n_rows: int, v_local: i
             "check the shard sizes."
         )
     return offsets, total
+
+
+def _local_problem(fn: str, weight: torch.Tensor | None, reduction: str, label_smoothing: float, target: Any,
+                   normalizer: Any) -> str | None:
+    """The message of the first local check that fails, or None. Raised only after the exchange,
+    so that every rank of the group stops together instead of the others hanging."""
+    from losskit.errors import LossInputError
+
+    try:
+        _check_common(fn, weight, reduction, label_smoothing, target)
+        checks.check_normalizer(fn, normalizer, reduction)
+    except LossInputError as exc:
+        return str(exc).removeprefix(f"{fn}: ")
+    return None
 
 
 def _check_common(fn: str, weight: torch.Tensor | None, reduction: str, label_smoothing: float, target: torch.Tensor) -> None:
@@ -236,10 +260,10 @@ def vocab_parallel_cross_entropy(
         >>> # loss = losskit.distributed.vocab_parallel_cross_entropy(local, target)
     """
     fn = "vocab_parallel_cross_entropy"
-    _check_common(fn, weight, reduction, label_smoothing, target)
-    checks.check_normalizer(fn, normalizer, reduction)
-    problem = None
-    if not isinstance(local_logits, torch.Tensor) or not local_logits.is_floating_point() or local_logits.dim() != 2:
+    problem = _local_problem(fn, weight, reduction, label_smoothing, target, normalizer)
+    if problem is not None:
+        pass
+    elif not isinstance(local_logits, torch.Tensor) or not local_logits.is_floating_point() or local_logits.dim() != 2:
         problem = (
             f"local_logits has {describe(local_logits) if isinstance(local_logits, torch.Tensor) else type(local_logits).__name__}; "
             "expected float logits of shape (N, V_local), this rank's block of classes."
@@ -253,7 +277,8 @@ def vocab_parallel_cross_entropy(
     n_rows = local_logits.shape[0] if problem is None else -1
     v_local = local_logits.shape[1] if problem is None else -1
     rank, _ = _world(group)
-    offsets, n_classes = _exchange(fn, group, device, n_rows, v_local, problem, target, ignore_index, reduction, label_smoothing)
+    offsets, n_classes = _exchange(fn, group, device, n_rows, v_local, problem, target, ignore_index, reduction,
+                                   label_smoothing, weight)
     offset = offsets[rank]
     acc = accumulation_dtype(local_logits.dtype)
     ids = target.long()
@@ -386,10 +411,10 @@ def vocab_parallel_linear_cross_entropy(
         LossInputError: on every rank, as :func:`vocab_parallel_cross_entropy`.
     """
     fn = "vocab_parallel_linear_cross_entropy"
-    _check_common(fn, weight, reduction, label_smoothing, target)
-    checks.check_normalizer(fn, normalizer, reduction)
-    problem = None
-    if not (isinstance(input, torch.Tensor) and input.is_floating_point() and input.dim() in (2, 3)):
+    problem = _local_problem(fn, weight, reduction, label_smoothing, target, normalizer)
+    if problem is not None:
+        pass
+    elif not (isinstance(input, torch.Tensor) and input.is_floating_point() and input.dim() in (2, 3)):
         problem = "input must be float hidden states of shape (N, D) or (B, T, D)."
     elif not (isinstance(local_weight, torch.Tensor) and local_weight.dim() == 2 and local_weight.shape[1] == input.shape[-1]
               and local_weight.dtype == input.dtype):
@@ -410,7 +435,8 @@ def vocab_parallel_linear_cross_entropy(
     v_local = local_weight.shape[0] if problem is None else -1
     rank, _ = _world(group)
     device = input.device if isinstance(input, torch.Tensor) else torch.device("cpu")
-    offsets, n_classes = _exchange(fn, group, device, n_rows, v_local, problem, target, ignore_index, reduction, label_smoothing)
+    offsets, n_classes = _exchange(fn, group, device, n_rows, v_local, problem, target, ignore_index, reduction,
+                                   label_smoothing, weight)
     offset = offsets[rank]
     d = input.shape[-1]
     h = input.reshape(-1, d)
