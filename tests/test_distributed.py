@@ -94,6 +94,15 @@ def test_single_process_helpers_and_normalizer_argument():
     torch.testing.assert_close(
         LF.linear_cross_entropy(h, W, a, normalizer=torch.tensor(8.0)), LF.linear_cross_entropy(h, W, a, reduction="sum") / 8
     )
+    # the modules take it too (keyword-only, after torch's (input, target))
+    torch.testing.assert_close(
+        losskit.nn.CrossEntropyLoss(label_smoothing=0.1)(logits, a, normalizer=4.0),
+        LF.cross_entropy(logits, a, reduction="sum", label_smoothing=0.1) / 4,
+    )
+    head = losskit.nn.LinearCrossEntropyLoss(4, 3)
+    torch.testing.assert_close(
+        head(h, a, normalizer=2.0), LF.linear_cross_entropy(h, head.linear.weight, a, linear_bias=head.linear.bias, reduction="sum") / 2
+    )
     # an all-ignored micro-batch is fine under global normalization: it contributes 0, not NaN
     assert float(LF.cross_entropy(logits, torch.full((3,), -100), normalizer=5.0)) == 0.0
     with pytest.raises(losskit.LossInputError, match="normalizer was given with reduction='sum'"):

@@ -268,7 +268,11 @@ class CrossEntropyLoss(_WeightedLoss):
         #: the z-loss term of the last call alone (detached), for logging; None without z_loss
         self.last_z_loss: torch.Tensor | None = None
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, input: torch.Tensor, target: torch.Tensor, *, normalizer: float | torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``normalizer`` (keyword-only, losskit-only): the mean's denominator for global
+        normalization (see :func:`losskit.distributed.global_normalizer`)."""
         if not self.z_loss:
             return LF.cross_entropy(
                 input,
@@ -278,6 +282,7 @@ class CrossEntropyLoss(_WeightedLoss):
                 reduction=self.reduction,
                 label_smoothing=self.label_smoothing,
                 softcap=self.softcap,
+                normalizer=normalizer,
             )
         loss, z_term = LF.cross_entropy(
             input,
@@ -289,6 +294,7 @@ class CrossEntropyLoss(_WeightedLoss):
             z_loss=self.z_loss,
             softcap=self.softcap,
             return_z_loss=True,
+            normalizer=normalizer,
         )
         self.last_z_loss = z_term.detach()
         return loss
@@ -423,7 +429,10 @@ class LinearCrossEntropyLoss(_WeightedLoss):
         module.linear = linear
         return module
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, input: torch.Tensor, target: torch.Tensor, *, normalizer: float | torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``normalizer``: as :meth:`CrossEntropyLoss.forward`."""
         loss, z_term = LF.linear_cross_entropy(
             input,
             self.linear.weight,
@@ -437,6 +446,7 @@ class LinearCrossEntropyLoss(_WeightedLoss):
             softcap=self.softcap,
             chunk_size=self.chunk_size,
             return_z_loss=True,
+            normalizer=normalizer,
         )
         self.last_z_loss = z_term.detach()
         return loss
