@@ -153,7 +153,7 @@ def _lint(args: argparse.Namespace) -> int:
     return 1 if result.findings else 0
 
 
-def _load_table(command: str, args: argparse.Namespace):
+def _load_table(args: argparse.Namespace):
     from losskit.data import load_dataset, load_file
 
     if args.data and args.dataset:
@@ -169,7 +169,7 @@ def _load_table(command: str, args: argparse.Namespace):
 def _compare(args: argparse.Namespace) -> int:
     from losskit.compare import run_compare
 
-    table = _load_table("compare", args)
+    table = _load_table(args)
     run_compare(
         table, task=args.task, losses=args.losses, epochs=args.epochs, batch_size=args.batch_size,
         lr=args.lr, seed=args.seed, out=args.out, device=args.device,
@@ -195,7 +195,7 @@ def _recommend(args: argparse.Namespace) -> int:
 
     from losskit.recommend import print_recommendation, recommend
 
-    table = _load_table("recommend", args)
+    table = _load_table(args)
     result = recommend(table, task=args.task, imbalance=args.imbalance)
     if args.json:
         print(json.dumps(result, indent=2))

@@ -60,6 +60,19 @@ class _Loss(nn.Module):
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"
 
+    def _settings(self, *fields: str | tuple[str, object]) -> str:
+        """``name=value`` for each field: a bare name is always shown, ``(name, default)`` only
+        when the value differs from the default; tensors as their values, strings quoted."""
+        parts = []
+        for field in fields:
+            name, default, always = (field, None, True) if isinstance(field, str) else (*field, False)
+            value = getattr(self, name)
+            if isinstance(value, torch.Tensor):
+                parts.append(f"{name}={_values(value)}")
+            elif always or value != default:
+                parts.append(f"{name}={value!r}" if isinstance(value, str) else f"{name}={value}")
+        return ", ".join(parts)
+
 
 class _WeightedLoss(_Loss):
     weight: torch.Tensor | None
@@ -222,14 +235,7 @@ class BCEWithLogitsLoss(_WeightedLoss):
         )
 
     def extra_repr(self) -> str:
-        parts = [f"reduction={self.reduction!r}"]
-        if self.pos_weight is not None:
-            parts.append(f"pos_weight={_values(self.pos_weight)}")
-        if self.label_smoothing:
-            parts.append(f"label_smoothing={self.label_smoothing}")
-        if self.weight is not None:
-            parts.append(f"weight={_values(self.weight)}")
-        return ", ".join(parts)
+        return self._settings("reduction", ("pos_weight", None), ("label_smoothing", 0.0), ("weight", None))
 
 
 class CrossEntropyLoss(_WeightedLoss):
@@ -300,18 +306,7 @@ class CrossEntropyLoss(_WeightedLoss):
         return loss
 
     def extra_repr(self) -> str:
-        parts = [f"reduction={self.reduction!r}"]
-        if self.ignore_index != -100:
-            parts.append(f"ignore_index={self.ignore_index}")
-        if self.label_smoothing:
-            parts.append(f"label_smoothing={self.label_smoothing}")
-        if self.z_loss:
-            parts.append(f"z_loss={self.z_loss}")
-        if self.softcap is not None:
-            parts.append(f"softcap={self.softcap}")
-        if self.weight is not None:
-            parts.append(f"weight={_values(self.weight)}")
-        return ", ".join(parts)
+        return self._settings("reduction", ("ignore_index", -100), ("label_smoothing", 0.0), ("z_loss", 0.0), ("softcap", None), ("weight", None))
 
 
 class NLLLoss(_WeightedLoss):
@@ -452,23 +447,11 @@ class LinearCrossEntropyLoss(_WeightedLoss):
         return loss
 
     def extra_repr(self) -> str:
-        parts = [
-            f"in_features={self.linear.in_features}",
-            f"num_classes={self.linear.out_features}",
-            f"bias={self.linear.bias is not None}",
-            f"reduction={self.reduction!r}",
-        ]
-        if self.ignore_index != -100:
-            parts.append(f"ignore_index={self.ignore_index}")
-        if self.label_smoothing:
-            parts.append(f"label_smoothing={self.label_smoothing}")
-        if self.z_loss:
-            parts.append(f"z_loss={self.z_loss}")
-        if self.softcap is not None:
-            parts.append(f"softcap={self.softcap}")
-        if self.weight is not None:
-            parts.append(f"weight={_values(self.weight)}")
-        return ", ".join(parts)
+        head = (
+            f"in_features={self.linear.in_features}, num_classes={self.linear.out_features}, "
+            f"bias={self.linear.bias is not None}, "
+        )
+        return head + self._settings("reduction", ("ignore_index", -100), ("label_smoothing", 0.0), ("z_loss", 0.0), ("softcap", None), ("weight", None))
 
 
 # --------------------------------------------------------------------------- extras torch lacks
@@ -498,7 +481,7 @@ class SigmoidFocalLoss(_Loss):
         return LF.sigmoid_focal_loss(input, target, self.alpha, self.gamma, self.reduction)
 
     def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, gamma={self.gamma}, reduction={self.reduction!r}"
+        return self._settings("alpha", "gamma", "reduction")
 
 
 class FocalLoss(_WeightedLoss):
@@ -533,12 +516,7 @@ class FocalLoss(_WeightedLoss):
         )
 
     def extra_repr(self) -> str:
-        parts = [f"gamma={self.gamma}", f"reduction={self.reduction!r}"]
-        if self.ignore_index != -100:
-            parts.append(f"ignore_index={self.ignore_index}")
-        if self.weight is not None:
-            parts.append(f"weight={_values(self.weight)}")
-        return ", ".join(parts)
+        return self._settings("gamma", "reduction", ("ignore_index", -100), ("weight", None))
 
 
 class Poly1CrossEntropyLoss(_WeightedLoss):
@@ -582,14 +560,7 @@ class Poly1CrossEntropyLoss(_WeightedLoss):
         )
 
     def extra_repr(self) -> str:
-        parts = [f"epsilon={self.epsilon}", f"reduction={self.reduction!r}"]
-        if self.label_smoothing:
-            parts.append(f"label_smoothing={self.label_smoothing}")
-        if self.ignore_index != -100:
-            parts.append(f"ignore_index={self.ignore_index}")
-        if self.weight is not None:
-            parts.append(f"weight={_values(self.weight)}")
-        return ", ".join(parts)
+        return self._settings("epsilon", "reduction", ("label_smoothing", 0.0), ("ignore_index", -100), ("weight", None))
 
 
 class DiceLoss(_WeightedLoss):
@@ -645,18 +616,10 @@ class DiceLoss(_WeightedLoss):
         return LF.dice_loss(input, target, self.mode, **self._kwargs())
 
     def extra_repr(self) -> str:
-        parts = [f"mode={self.mode!r}", f"reduction={self.reduction!r}"]
-        if not self.from_logits:
-            parts.append("from_logits=False")
-        if self.smooth:
-            parts.append(f"smooth={self.smooth}")
-        if self.ignore_index is not None:
-            parts.append(f"ignore_index={self.ignore_index}")
-        if self.log_loss:
-            parts.append("log_loss=True")
-        if self.weight is not None:
-            parts.append(f"weight={_values(self.weight)}")
-        return ", ".join(parts)
+        return self._settings(
+            "mode", "reduction", ("from_logits", True), ("smooth", 0.0), ("ignore_index", None), ("log_loss", False),
+            ("weight", None),
+        )
 
 
 class TverskyLoss(DiceLoss):
@@ -736,13 +699,6 @@ class CrossEntropyDiceLoss(_WeightedLoss):
         return ce + self.dice_weight * dice
 
     def extra_repr(self) -> str:
-        parts = [f"dice_weight={self.dice_weight}"]
-        if self.ignore_index != -100:
-            parts.append(f"ignore_index={self.ignore_index}")
-        if self.label_smoothing:
-            parts.append(f"label_smoothing={self.label_smoothing}")
-        if self.smooth:
-            parts.append(f"smooth={self.smooth}")
-        if self.weight is not None:
-            parts.append(f"weight={_values(self.weight)}")
-        return ", ".join(parts)
+        return self._settings(
+            "dice_weight", ("ignore_index", -100), ("label_smoothing", 0.0), ("smooth", 0.0), ("weight", None)
+        )

@@ -331,7 +331,6 @@ def _zero_one_matrix(t: torch.Tensor, num_outputs_hint: int | None = None) -> Ta
 
 
 def _from_target(t: torch.Tensor, ignore_index: int) -> TaskGuess:
-    n = t.shape[0] if t.dim() else 1
     column = t.dim() <= 1 or (t.dim() == 2 and t.shape[1] == 1)
     if t.dtype == torch.bool:
         t = t.long()

@@ -34,7 +34,7 @@ def smp_reference(logits, target, mode, *, alpha=0.5, beta=0.5, smooth=0.0, eps=
         onehot = torch.where(valid, t, torch.zeros_like(t))
     losses = []
     for c in range(n_classes):
-        p, t, v = probs[:, c][valid[:, c]], onehot[:, c][valid[:, c]], None
+        p, t = probs[:, c][valid[:, c]], onehot[:, c][valid[:, c]]
         tp, fp, fn = (p * t).sum(), (p * (1 - t)).sum(), ((1 - p) * t).sum()
         if alpha == beta == 0.5:  # smp's DiceLoss formula: (2 I + s) / (|p| + |t| + s)
             score = (2 * tp + smooth) / torch.clamp(p.sum() + t.sum() + smooth, min=eps)

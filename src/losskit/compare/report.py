@@ -111,6 +111,25 @@ def recommendation(task: Task, evaluations: dict[str, Evaluation], runs: dict[st
 # --------------------------------------------------------------------------- plots
 
 
+def _grid(plt: Any, count: int, height: float) -> tuple[Any, list[Any]]:
+    """A figure with one panel per candidate (at most 4 per row); unused panels hidden."""
+    cols = min(count, 4)
+    rows = math.ceil(count / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, height * rows), squeeze=False)
+    panels = list(axes.flat)
+    for ax in panels[count:]:
+        ax.axis("off")
+    return fig, panels[:count]
+
+
+def _save(plt: Any, fig: Any, path: Path, title: str | None = None) -> None:
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _plots(out: Path, data: Prepared, evaluations: dict[str, Evaluation], runs: dict[str, TrainResult]) -> list[tuple[str, str]]:
     """Write the PNG plots; return ``(file name, caption)`` pairs."""
     import matplotlib
@@ -120,11 +139,9 @@ def _plots(out: Path, data: Prepared, evaluations: dict[str, Evaluation], runs: 
 
     names = list(evaluations)
     made: list[tuple[str, str]] = []
-    cols = min(len(names), 4)
-    rows = math.ceil(len(names) / cols)
 
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
-    for ax, name in zip(axes.flat, names):
+    fig, panels = _grid(plt, len(names), 3.2)
+    for ax, name in zip(panels, names):
         run = runs[name]
         epochs = range(1, len(run.train_loss) + 1)
         ax.plot(epochs, run.train_loss, label="train")
@@ -134,17 +151,12 @@ def _plots(out: Path, data: Prepared, evaluations: dict[str, Evaluation], runs: 
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")
         ax.legend(fontsize=8)
-    for ax in list(axes.flat)[len(names):]:
-        ax.axis("off")
-    fig.suptitle(f"{data.name}: training and validation loss per candidate")
-    fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=100)
-    plt.close(fig)
+    _save(plt, fig, out / "curves.png", f"{data.name}: training and validation loss per candidate")
     made.append(("curves.png", "Training and validation loss per epoch; the dashed line marks the restored best epoch."))
 
     if data.task == Task.regression:
-        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.8 * rows), squeeze=False)
-        for ax, name in zip(axes.flat, names):
+        fig, panels = _grid(plt, len(names), 3.8)
+        for ax, name in zip(panels, names):
             ev = evaluations[name]
             pred, true = ev.scores.reshape(-1), ev.target.reshape(-1)
             ax.scatter(true, pred, s=10, alpha=0.6)
@@ -153,12 +165,7 @@ def _plots(out: Path, data: Prepared, evaluations: dict[str, Evaluation], runs: 
             ax.set_title(f"{name}  R² {ev.metrics['r2']:.3f}", fontsize=10)
             ax.set_xlabel("true")
             ax.set_ylabel("predicted")
-        for ax in list(axes.flat)[len(names):]:
-            ax.axis("off")
-        fig.suptitle(f"{data.name}: predicted vs true (test split)")
-        fig.tight_layout()
-        fig.savefig(out / "predicted_vs_true.png", dpi=100)
-        plt.close(fig)
+        _save(plt, fig, out / "predicted_vs_true.png", f"{data.name}: predicted vs true (test split)")
         made.append(("predicted_vs_true.png", "Predicted against true targets on the test split; the diagonal is perfect."))
         return made
 
@@ -173,17 +180,15 @@ def _plots(out: Path, data: Prepared, evaluations: dict[str, Evaluation], runs: 
     ax.set_ylabel("accuracy" if data.task == Task.multiclass else "fraction positive")
     ax.set_title(f"{data.name}: reliability diagram (test split, {ECE_BINS} bins)", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "reliability.png", dpi=100)
-    plt.close(fig)
+    _save(plt, fig, out / "reliability.png")
     made.append(("reliability.png", "Reliability diagram: mean confidence against observed accuracy per bin (marker area: share of test predictions in the bin); closer to the diagonal is better calibrated."))
 
     if data.task == Task.multiclass:
         import torchmetrics.functional.classification as C
 
         k = data.num_outputs
-        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.0 * rows), squeeze=False)
-        for ax, name in zip(axes.flat, names):
+        fig, panels = _grid(plt, len(names), 4.0)
+        for ax, name in zip(panels, names):
             ev = evaluations[name]
             cm = C.multiclass_confusion_matrix(ev.scores, ev.target, k).numpy()
             ax.imshow(cm, cmap="Blues")
@@ -200,12 +205,7 @@ def _plots(out: Path, data: Prepared, evaluations: dict[str, Evaluation], runs: 
                         if cm[i, j]:
                             ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=6,
                                     color="white" if cm[i, j] > cm.max() / 2 else "black")
-        for ax in list(axes.flat)[len(names):]:
-            ax.axis("off")
-        fig.suptitle(f"{data.name}: confusion matrices (test split)")
-        fig.tight_layout()
-        fig.savefig(out / "confusion_matrices.png", dpi=100)
-        plt.close(fig)
+        _save(plt, fig, out / "confusion_matrices.png", f"{data.name}: confusion matrices (test split)")
         made.append(("confusion_matrices.png", "Confusion matrices on the test split (rows: true class, columns: predicted)."))
     return made
 

@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 
 from losskit.checks import fail
+from losskit.functional.classification import _index_denominator
 
 __all__ = ["global_normalizer", "count_targets"]
 
@@ -48,12 +49,9 @@ def count_targets(
                 f"count_targets: got {type(t).__name__ if not isinstance(t, torch.Tensor) else t.dtype}; expected "
                 "int64 class-id tensors (the targets of each micro-batch). Use target.long()."
             )
-        counted = t.reshape(-1) != ignore_index
-        if weight is None:
-            total = total + counted.sum()
-        else:
-            safe = torch.where(counted, t.reshape(-1), torch.zeros_like(t.reshape(-1)))
-            total = total + (weight.to(torch.float64)[safe] * counted).sum()
+        # exactly the denominator cross_entropy's mean uses
+        n_classes = weight.shape[0] if weight is not None else torch.iinfo(torch.int64).max
+        total = total + _index_denominator(t.reshape(-1), weight, ignore_index, n_classes)
     return total.float()
 
 

@@ -838,27 +838,19 @@ def _log_softmax_at_targets(
 
 def _reduce_class_rows(
     rows: torch.Tensor,
-    ids: torch.Tensor,
     counted: torch.Tensor,
-    weight: torch.Tensor | None,
     reduction: str,
+    denominator: torch.Tensor | None,
     target_shape: tuple[int, ...],
     out_dtype: torch.dtype,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Weight per-target rows by ``weight[y]`` and reduce as :func:`cross_entropy` does."""
-    if weight is not None:
-        rows = rows * weight.to(rows.dtype)[ids]
+) -> torch.Tensor:
+    """Zero the rows that do not count and reduce as :func:`cross_entropy` does (``denominator``
+    from :func:`_index_denominator` for ``"mean"``)."""
     rows = torch.where(counted, rows, torch.zeros_like(rows))
-    denominator = None
-    if reduction == "mean":
-        if weight is None:
-            denominator = counted.sum()
-        else:
-            denominator = (weight.to(rows.dtype)[ids] * counted).sum()
     loss = reduce_with_denominator(rows, reduction, denominator if denominator is not None else 1.0)
     if reduction == "none":
         loss = loss.reshape(target_shape)
-    return loss.to(out_dtype), denominator
+    return loss.to(out_dtype)
 
 
 def focal_loss(
@@ -918,7 +910,13 @@ def focal_loss(
     rows = -logp_t
     if gamma:
         rows = rows * (-torch.expm1(logp_t)).pow(gamma)
-    loss, denominator = _reduce_class_rows(rows, ids, counted, weight, reduction, tuple(target.shape), input.dtype)
+    if weight is not None:
+        rows = rows * weight.to(rows.dtype)[ids]
+    n_classes = input.shape[0] if input.dim() == 1 else input.shape[1]
+    denominator = None
+    if reduction == "mean":
+        denominator = _index_denominator(_flatten_ids(target.long(), input.dim()), weight, ignore_index, n_classes)
+    loss = _reduce_class_rows(rows, counted, reduction, denominator, tuple(target.shape), input.dtype)
     if mode != "off":
         _warn_if_empty_or_all_ignored(fn, reduction, rows.numel(), denominator, mode)
     if mode == "full":
@@ -1018,15 +1016,12 @@ def poly1_cross_entropy(
         poly = epsilon * (1.0 - p_t)
         if weight is not None:
             poly = poly * weight.to(poly.dtype)[safe.reshape(poly.shape)]
-        counted = counted.reshape(ce_rows.shape)
-        rows = torch.where(counted, ce_rows + poly, torch.zeros_like(ce_rows))
         denominator = None
         if reduction == "mean":
             denominator = _index_denominator(ids, weight, ignore_index, n_classes)
-        loss = reduce_with_denominator(rows, reduction, denominator if denominator is not None else 1.0)
-        if reduction == "none":
-            loss = loss.reshape(target.shape)
-        loss = loss.to(input.dtype)
+        loss = _reduce_class_rows(
+            ce_rows + poly, counted.reshape(ce_rows.shape), reduction, denominator, tuple(target.shape), input.dtype
+        )
     if mode != "off":
         _warn_if_empty_or_all_ignored(fn, reduction, input.numel() // max(n_classes, 1), denominator, mode)
     if mode == "full":

@@ -62,25 +62,9 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any,
-        h: torch.Tensor,
-        w: torch.Tensor,
-        b: torch.Tensor | None,
-        target: torch.Tensor,
-        weight: torch.Tensor | None,
-        ignore_index: int,
-        label_smoothing: float,
-        z_loss: float,
-        softcap: float | None,
-        scale: torch.Tensor | None,
-        rows: int,
-        track: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(ctx: Any, h: torch.Tensor, *args: Any) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
         with torch.autocast(h.device.type, enabled=False):  # inputs arrive already cast
-            return LinearCrossEntropyFunction._forward(
-                ctx, h, w, b, target, weight, ignore_index, label_smoothing, z_loss, softcap, scale, rows, track
-            )
+            return LinearCrossEntropyFunction._forward(ctx, h, *args)
 
     @staticmethod
     def _forward(

@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import libcst as cst
-import libcst.matchers as m
 from libcst.metadata import MetadataWrapper, PositionProvider, QualifiedNameProvider
 
 __all__ = ["Finding", "Fix", "Context", "Rule", "lint_source", "fix_source", "PARSE_ERROR"]
@@ -180,18 +179,13 @@ class Context:
         self.path = path
         self.source = source
         self.lines = source.splitlines()
-        self.wrapper = wrapper
-        self.module = wrapper.module
         self.positions = wrapper.resolve(PositionProvider)
         self.qualified = wrapper.resolve(QualifiedNameProvider)
         self.assignments: dict[tuple[cst.CSTNode | None, str], list[tuple[int, cst.BaseExpression]]] = {}
         self.calls: list[tuple[cst.Call, cst.CSTNode | None]] = []
         self.aug_assigns: list[tuple[cst.AugAssign, cst.CSTNode | None]] = []
         self.loops: list[tuple[cst.CSTNode, cst.CSTNode | None]] = []
-        self.scope_of: dict[cst.CSTNode, cst.CSTNode | None] = {}
         wrapper.visit(_Collector(self))
-        for call, scope in self.calls:
-            self.scope_of[call] = scope
 
     # ----------------------------------------------------------------- basics
 
@@ -229,9 +223,6 @@ class Context:
         values = self.assignments.get((None, key), []) or self.assignments.get((None, "*" + key), [])
         return values[-1][1] if values else None
 
-    def _call_class(self, call: cst.Call) -> set[str]:
-        return self.names(call.func)
-
     def kinds(self, expr: cst.BaseExpression | None, scope: cst.CSTNode | None = None, line: int | None = None,
               depth: int = 0) -> set[str]:
         """What produced ``expr``: {"softmax", "sigmoid", "log_softmax", "one_hot", "float_cast"}."""
@@ -263,14 +254,14 @@ class Context:
             if key is not None:
                 bound = self.resolve_anywhere(key)
                 if isinstance(bound, cst.Call):
-                    cls = self._call_class(bound)
+                    cls = self.names(bound.func)
                     for q in cls:
                         if q in _ACTIVATION_CLASSES:
                             return {_ACTIVATION_CLASSES[q]}
                     if cls & _SEQUENTIAL and bound.args:
                         last = bound.args[-1].value
                         if isinstance(last, cst.Call):
-                            for q in self._call_class(last):
+                            for q in self.names(last.func):
                                 if q in _ACTIVATION_CLASSES:
                                     return {_ACTIVATION_CLASSES[q]}
             return set()
@@ -315,9 +306,6 @@ class Context:
             lc = self.loss_call(call)
             if lc is not None:
                 yield lc, scope
-
-    def qualified_call(self, call: cst.Call) -> set[str]:
-        return self.names(call.func)
 
 
 # --------------------------------------------------------------------------- running
@@ -412,8 +400,3 @@ def fix_source(source: str, path: str = "<string>", *, unsafe: bool = False, sel
         applied += transformer.done
         source = new
     return source, applied
-
-
-def is_call_to(node: cst.CSTNode, attr: str) -> bool:
-    """``<anything>.attr(...)``."""
-    return m.matches(node, m.Call(func=m.Attribute(attr=m.Name(attr))))

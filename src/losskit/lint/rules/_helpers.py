@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import libcst as cst
 
-from losskit.lint.engine import Context
+from losskit.lint.engine import Context, Finding
 
 _ACTIVATIONS = {"softmax", "sigmoid", "log_softmax"}
 
@@ -50,3 +52,14 @@ def replace_arg(call: cst.Call, index: int, keyword: str, value: cst.BaseExpress
 def rename_attr(call: cst.Call, new: str) -> cst.Call:
     assert isinstance(call.func, cst.Attribute)
     return call.with_changes(func=call.func.with_changes(attr=cst.Name(new)))
+
+
+def activation_fed_to_loss(ctx: Context, code: str, loss_name: str, activation: str, message: str) -> Iterable[Finding]:
+    """Findings for ``loss_name`` calls whose input is ``activation`` output; the unsafe fix
+    drops an inline activation (LK101, LK102)."""
+    for lc, scope in ctx.loss_calls():
+        if lc.name != loss_name or lc.input is None or activation not in ctx.kinds(lc.input, scope):
+            continue
+        inner = activation_input(ctx, lc.input)
+        fix = ctx.fix_for(lc.input, lambda node, inner=inner: inner, unsafe=True) if inner is not None else None
+        yield ctx.finding(code, lc.input, message, fix)

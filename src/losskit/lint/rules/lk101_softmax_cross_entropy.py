@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from losskit.lint.engine import Context, Finding, Rule
-from losskit.lint.rules._helpers import activation_input
+from losskit.lint.rules._helpers import activation_fed_to_loss
 
 
 class SoftmaxBeforeCrossEntropy(Rule):
@@ -13,15 +13,8 @@ class SoftmaxBeforeCrossEntropy(Rule):
     summary = "softmax output passed to CrossEntropyLoss / cross_entropy"
 
     def check(self, ctx: Context) -> Iterable[Finding]:
-        for lc, scope in ctx.loss_calls():
-            if lc.name != "cross_entropy" or lc.input is None:
-                continue
-            if "softmax" in ctx.kinds(lc.input, scope):
-                inner = activation_input(ctx, lc.input)
-                fix = ctx.fix_for(lc.input, lambda node, inner=inner: inner, unsafe=True) if inner is not None else None
-                yield ctx.finding(
-                    self.code, lc.input,
-                    "softmax output passed to cross-entropy, which applies log_softmax itself (a double softmax: "
-                    "small gradients, slow training); pass the raw logits and keep softmax for predictions",
-                    fix,
-                )
+        return activation_fed_to_loss(
+            ctx, self.code, "cross_entropy", "softmax",
+            "softmax output passed to cross-entropy, which applies log_softmax itself (a double softmax: "
+            "small gradients, slow training); pass the raw logits and keep softmax for predictions",
+        )
