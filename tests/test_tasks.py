@@ -74,6 +74,33 @@ def test_infer_task_table(case):
     assert "\n" not in guess.reason
 
 
+LOSS_FOR_TASK = {
+    Task.regression: (losskit.nn.MSELoss, losskit.nn.HuberLoss),
+    Task.binary: (losskit.nn.BCEWithLogitsLoss,),
+    Task.multilabel: (losskit.nn.BCEWithLogitsLoss,),
+    Task.multiclass: (losskit.nn.CrossEntropyLoss,),
+    Task.token_classification: (losskit.nn.CrossEntropyLoss,),
+    Task.segmentation: (losskit.nn.CrossEntropyLoss,),
+}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_loss_for_on_the_target_table(case):
+    """The loss the task table names, configured from the same targets, with its reasons."""
+    _, target, input, task, num_classes, *_ = case
+    guess = losskit.infer_task(target, input)
+    if task == Task.segmentation and not isinstance(target, list) and torch.as_tensor(target).max() == 255:
+        loss = losskit.loss_for(guess, targets=target, ignore_index=255)
+        assert loss.ignore_index == 255
+    else:
+        loss = losskit.loss_for(guess, targets=target)
+    assert isinstance(loss, LOSS_FOR_TASK[task]), repr(loss)
+    assert loss.explain().startswith(f"- task: {task.value} (inferred: ")
+    weight = getattr(loss, "weight", None)
+    if weight is not None:  # class weights sized to the classes the targets hold
+        assert weight.numel() == num_classes
+
+
 def test_infer_task_has_at_least_25_cases():
     assert len(CASES) >= 25
 
