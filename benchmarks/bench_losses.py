@@ -122,8 +122,8 @@ def measure_memory(provider: str, config: str, quick: bool) -> dict:
 def _checks_share(fn, rounds: int) -> float:
     """The checks' cost relative to the rest of the call, timed inside each call.
 
-    Every guardrail function (all of ``losskit.checks`` and the functional modules' ``_check*``,
-    ``_warn*``, ``_classify*`` and ``_finish`` helpers) is wrapped to add its outermost elapsed
+    Every guardrail function (all of ``losskit.checks``, through which the functional layer calls
+    them) is wrapped to add its outermost elapsed
     time to a counter; per call the share is ``checks / (total - checks)``, and the result is the
     median over calls. Both parts of one call see the same machine load, so the ratio holds
     still while wall time on a shared 2-core machine swings by tens of percent between runs
@@ -132,10 +132,7 @@ def _checks_share(fn, rounds: int) -> float:
     import functools
     import types
 
-    import losskit.checks as checks_module
-    import losskit.functional.classification as classification
-    import losskit.functional.large_vocabulary as large_vocabulary
-    import losskit.functional.regression as regression
+    import losskit.checks as checks_package
 
     spent = [0.0]
     depth = [0]
@@ -154,15 +151,13 @@ def _checks_share(fn, rounds: int) -> float:
         return wrapper
 
     patched = []
-    for module in (checks_module, classification, regression, large_vocabulary):
-        for name, value in list(vars(module).items()):
-            if not isinstance(value, types.FunctionType) or value.__module__ != module.__name__:
-                continue
-            if module is checks_module and name in ("level", "get_checks", "set_checks", "describe", "shape_str", "fail", "warn"):
-                continue  # tiny helpers called from the checks themselves
-            if module is checks_module or name.startswith(("_check", "_warn", "_classify", "_finish")):
-                patched.append((module, name, value))
-                setattr(module, name, timed(value))
+    # the functional layer calls every guardrail through the losskit.checks namespace
+    tiny = ("level", "get_checks", "set_checks", "describe", "shape_str", "fail", "warn")  # called from checks
+    for name in checks_package.__all__:
+        value = getattr(checks_package, name)
+        if isinstance(value, types.FunctionType) and name not in tiny:
+            patched.append((checks_package, name, value))
+            setattr(checks_package, name, timed(value))
     try:
         shares = []
         for _ in range(rounds):
@@ -211,7 +206,7 @@ def _child(provider: str, config: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--_child", provider, config, "--repeats", str(args.repeats)]
     if args.quick:
         cmd.append("--quick")
-    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "LOSSKIT_CHECKS": "auto"})
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, env={**os.environ, "LOSSKIT_CHECKS": "auto"})
     if out.returncode != 0:
         raise SystemExit(f"benchmark {config} / {provider} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])

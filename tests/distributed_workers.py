@@ -106,6 +106,68 @@ def case_vocab_parallel_linear_cross_entropy(rank: int, world: int) -> None:
                     torch.testing.assert_close(b_our.grad, b_ref.grad[lo:hi], msg=f"{tag} bias grad")
 
 
+def _capped_reference(logits, target, weight, reduction, label_smoothing, z_loss, softcap):
+    """Plain torch: cross-entropy of soft-capped logits plus z * lse^2 on the counted rows, reduced
+    with cross-entropy's denominator (the written-out formula, not losskit's code)."""
+    x = softcap * torch.tanh(logits / softcap) if softcap else logits
+    rows = F.cross_entropy(x, target, weight=weight, reduction="none", label_smoothing=label_smoothing)
+    counted = target != -100
+    rows = rows + z_loss * torch.logsumexp(x, 1).square() * counted
+    if reduction == "none":
+        return rows
+    if reduction == "sum":
+        return rows.sum()
+    safe = target.clamp_min(0)
+    return rows.sum() / (counted.sum() if weight is None else (weight[safe] * counted).sum())
+
+
+ZS_OPTIONS = {
+    "z": {"z_loss": 1e-2},
+    "cap": {"softcap": 2.5},
+    "z+cap+all": {"z_loss": 1e-2, "softcap": 2.5, "weight": True, "ignore": True, "label_smoothing": 0.1},
+}
+
+
+def case_vocab_parallel_z_loss_and_softcap(rank: int, world: int) -> None:
+    """z-loss and soft-capping on sharded logits and on the sharded output layer equal the
+    single-process loss, in value and gradients."""
+    lo, hi = _bounds(rank, world)
+    for seed, (name, opts) in enumerate(ZS_OPTIONS.items()):
+        z, cap, ls = opts.get("z_loss", 0.0), opts.get("softcap"), opts.get("label_smoothing", 0.0)
+        for reduction in ("none", "mean", "sum"):
+            full, target, weight, upstream = _data(50 + seed, ignore=opts.get("ignore", False))
+            w = weight if opts.get("weight") else None
+            up = upstream if reduction == "none" else torch.ones((), dtype=torch.float64)
+            ref_in = full.clone().requires_grad_(True)
+            ref = _capped_reference(ref_in, target, w, reduction, ls, z, cap)
+            ref.backward(up)
+            single = LF.cross_entropy(full, target, w, reduction=reduction, label_smoothing=ls, z_loss=z, softcap=cap)
+            torch.testing.assert_close(single, ref.detach(), msg=f"{name} {reduction} single-process value")
+            local = full[:, lo:hi].clone().requires_grad_(True)
+            ours = vocab_parallel_cross_entropy(
+                local, target, weight=w, reduction=reduction, label_smoothing=ls, z_loss=z, softcap=cap
+            )
+            torch.testing.assert_close(ours, ref.detach(), msg=f"{name} {reduction} value")
+            ours.backward(up)
+            torch.testing.assert_close(local.grad, ref_in.grad[:, lo:hi], msg=f"{name} {reduction} grad")
+            # the fused form on hidden states and this rank's rows of the output layer
+            g = torch.Generator().manual_seed(70 + seed)
+            h = torch.randn(23, 5, generator=g, dtype=torch.float64)
+            W = torch.randn(V, 5, generator=g, dtype=torch.float64)
+            h_ref, W_ref = h.clone().requires_grad_(True), W.clone().requires_grad_(True)
+            ref = _capped_reference(h_ref @ W_ref.T, target, w, reduction, ls, z, cap)
+            ref.backward(up)
+            h_our, W_our = h.clone().requires_grad_(True), W[lo:hi].clone().requires_grad_(True)
+            ours = vocab_parallel_linear_cross_entropy(
+                h_our, W_our, target, weight=w, reduction=reduction, label_smoothing=ls, z_loss=z, softcap=cap,
+                chunk_size=4,
+            )
+            torch.testing.assert_close(ours, ref.detach(), msg=f"{name} {reduction} fused value")
+            ours.backward(up)
+            torch.testing.assert_close(h_our.grad, h_ref.grad, msg=f"{name} {reduction} fused input grad")
+            torch.testing.assert_close(W_our.grad, W_ref.grad[lo:hi], msg=f"{name} {reduction} fused weight grad")
+
+
 def _expect_error(fn, *patterns: str) -> None:
     try:
         fn()
@@ -134,6 +196,8 @@ def case_mismatches_raise_on_every_rank(rank: int, world: int) -> None:
     _expect_error(lambda: vocab_parallel_cross_entropy(local, other), "target differs between ranks")
     # different reductions
     _expect_error(lambda: vocab_parallel_cross_entropy(local, target, reduction="sum" if rank == 0 else "mean"), "reduction differs between ranks")
+    _expect_error(lambda: vocab_parallel_cross_entropy(local, target, z_loss=1e-4 if rank == 0 else 0.0), "z_loss differs between ranks, got [0.0001, 0.0")
+    _expect_error(lambda: vocab_parallel_cross_entropy(local, target, softcap=-1.0), "softcap must be None or a positive number")
     # an id beyond the last shard
     high = target.clone()
     high[3] = V + 4
@@ -246,7 +310,7 @@ def entry(rank: int, world: int, port: int, cases: list[str], queue) -> None:
             try:
                 globals()[name](rank, world)
                 queue.put((rank, name, None))
-            except Exception:  # noqa: BLE001 -- reported to the parent test
+            except Exception:
                 queue.put((rank, name, traceback.format_exc()))
             dist.barrier()
     finally:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from losskit.cli import main
-from losskit.demo import run_demo
+from losskit.app.cli import main
+from losskit.app.demo import run_demo
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from losskit.cli import main
-from losskit.compare.metrics import evaluate
-from losskit.compare.report import recommendation
-from losskit.compare.train import TrainResult, _overfitting
+from losskit.app.cli import main
+from losskit.app.compare.metrics import evaluate
+from losskit.app.compare.report import recommendation
+from losskit.app.compare.train import TrainResult, _overfitting
 from losskit.tasks import Task
 
 CLASSIFICATION_KEYS = {"accuracy", "precision", "recall", "f1", "auroc", "ece", "log_loss"}
@@ -211,7 +211,7 @@ def test_previous_report_is_replaced_and_a_failed_run_leaves_no_report(tmp_path,
     assert main(["compare", "--dataset", "iris", "--epochs", "2", "--out", str(out)]) == 0
     assert (out / "metrics.json").read_text() != first
 
-    import losskit.compare.report as report
+    from losskit.app.compare import report
 
     def broken(out_dir, *args, **kwargs):
         (out_dir / "metrics.json").write_text("{}")  # half written ...
@@ -220,8 +220,8 @@ def test_previous_report_is_replaced_and_a_failed_run_leaves_no_report(tmp_path,
     monkeypatch.setattr(report, "write_report", broken)
     fresh = tmp_path / "fresh"
     with pytest.raises(OSError, match="disk full"):
-        from losskit.compare import run_compare
-        from losskit.data import load_dataset
+        from losskit.app.compare import run_compare
+        from losskit.app.data import load_dataset
 
         run_compare(load_dataset("iris"), epochs=1, out=fresh, progress=False)
     assert not fresh.exists()
@@ -232,7 +232,16 @@ def test_previous_report_is_replaced_and_a_failed_run_leaves_no_report(tmp_path,
 
 
 def test_metrics_match_scikit_learn():
-    from sklearn.metrics import accuracy_score, f1_score, log_loss, mean_absolute_error, precision_score, r2_score, recall_score, roc_auc_score
+    from sklearn.metrics import (
+        accuracy_score,
+        f1_score,
+        log_loss,
+        mean_absolute_error,
+        precision_score,
+        r2_score,
+        recall_score,
+        roc_auc_score,
+    )
 
     g = torch.Generator().manual_seed(1)
     logits = torch.randn(200, 4, generator=g) * 2
@@ -278,7 +287,7 @@ def test_overfitting_flag():
 
 
 def _ev(**metrics):
-    from losskit.compare.metrics import Evaluation
+    from losskit.app.compare.metrics import Evaluation
 
     return Evaluation({k: float(v) for k, v in metrics.items()}, torch.zeros(1), torch.zeros(1))
 

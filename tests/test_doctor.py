@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import losskit
-from losskit.cli import main
+from losskit.app.cli import main
 from losskit.doctor import CHECK_NAMES
 
 
@@ -241,7 +241,7 @@ def test_doctor_demo_cli(capsys):
     assert main(["doctor", "--demo"]) == 0
     out = capsys.readouterr().out
     assert "side by side" in out and "broken: Softmax head, float labels" in out and "fixed: logits, int64 labels" in out
-    from losskit.doctor import run_demo
+    from losskit.app.doctor_demo import run_demo
 
     broken, fixed = run_demo().values()
     capsys.readouterr()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from losskit.cli import main
+from losskit.app.cli import main
 
 # what `losskit recommend` must conclude for each bundled scikit-learn data set (by inspection of
 # the data: digits 10 balanced classes, breast_cancer 212/357, diabetes a continuous score, ...)

@@ -2,6 +2,6 @@
 
 import sys
 
-from losskit.cli import main
+from losskit.app.cli import main
 
 sys.exit(main())

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import losskit
 import losskit.functional as LF
 from losskit import LossDtypeError, LossInputError, LossUsageWarning
-from losskit.fused import linear_cross_entropy as fused
+from losskit.autograd import linear_cross_entropy as fused
 from tests._parity import linear_cross_entropy_reference
 
 # float32 products over D and V accumulate in a different order than one big GEMM
@@ -225,12 +225,40 @@ def test_never_allocates_the_full_logits(monkeypatch):
         assert largest <= 2 * max(v * d * 4, 64 * 2**10)
 
 
-def test_rows_per_chunk_follows_the_memory_budget():
-    assert fused.rows_per_chunk(10**6, 32768, torch.float32, None) == fused.CHUNK_BYTES // (32768 * 4)
-    assert fused.rows_per_chunk(10**6, 32768, torch.float32, 30.0) == fused.CHUNK_BYTES // (32768 * 8)
-    assert fused.rows_per_chunk(10**6, 256000, torch.bfloat16, None) == fused.CHUNK_BYTES // (256000 * 6)
-    assert fused.rows_per_chunk(10, 32768, torch.float32, None) == 10
-    assert fused.rows_per_chunk(10**6, 10**9, torch.float32, None) == 1
+@pytest.mark.parametrize(
+    ("v", "dtype", "softcap", "rows"),
+    [
+        # hand-derived from the 64 MiB (67,108,864-byte) budget for one chunk of float32 logits:
+        (32768, torch.float32, None, 512),  # 64 MiB / (32768 x 4 B)
+        (32768, torch.float32, 30.0, 256),  # soft-capping keeps a second float32 buffer
+        (32768, torch.float64, None, 256),  # float64 logits take 8 B
+        (256000, torch.bfloat16, None, 43),  # 4 B float32 + 2 B bf16 product: floor(64 Mi / 1.536 M)
+    ],
+)
+def test_chunks_hold_as_many_rows_as_the_budget_allows(monkeypatch, v, dtype, softcap, rows):
+    """The rows of each chunk's logits, as the kernel really builds them, for 2.5 chunks' worth of
+    rows: two full chunks of the hand-computed size and the remainder."""
+    seen = []
+    original = fused.chunk_logits
+
+    def record(h, w, b, buf):
+        seen.append(h.shape[0])
+        return original(h, w, b, buf)
+
+    monkeypatch.setattr(fused, "chunk_logits", record)
+    n = 2 * rows + rows // 2
+    h = torch.randn(n, 2, dtype=dtype)
+    w = torch.randn(v, 2, dtype=dtype) * 0.01
+    LF.linear_cross_entropy(h, w, torch.randint(0, v, (n,)), softcap=softcap)
+    assert seen == [rows, rows, rows // 2]
+
+
+def test_a_short_batch_is_one_chunk(monkeypatch):
+    seen = []
+    original = fused.chunk_logits
+    monkeypatch.setattr(fused, "chunk_logits", lambda h, w, b, buf: seen.append(h.shape[0]) or original(h, w, b, buf))
+    LF.linear_cross_entropy(torch.randn(10, 2), torch.randn(32768, 2), torch.randint(0, 32768, (10,)))
+    assert seen == [10]
 
 
 def test_torch_options_argument_is_accepted():

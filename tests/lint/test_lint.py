@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from losskit.cli import main
+from losskit.app.cli import main
 from losskit.lint import fix_source, lint_source
 from losskit.lint.rules import BY_CODE, RULES
 

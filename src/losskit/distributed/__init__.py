@@ -12,7 +12,10 @@ Works with any backend (gloo on CPU, NCCL on GPUs).
 """
 
 from losskit.distributed.normalization import count_targets, global_normalizer
-from losskit.distributed.vocab_parallel import vocab_parallel_cross_entropy, vocab_parallel_linear_cross_entropy
+from losskit.distributed.vocab_parallel import (
+    vocab_parallel_cross_entropy,
+    vocab_parallel_linear_cross_entropy,
+)
 
 __all__ = [
     "vocab_parallel_cross_entropy",

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from losskit._core.cross_entropy import index_denominator
 from losskit.checks import fail
-from losskit.functional.classification import _index_denominator
 
 __all__ = ["global_normalizer", "count_targets"]
 
@@ -51,7 +51,7 @@ def count_targets(
             )
         # exactly the denominator cross_entropy's mean uses
         n_classes = weight.shape[0] if weight is not None else torch.iinfo(torch.int64).max
-        total = total + _index_denominator(t.reshape(-1), weight, ignore_index, n_classes)
+        total = total + index_denominator(t.reshape(-1), weight, ignore_index, n_classes)
     return total.float()
 
 

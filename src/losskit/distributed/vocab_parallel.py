@@ -1,4 +1,4 @@
-"""Cross-entropy over a class dimension sharded across processes (vocabulary parallelism).
+r"""Cross-entropy over a class dimension sharded across processes (vocabulary parallelism).
 
 Rank ``r`` of the group holds the logits (or the output-layer rows) of a contiguous block of
 classes, in rank order; block sizes may differ. Per row, the softmax needs three numbers from
@@ -6,20 +6,13 @@ every shard -- the max, the sum of exponentials below it, and the target's logit
 weighted logit sum for label smoothing) -- so only all-reduces of size ``N`` cross the wire:
 one ``MAX`` and one ``SUM`` of a ``(k, N)`` stack. The logits never do. Before that, one tiny
 all-gather of each rank's shapes and a checksum of its targets lets every rank raise the same
-error for mismatched inputs instead of hanging in a collective.
+error for mismatched inputs instead of hanging in a collective
+(:mod:`losskit.distributed.agreement`).
 
-Per row, with global :math:`\\operatorname{lse}`, weights :math:`w` (ones without ``weight``),
-:math:`W = \\sum_c w_c`, smoothing :math:`\\varepsilon` and :math:`V` classes:
-
-.. math::
-    \\ell = (1-\\varepsilon) w_t (\\operatorname{lse} - x_t)
-          + \\tfrac{\\varepsilon}{V} \\big(W \\operatorname{lse} - \\textstyle\\sum_c w_c x_c\\big)
-
-    \\partial \\ell / \\partial x_c = p_c \\big((1-\\varepsilon) w_t + \\varepsilon W / V\\big)
-          - (1-\\varepsilon) w_t [c = t] - \\varepsilon w_c / V
-
-so backward needs no communication for the logits; the fused form all-reduces the gradient of
-its (replicated) input once.
+Once the global per-row statistics are known, the loss of a row and its gradient are those of
+the single-process loss (label smoothing, class weights, z-loss, soft-capping), computed by
+:mod:`losskit._core.cross_entropy`: backward needs no communication for the logits, and the
+fused form all-reduces the gradient of its (replicated) input once.
 """
 
 from __future__ import annotations
@@ -29,191 +22,117 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from losskit import checks
-from losskit.checks import describe, fail, shape_str
-from losskit.functional._cross_entropy import accumulation_dtype
-from losskit.fused.linear_cross_entropy import _chunk_logits, rows_per_chunk
+from losskit._core import cross_entropy as core
+from losskit._core.cross_entropy import RowOptions, accumulation_dtype
+from losskit.autograd.linear_cross_entropy import chunk_logits, rows_per_chunk
+from losskit.distributed.agreement import (
+    exchange,
+    hidden_problem,
+    local_problem,
+    logits_problem,
+    shard_weight,
+    world,
+)
+from losskit.types import Reduction
 
 __all__ = ["vocab_parallel_cross_entropy", "vocab_parallel_linear_cross_entropy"]
 
-_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
+
+def _local_targets(ids: torch.Tensor, offset: int, v: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which rows have their target in this shard's classes, and its local position (0 elsewhere)."""
+    local = (ids >= offset) & (ids < offset + v)
+    return local, torch.where(local, ids - offset, torch.zeros_like(ids))
 
 
-def _world(group: Any) -> tuple[int, int]:
-    if not dist.is_available() or not dist.is_initialized():
-        fail(
-            "vocab_parallel: torch.distributed is not initialized; expected a process group. Call "
-            "torch.distributed.init_process_group(...) first (torchrun sets up the environment)."
-        )
-    return dist.get_rank(group), dist.get_world_size(group)
+def _capped(x: torch.Tensor, cap: float | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Soft-capped scratch logits and ``tanh(x / cap)``; ``x`` itself without a cap."""
+    if cap is None:
+        return x, None
+    return core.softcap_(x.clone(), cap)
 
 
-def _exchange(fn: str, group: Any, device: torch.device, n_rows: int, v_local: int, problem: str | None,
-              target: torch.Tensor, ignore_index: int, reduction: str, smoothing: float,
-              weight: torch.Tensor | None = None) -> tuple[list[int], int]:
-    """All-gather every rank's shapes, options and target checksum; raise the same error on every
-    rank when they disagree. Returns the class offsets of the shards and the total class count."""
-    ok = int(problem is None)
-    if not isinstance(target, torch.Tensor) or target.is_floating_point() or target.is_complex():
-        target = torch.zeros(0, dtype=torch.long)  # the local problem is already recorded
-    weight_len = -1 if weight is None else (weight.shape[0] if weight.dim() == 1 else -2)
-    ids = target.reshape(-1).long()
-    counted = ids[ids != ignore_index]
-    lo = int(counted.min()) if counted.numel() else 0
-    hi = int(counted.max()) if counted.numel() else -1
-    checksum = int((ids * torch.arange(1, ids.numel() + 1, device=ids.device) % 1_000_003).sum()) if ids.numel() else 0
-    meta = torch.tensor(
-        [n_rows, v_local, ok, ids.numel(), checksum, lo, hi, _REDUCTIONS.get(reduction, -1),
-         round(float(smoothing) * 1e6) if isinstance(smoothing, (int, float)) else -1, ignore_index, weight_len],
-        dtype=torch.int64, device=device,
-    )
-    rank, world = _world(group)
-    gathered = [torch.empty_like(meta) for _ in range(world)]
-    dist.all_gather(gathered, meta, group=group)
-    rows = [g.tolist() for g in gathered]
-    bad = [r for r, m in enumerate(rows) if m[2] != 1]
-    if bad:
-        if problem is not None:
-            fail(f"{fn} (rank {rank}): {problem}")
-        fail(
-            f"{fn}: rank(s) {bad} passed inputs that failed the local checks (see the error on that rank); "
-            "every rank stops here instead of hanging in a collective. Fix the inputs on those ranks."
-        )
-    for name, col in (("the number of rows of local_logits/input", 0), ("target.numel()", 3), ("reduction", 7),
-                      ("label_smoothing", 8), ("ignore_index", 9), ("the length of weight (-1: none)", 10)):
-        values = [m[col] for m in rows]
-        if len(set(values)) > 1:
-            fail(
-                f"{fn}: {name} differs between ranks, got {values} (by rank); expected the same on every "
-                "rank of the group (each rank holds a shard of the classes of the same rows). Pass the "
-                "same batch and options on every rank."
-            )
-    if len({m[4] for m in rows}) > 1:
-        fail(
-            f"{fn}: target differs between ranks (checksums {[m[4] for m in rows]}); expected the same "
-            "global class ids on every rank of the group. Broadcast the targets from one rank."
-        )
-    sizes = [m[1] for m in rows]
-    offsets = [sum(sizes[:r]) for r in range(world)]
-    total = sum(sizes)
-    if rows[0][10] not in (-1, total):
-        fail(
-            f"{fn}: weight has length {rows[0][10]} on every rank; expected the full class-weight vector "
-            f"({total},) -- all shards' classes ({sizes} by rank). Pass the same full weight on every rank."
-        )
-    lo_all, hi_all = min(m[5] for m in rows), max(m[6] for m in rows)
-    if checks.get_checks() != "off" and rows[0][3] and (lo_all < 0 or hi_all >= total) and hi_all >= lo_all:
-        example = hi_all if hi_all >= total else lo_all
-        fail(
-            f"{fn}: target has class id {example} out of range; expected global ids in [0, {total - 1}] "
-            f"(the shards hold {sizes} classes by rank) or ignore_index={ignore_index}. Remap the labels, or "
-            "check the shard sizes."
-        )
-    return offsets, total
-
-
-def _local_problem(fn: str, weight: torch.Tensor | None, reduction: str, label_smoothing: float, target: Any,
-                   normalizer: Any) -> str | None:
-    """The message of the first local check that fails, or None. Raised only after the exchange,
-    so that every rank of the group stops together instead of the others hanging."""
-    from losskit.errors import LossInputError
-
-    try:
-        _check_common(fn, weight, reduction, label_smoothing, target)
-        checks.check_normalizer(fn, normalizer, reduction)
-    except LossInputError as exc:
-        return str(exc).removeprefix(f"{fn}: ")
-    return None
-
-
-def _check_common(fn: str, weight: torch.Tensor | None, reduction: str, label_smoothing: float, target: torch.Tensor) -> None:
-    checks.check_reduction(fn, reduction)
-    checks.check_label_smoothing(fn, label_smoothing)
-    checks.check_tensor(fn, "target", target)
-    if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
-        fail(f"{fn}: target has {describe(target)}; expected int64 global class ids. Use target.long().", dtype=True)
-    if weight is not None:
-        checks.check_float_input(fn, "weight", weight)
-
-
-def _stats(x: torch.Tensor, ids: torch.Tensor, offset: int, w_local: torch.Tensor | None, smoothing: float,
-           group: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Global per-row (lse, target logit, sum_c w_c x_c) of a chunk of local logits ``x``."""
-    n, v = x.shape
+def _shard_stats(
+    x: torch.Tensor, ids: torch.Tensor, offset: int, w_local: torch.Tensor | None, smoothing: bool, group: Any
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Global per-row ``(lse, x_t, sum_c w_c x_c)`` of a chunk of local (capped) logits ``x``:
+    the max is all-reduced first, then the sums below it in one stack."""
     m = x.amax(1)
     dist.all_reduce(m, op=dist.ReduceOp.MAX, group=group)
-    local = (ids >= offset) & (ids < offset + v)
-    pos = torch.where(local, ids - offset, torch.zeros_like(ids))
-    parts = [torch.exp(x - m[:, None]).sum(1), torch.where(local, x.gather(1, pos[:, None])[:, 0], torch.zeros_like(m))]
+    local, pos = _local_targets(ids, offset, x.shape[1])
+    parts = [torch.exp(x - m[:, None]).sum(1), x.gather(1, pos[:, None])[:, 0].masked_fill(~local, 0.0)]
     if smoothing:
         parts.append(x.sum(1) if w_local is None else x @ w_local)
     stacked = torch.stack(parts)
     dist.all_reduce(stacked, op=dist.ReduceOp.SUM, group=group)
-    lse = m + torch.log(stacked[0])
-    wx = stacked[2] if smoothing else torch.zeros_like(lse)
-    return lse, stacked[1], wx
+    return m + torch.log(stacked[0]), stacked[1], stacked[2] if smoothing else None
 
 
-def _row_loss(lse: torch.Tensor, xt: torch.Tensor, wx: torch.Tensor, wt: torch.Tensor, total_w: float | torch.Tensor,
-              n_classes: int, smoothing: float) -> torch.Tensor:
-    loss = (1.0 - smoothing) * wt * (lse - xt)
-    if smoothing:
-        loss = loss + smoothing / n_classes * (total_w * lse - wx)
-    return loss
+def _row_loss(
+    lse: torch.Tensor, xt: torch.Tensor, wx: torch.Tensor | None, w_t: torch.Tensor | None, use: torch.Tensor,
+    opts: RowOptions,
+) -> torch.Tensor:
+    """The single-process row loss from the global statistics (zero where ``use`` is False)."""
+    smooth_nll = None if wx is None else opts.total_weight * lse - wx
+    loss = core.index_row_loss_(lse - xt, smooth_nll, w_t, opts)
+    loss, _ = core.add_z_term(loss, lse, opts, use)
+    return loss.masked_fill(~use, 0.0)
 
 
-def _grad_chunk(x: torch.Tensor, lse: torch.Tensor, ids: torch.Tensor, offset: int, wt: torch.Tensor,
-                w_local: torch.Tensor | None, total_w: float | torch.Tensor, n_classes: int, smoothing: float,
-                row_grad: torch.Tensor) -> torch.Tensor:
-    """d(sum_n row_grad_n * loss_n) / d x for a chunk of local logits; overwrites nothing."""
-    v = x.shape[1]
-    coef = ((1.0 - smoothing) * wt + smoothing * total_w / n_classes) * row_grad
-    g = torch.exp(x - lse[:, None]) * coef[:, None]
-    local = (ids >= offset) & (ids < offset + v)
-    pos = torch.where(local, ids - offset, torch.zeros_like(ids))
-    g.scatter_add_(1, pos[:, None], torch.where(local, -(1.0 - smoothing) * wt * row_grad, torch.zeros_like(wt))[:, None])
-    if smoothing:
-        per_class = torch.ones(v, dtype=x.dtype, device=x.device) if w_local is None else w_local
-        g -= (smoothing / n_classes) * row_grad[:, None] * per_class[None, :]
-    return g
+def _shard_grad(
+    x: torch.Tensor, tanh: torch.Tensor | None, lse: torch.Tensor, ids: torch.Tensor, offset: int,
+    w_t: torch.Tensor | None, w_local: torch.Tensor | None, opts: RowOptions, row_grad: torch.Tensor,
+) -> torch.Tensor:
+    """``d(sum_n row_grad_n * loss_n) / d`` (raw local logits) for a chunk; overwrites ``tanh``."""
+    p = torch.exp(x - lse[:, None])
+    local, pos = _local_targets(ids, offset, x.shape[1])
+    core.apply_index_grad_(p, pos, core.index_grad_coefficients(row_grad, w_t, lse, opts), w_local, local)
+    return p if tanh is None else core.softcap_grad_(p, tanh)
 
 
 class _VocabParallelCE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, ids: torch.Tensor, use: torch.Tensor, wt: torch.Tensor,
-                w_local: torch.Tensor | None, total_w: Any, n_classes: int, offset: int, smoothing: float,
-                group: Any) -> torch.Tensor:
-        acc = accumulation_dtype(x.dtype)
-        xf = x.detach().to(acc)
-        lse, xt, wx = _stats(xf, ids, offset, w_local, smoothing, group)
-        rows = torch.where(use, _row_loss(lse, xt, wx, wt, total_w, n_classes, smoothing), torch.zeros_like(lse))
-        ctx.save_for_backward(x, lse, ids, use, wt, w_local if w_local is not None else torch.empty(0))
-        ctx.meta = (total_w, n_classes, offset, smoothing, w_local is not None)
-        return rows
+    def forward(  # type: ignore[override]
+        ctx: Any, x: torch.Tensor, ids: torch.Tensor, use: torch.Tensor, w_t: torch.Tensor | None,
+        w_local: torch.Tensor | None, opts: RowOptions, offset: int, group: Any,
+    ) -> torch.Tensor:
+        xf, _ = _capped(x.detach().to(accumulation_dtype(x.dtype)), opts.softcap)
+        smoothing = opts.label_smoothing > 0
+        lse, xt, wx = _shard_stats(xf, ids, offset, w_local, smoothing, group)
+        ctx.save_for_backward(x, lse, ids, use, w_t, w_local)
+        ctx.opts, ctx.offset = opts, offset
+        return _row_loss(lse, xt, wx, w_t, use, opts)
 
     @staticmethod
-    def backward(ctx: Any, grad_rows: torch.Tensor) -> tuple[Any, ...]:
-        x, lse, ids, use, wt, w_local = ctx.saved_tensors
-        total_w, n_classes, offset, smoothing, weighted = ctx.meta
-        acc = lse.dtype
-        row_grad = torch.where(use, grad_rows.to(acc), torch.zeros_like(lse))
-        g = _grad_chunk(x.to(acc), lse, ids, offset, wt, w_local if weighted else None, total_w, n_classes, smoothing, row_grad)
-        return (g.to(x.dtype),) + (None,) * 9
+    def backward(ctx: Any, grad_rows: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        x, lse, ids, use, w_t, w_local = ctx.saved_tensors
+        opts: RowOptions = ctx.opts
+        xc, tanh = _capped(x.to(lse.dtype), opts.softcap)
+        row_grad = grad_rows.to(lse.dtype).masked_fill(~use, 0.0)
+        g = _shard_grad(xc, tanh, lse, ids, ctx.offset, w_t, w_local, opts, row_grad)
+        return (g.to(x.dtype),) + (None,) * 7
 
 
-def _weights(fn: str, weight: torch.Tensor | None, ids: torch.Tensor, use: torch.Tensor, n_classes: int,
-             offset: int, v_local: int, acc: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None, Any]:
-    """Per-row target weight, this shard's slice of the class weights, and their total."""
-    if weight is None:
-        return use.to(acc), None, float(n_classes)
-    if weight.dim() != 1 or weight.shape[0] != n_classes:
-        fail(
-            f"{fn}: weight has shape {shape_str(weight.shape)}; expected the full class-weight vector "
-            f"({n_classes},) on every rank (all shards' classes). Pass the same weight on every rank."
-        )
-    w = weight.to(acc)
-    safe = torch.where(use, ids, torch.zeros_like(ids))
-    return w[safe] * use, w[offset : offset + v_local], w.sum()
+def _prepare(
+    fn: str, weight: torch.Tensor | None, ids: torch.Tensor, ignore_index: int, n_classes: int, offset: int,
+    v_local: int, acc: torch.dtype, label_smoothing: float, z_loss: float, softcap: float | None,
+) -> tuple[RowOptions, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Row options, the counted-target mask, each row's target weight and this shard's weights."""
+    w, w_local = shard_weight(fn, weight, n_classes, offset, v_local, acc)
+    _, use = core.counted_targets(ids, ignore_index, n_classes)
+    w_t = None if w is None else w[core.safe_targets(ids, use)]
+    cap = None if softcap is None else float(softcap)
+    opts = RowOptions(n_classes, w, float(label_smoothing), float(z_loss), cap)
+    return opts, use, w_t, w_local
+
+
+def _denominator(
+    ids: torch.Tensor, weight: torch.Tensor | None, ignore_index: int, n_classes: int,
+    normalizer: float | torch.Tensor | None,
+) -> float | torch.Tensor:
+    return core.mean_denominator(
+        prob_target=False, rows=ids.numel(), ids=ids, weight=weight, ignore_index=ignore_index,
+        n_classes=n_classes, normalizer=normalizer,
+    )
 
 
 def vocab_parallel_cross_entropy(
@@ -223,19 +142,31 @@ def vocab_parallel_cross_entropy(
     group: Any = None,
     weight: torch.Tensor | None = None,
     ignore_index: int = -100,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
     normalizer: float | torch.Tensor | None = None,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
 ) -> torch.Tensor:
     r"""Cross-entropy of logits whose class dimension is sharded across the ranks of ``group``.
 
     Returns, on every rank, the value of ``cross_entropy(full_logits, target, ...)`` where
     ``full_logits`` is the concatenation of the ranks' ``local_logits`` along dim 1 in rank
     order; ``local_logits.grad`` is the matching slice of the full gradient. Only per-row
-    statistics are communicated (see the module docstring for the formula).
+    statistics are communicated. Per row, with global :math:`\operatorname{lse}`, weights
+    :math:`w` (ones without ``weight``), :math:`W = \sum_c w_c`, smoothing :math:`\varepsilon`,
+    z-loss :math:`z` and :math:`V` classes:
+
+    .. math::
+        \ell = (1-\varepsilon) w_t (\operatorname{lse} - x_t)
+              + \tfrac{\varepsilon}{V} \big(W \operatorname{lse} - \textstyle\sum_c w_c x_c\big)
+              + z \operatorname{lse}^2
+
+    with the logits soft-capped first (:math:`\kappa \tanh(x / \kappa)`) when ``softcap`` is given.
 
     torch equivalent: ``cross_entropy(torch.cat(all_gathered_logits, 1), target)`` (which moves
-    every logit); Megatron-LM's ``vocab_parallel_cross_entropy`` on GPUs.
+    every logit); ``torch.distributed.tensor.parallel.loss_parallel`` on DTensor logits (no label
+    smoothing, z-loss or soft-cap); Megatron-LM's ``vocab_parallel_cross_entropy`` on GPUs.
 
     Args:
         local_logits: ``(N, V_r)`` this rank's classes ``[offset_r, offset_r + V_r)``.
@@ -246,6 +177,8 @@ def vocab_parallel_cross_entropy(
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
         label_smoothing: in ``[0, 1]``.
         normalizer: with ``"mean"``, the count to divide by (global normalization).
+        z_loss: coefficient of :math:`\operatorname{lse}^2` (PaLM; 0 turns it off).
+        softcap: logit cap :math:`\kappa > 0` (Gemma 2), or ``None``.
 
     Returns:
         A scalar, or ``(N,)`` for ``"none"`` -- the same on every rank.
@@ -255,43 +188,43 @@ def vocab_parallel_cross_entropy(
             class ids are out of range, or the inputs are malformed.
 
     Example:
-        >>> # on each of 2 ranks (torchrun --nproc_per_node 2):
-        >>> # local = full_logits[:, rank * V // 2 : (rank + 1) * V // 2]
-        >>> # loss = losskit.distributed.vocab_parallel_cross_entropy(local, target)
+        A one-process group is the degenerate case: the loss is ``cross_entropy``'s.
+
+        >>> import os, tempfile, torch, torch.distributed as dist
+        >>> import torch.nn.functional as F
+        >>> from losskit.distributed import vocab_parallel_cross_entropy
+        >>> store = os.path.join(tempfile.mkdtemp(), "store")
+        >>> dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+        >>> logits, target = torch.tensor([[2.0, 0.0, 1.0]]), torch.tensor([0])
+        >>> vocab_parallel_cross_entropy(logits, target, z_loss=1e-4)
+        tensor(0.4082)
+        >>> F.cross_entropy(logits, target) + 1e-4 * torch.logsumexp(logits, 1).square().mean()
+        tensor(0.4082)
+        >>> dist.destroy_process_group()
     """
     fn = "vocab_parallel_cross_entropy"
-    problem = _local_problem(fn, weight, reduction, label_smoothing, target, normalizer)
-    if problem is not None:
-        pass
-    elif not isinstance(local_logits, torch.Tensor) or not local_logits.is_floating_point() or local_logits.dim() != 2:
-        problem = (
-            f"local_logits has {describe(local_logits) if isinstance(local_logits, torch.Tensor) else type(local_logits).__name__}; "
-            "expected float logits of shape (N, V_local), this rank's block of classes."
-        )
-    elif target.dim() != 1 or target.shape[0] != local_logits.shape[0]:
-        problem = (
-            f"target has shape {shape_str(target.shape)}, local_logits {shape_str(local_logits.shape)}; expected "
-            f"target ({local_logits.shape[0]},), one global class id per row. Flatten (B, T) inputs first."
-        )
+    problem = local_problem(fn, weight, reduction, label_smoothing, target, normalizer, z_loss, softcap)
+    if problem is None:
+        problem = logits_problem(local_logits, target)
     device = local_logits.device if isinstance(local_logits, torch.Tensor) else torch.device("cpu")
     n_rows = local_logits.shape[0] if problem is None else -1
     v_local = local_logits.shape[1] if problem is None else -1
-    rank, _ = _world(group)
-    offsets, n_classes = _exchange(fn, group, device, n_rows, v_local, problem, target, ignore_index, reduction,
-                                   label_smoothing, weight)
-    offset = offsets[rank]
+    rank, _ = world(group)
+    options = {"reduction": reduction, "label_smoothing": label_smoothing, "z_loss": z_loss, "softcap": softcap}
+    offsets, n_classes = exchange(fn, group, device, n_rows, v_local, problem, target, ignore_index, options, weight)
     acc = accumulation_dtype(local_logits.dtype)
     ids = target.long()
-    use = (ids != ignore_index) & (ids >= 0) & (ids < n_classes)
-    wt, w_local, total_w = _weights(fn, weight, ids, use, n_classes, offset, v_local, acc)
-    rows = _VocabParallelCE.apply(local_logits, ids, use, wt, w_local, total_w, n_classes, offset, float(label_smoothing), group)
+    opts, use, w_t, w_local = _prepare(
+        fn, weight, ids, ignore_index, n_classes, offsets[rank], v_local, acc, label_smoothing, z_loss, softcap
+    )
+    rows = _VocabParallelCE.apply(local_logits, ids, use, w_t, w_local, opts, offsets[rank], group)
     if reduction == "none":
         return rows.to(local_logits.dtype)
     total = rows.sum()
     if reduction == "sum":
         return total.to(local_logits.dtype)
-    denominator = torch.as_tensor(normalizer, dtype=acc) if normalizer is not None else wt.sum()
-    return (total / denominator).to(local_logits.dtype)
+    denominator = _denominator(ids, opts.weight, ignore_index, n_classes, normalizer)
+    return (total / torch.as_tensor(denominator, dtype=acc)).to(local_logits.dtype)
 
 
 class _VocabParallelLinearCE(torch.autograd.Function):
@@ -299,75 +232,81 @@ class _VocabParallelLinearCE(torch.autograd.Function):
     the gradients are made in forward, and the input's gradient is all-reduced in backward."""
 
     @staticmethod
-    def forward(ctx: Any, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, ids: torch.Tensor,
-                use: torch.Tensor, wt: torch.Tensor, w_local: torch.Tensor | None, total_w: Any, n_classes: int,
-                offset: int, smoothing: float, scale: torch.Tensor | None, rows: int, group: Any,
-                track: bool) -> torch.Tensor:
+    def forward(  # type: ignore[override]
+        ctx: Any, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, ids: torch.Tensor, use: torch.Tensor,
+        w_t: torch.Tensor | None, w_local: torch.Tensor | None, opts: RowOptions, offset: int,
+        scale: torch.Tensor | None, rows: int, group: Any, track: bool,
+    ) -> torch.Tensor:
         acc = accumulation_dtype(h.dtype)
         n, v = h.shape[0], w.shape[0]
         need = track and (h.requires_grad or w.requires_grad or (b is not None and b.requires_grad))
         eager = scale is not None and need
         loss_rows = torch.empty(n, dtype=acc, device=h.device)
         lse_rows = torch.empty(n, dtype=acc, device=h.device)
-        gh = torch.zeros(n, h.shape[1], dtype=acc, device=h.device) if eager else None
-        gw = torch.zeros(v, w.shape[1], dtype=acc, device=h.device) if eager else None
-        gb = torch.zeros(v, dtype=acc, device=h.device) if eager and b is not None else None
+        grads = _ShardGrads(h, w, b, acc) if eager else None
         buf = torch.empty(min(rows, max(n, 1)), v, dtype=acc, device=h.device)
+        smoothing = opts.label_smoothing > 0
         for start in range(0, n, rows):
             sl = slice(start, min(start + rows, n))
-            hc = h[sl]
-            x = _chunk_logits(hc, w, b, buf[: hc.shape[0]])
-            lse, xt, wx = _stats(x, ids[sl], offset, w_local, smoothing, group)
+            x, tanh = _capped(chunk_logits(h[sl], w, b, buf[: sl.stop - start]), opts.softcap)
+            lse, xt, wx = _shard_stats(x, ids[sl], offset, w_local, smoothing, group)
             lse_rows[sl] = lse
-            loss_rows[sl] = torch.where(use[sl], _row_loss(lse, xt, wx, wt[sl], total_w, n_classes, smoothing), torch.zeros_like(lse))
-            if eager:
-                row_grad = torch.where(use[sl], scale.to(acc), torch.zeros_like(lse))
-                g = _grad_chunk(x, lse, ids[sl], offset, wt[sl], w_local, total_w, n_classes, smoothing, row_grad)
-                gh[sl] = g @ w.to(acc)
-                gw.addmm_(g.t(), hc.to(acc))
-                if gb is not None:
-                    gb += g.sum(0)
-        ctx.group, ctx.meta = group, (total_w, n_classes, offset, smoothing, rows, w_local is not None, b is not None)
+            chunk_w_t = None if w_t is None else w_t[sl]
+            loss_rows[sl] = _row_loss(lse, xt, wx, chunk_w_t, use[sl], opts)
+            if grads is not None:
+                row_grad = scale.to(acc).expand(lse.shape).masked_fill(~use[sl], 0.0)  # type: ignore[union-attr]
+                grads.add(sl, h[sl], _shard_grad(x, tanh, lse, ids[sl], offset, chunk_w_t, w_local, opts, row_grad))
+        ctx.group, ctx.opts, ctx.offset, ctx.rows = group, opts, offset, rows
         ctx.dtypes = (h.dtype, w.dtype)
-        ctx.eager = eager
-        if eager:
-            ctx.save_for_backward(gh, gw, gb if gb is not None else torch.empty(0))
+        ctx.has_bias = b is not None
+        ctx.eager = grads is not None
+        if grads is not None:
+            ctx.save_for_backward(grads.h, grads.w, grads.b)
             return loss_rows.sum() * scale
-        ctx.save_for_backward(h, w, b if b is not None else torch.empty(0), ids, use, wt, lse_rows,
-                              w_local if w_local is not None else torch.empty(0))
+        ctx.save_for_backward(h, w, b, ids, use, w_t, lse_rows, w_local)
         return loss_rows if scale is None else loss_rows.sum() * scale
 
     @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:
-        total_w, n_classes, offset, smoothing, rows, weighted, has_b = ctx.meta
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
         h_dtype, w_dtype = ctx.dtypes
         if ctx.eager:
             gh, gw, gb = ctx.saved_tensors
             gh, gw = gh * grad_out, gw * grad_out
-            gb = gb * grad_out if has_b else None
+            gb = gb * grad_out if gb is not None else None
         else:
-            h, w, b, ids, use, wt, lse_rows, w_local = ctx.saved_tensors
-            acc = lse_rows.dtype
-            n = h.shape[0]
+            h, w, b, ids, use, w_t, lse_rows, w_local = ctx.saved_tensors
+            opts: RowOptions = ctx.opts
+            acc, n, rows = lse_rows.dtype, h.shape[0], ctx.rows
             per_row = grad_out.to(acc).expand(n) if grad_out.dim() == 0 else grad_out.to(acc)
-            gh = torch.zeros(n, h.shape[1], dtype=acc, device=h.device)
-            gw = torch.zeros(w.shape[0], w.shape[1], dtype=acc, device=h.device)
-            gb = torch.zeros(w.shape[0], dtype=acc, device=h.device) if has_b else None
+            grads = _ShardGrads(h, w, b, acc)
             buf = torch.empty(min(rows, max(n, 1)), w.shape[0], dtype=acc, device=h.device)
             for start in range(0, n, rows):
                 sl = slice(start, min(start + rows, n))
-                hc = h[sl]
-                x = _chunk_logits(hc, w, b if has_b else None, buf[: hc.shape[0]])
-                row_grad = torch.where(use[sl], per_row[sl], torch.zeros_like(per_row[sl]))
-                g = _grad_chunk(x, lse_rows[sl], ids[sl], offset, wt[sl], w_local if weighted else None,
-                                total_w, n_classes, smoothing, row_grad)
-                gh[sl] = g @ w.to(acc)
-                gw.addmm_(g.t(), hc.to(acc))
-                if gb is not None:
-                    gb += g.sum(0)
+                x, tanh = _capped(chunk_logits(h[sl], w, b, buf[: sl.stop - start]), opts.softcap)
+                row_grad = per_row[sl].masked_fill(~use[sl], 0.0)
+                chunk_w_t = None if w_t is None else w_t[sl]
+                g = _shard_grad(x, tanh, lse_rows[sl], ids[sl], ctx.offset, chunk_w_t, w_local, opts, row_grad)
+                grads.add(sl, h[sl], g)
+            gh, gw, gb = grads.h, grads.w, grads.b
         # every rank holds the same input: its gradient is the sum of the shards' contributions
         dist.all_reduce(gh, op=dist.ReduceOp.SUM, group=ctx.group)
-        return (gh.to(h_dtype), gw.to(w_dtype), None if gb is None else gb.to(w_dtype)) + (None,) * 12
+        return (gh.to(h_dtype), gw.to(w_dtype), None if gb is None else gb.to(w_dtype)) + (None,) * 10
+
+
+class _ShardGrads:
+    """The gradients of the hidden states, this shard's weight rows and bias, chunk by chunk."""
+
+    def __init__(self, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, acc: torch.dtype) -> None:
+        self.weight = w.to(acc)
+        self.h = torch.zeros(h.shape[0], h.shape[1], dtype=acc, device=h.device)
+        self.w = torch.zeros(w.shape[0], w.shape[1], dtype=acc, device=h.device)
+        self.b = torch.zeros(w.shape[0], dtype=acc, device=h.device) if b is not None else None
+
+    def add(self, sl: slice, hc: torch.Tensor, g: torch.Tensor) -> None:
+        self.h[sl] = g @ self.weight
+        self.w.addmm_(g.t(), hc.to(g.dtype))
+        if self.b is not None:
+            self.b += g.sum(0)
 
 
 def vocab_parallel_linear_cross_entropy(
@@ -379,19 +318,22 @@ def vocab_parallel_linear_cross_entropy(
     group: Any = None,
     weight: torch.Tensor | None = None,
     ignore_index: int = -100,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     label_smoothing: float = 0.0,
     chunk_size: int | None = None,
     normalizer: float | torch.Tensor | None = None,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
 ) -> torch.Tensor:
     r"""Fused output layer + cross-entropy with the output layer's rows sharded across ranks.
 
     Every rank holds the same hidden states ``input`` and the rows ``[offset_r, offset_r + V_r)``
     of the output weight. Equal, on every rank, to ``cross_entropy(input @ W.T + b, target)``
-    with ``W`` the concatenation of the shards; ``local_weight.grad`` (and ``local_bias.grad``)
-    is this rank's slice of the full gradient, and ``input.grad`` the full gradient (all-reduced
-    inside backward). Rows are processed in chunks as in
-    :func:`losskit.functional.linear_cross_entropy`, so no rank ever holds ``N x V_r`` logits.
+    (plus the z-loss, with soft-capped logits when asked) with ``W`` the concatenation of the
+    shards; ``local_weight.grad`` (and ``local_bias.grad``) is this rank's slice of the full
+    gradient, and ``input.grad`` the full gradient (all-reduced inside backward). Rows are
+    processed in chunks as in :func:`losskit.functional.linear_cross_entropy`, so no rank ever
+    holds ``N x V_r`` logits. The row loss is :func:`vocab_parallel_cross_entropy`'s.
 
     torch equivalent: none (``linear_cross_entropy`` on the gathered weight).
 
@@ -400,7 +342,7 @@ def vocab_parallel_linear_cross_entropy(
         local_weight: ``(V_r, D)`` this rank's rows of the output layer.
         target: int64 global class ids ``(N,)`` or ``(B, T)``, the same on every rank.
         local_bias: ``(V_r,)`` this rank's slice of the bias, optional.
-        group, weight, ignore_index, reduction, label_smoothing, normalizer: as
+        group, weight, ignore_index, reduction, label_smoothing, normalizer, z_loss, softcap: as
             :func:`vocab_parallel_cross_entropy`.
         chunk_size: rows per chunk (default: from the 64 MiB budget).
 
@@ -409,50 +351,42 @@ def vocab_parallel_linear_cross_entropy(
 
     Raises:
         LossInputError: on every rank, as :func:`vocab_parallel_cross_entropy`.
+
+    Example:
+        On a one-process group it is ``linear_cross_entropy``:
+
+        >>> import os, tempfile, torch, torch.distributed as dist
+        >>> from losskit.distributed import vocab_parallel_linear_cross_entropy
+        >>> store = os.path.join(tempfile.mkdtemp(), "store")
+        >>> dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+        >>> h, W = torch.zeros(2, 4), torch.zeros(3, 4)
+        >>> vocab_parallel_linear_cross_entropy(h, W, torch.tensor([0, 2]))  # uniform: ln 3
+        tensor(1.0986)
+        >>> dist.destroy_process_group()
     """
     fn = "vocab_parallel_linear_cross_entropy"
-    problem = _local_problem(fn, weight, reduction, label_smoothing, target, normalizer)
-    if problem is not None:
-        pass
-    elif not (isinstance(input, torch.Tensor) and input.is_floating_point() and input.dim() in (2, 3)):
-        problem = "input must be float hidden states of shape (N, D) or (B, T, D)."
-    elif not (isinstance(local_weight, torch.Tensor) and local_weight.dim() == 2 and local_weight.shape[1] == input.shape[-1]
-              and local_weight.dtype == input.dtype):
-        problem = (
-            f"local_weight has {describe(local_weight) if isinstance(local_weight, torch.Tensor) else type(local_weight).__name__}; "
-            f"expected (V_local, {input.shape[-1]}) in input's dtype, this rank's rows of the output layer."
-        )
-    elif tuple(target.shape) != tuple(input.shape[:-1]):
-        problem = (
-            f"target has shape {shape_str(target.shape)}; expected {shape_str(input.shape[:-1])}, one global class id "
-            f"per hidden state of input {shape_str(input.shape)}."
-        )
-    elif local_bias is not None and tuple(local_bias.shape) != (local_weight.shape[0],):
-        problem = f"local_bias has shape {shape_str(local_bias.shape)}; expected ({local_weight.shape[0]},)."
-    elif chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
-        problem = f"chunk_size must be a positive number of rows, got {chunk_size!r}."
+    problem = local_problem(fn, weight, reduction, label_smoothing, target, normalizer, z_loss, softcap)
+    if problem is None:
+        problem = hidden_problem(input, local_weight, target, local_bias, chunk_size)
     n_rows = int(torch.Size(input.shape[:-1]).numel()) if problem is None else -1
     v_local = local_weight.shape[0] if problem is None else -1
-    rank, _ = _world(group)
+    rank, _ = world(group)
     device = input.device if isinstance(input, torch.Tensor) else torch.device("cpu")
-    offsets, n_classes = _exchange(fn, group, device, n_rows, v_local, problem, target, ignore_index, reduction,
-                                   label_smoothing, weight)
-    offset = offsets[rank]
-    d = input.shape[-1]
-    h = input.reshape(-1, d)
+    options = {"reduction": reduction, "label_smoothing": label_smoothing, "z_loss": z_loss, "softcap": softcap}
+    offsets, n_classes = exchange(fn, group, device, n_rows, v_local, problem, target, ignore_index, options, weight)
+    h = input.reshape(-1, input.shape[-1])
     ids = target.reshape(-1).long()
     acc = accumulation_dtype(input.dtype)
-    use = (ids != ignore_index) & (ids >= 0) & (ids < n_classes)
-    wt, w_local, total_w = _weights(fn, weight, ids, use, n_classes, offset, v_local, acc)
-    if reduction == "mean":
-        scale = 1.0 / (torch.as_tensor(normalizer, dtype=acc) if normalizer is not None else wt.sum())
-    elif reduction == "sum":
-        scale = torch.ones((), dtype=acc)
-    else:
-        scale = None
-    rows = chunk_size or rows_per_chunk(h.shape[0], v_local, input.dtype, None)
-    out = _VocabParallelLinearCE.apply(h, local_weight, local_bias, ids, use, wt, w_local, total_w, n_classes, offset,
-                                       float(label_smoothing), scale, rows, group, torch.is_grad_enabled())
+    opts, use, w_t, w_local = _prepare(
+        fn, weight, ids, ignore_index, n_classes, offsets[rank], v_local, acc, label_smoothing, z_loss, softcap
+    )
+    denominator = _denominator(ids, opts.weight, ignore_index, n_classes, normalizer) if reduction == "mean" else 1.0
+    scale = core.reduction_scale(reduction, denominator, acc, h.device)
+    rows = chunk_size or rows_per_chunk(h.shape[0], v_local, input.dtype, opts.softcap)
+    out = _VocabParallelLinearCE.apply(
+        h, local_weight, local_bias, ids, use, w_t, w_local, opts, offsets[rank], scale, rows, group,
+        torch.is_grad_enabled(),
+    )
     if reduction == "none":
         return out.reshape(tuple(input.shape[:-1])).to(input.dtype)
     return out.to(input.dtype)

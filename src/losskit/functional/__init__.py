@@ -3,16 +3,14 @@
 plus the losses torch lacks (focal, poly-1, Dice, Tversky, fused linear cross-entropy).
 """
 
-from losskit.functional.classification import (
+from losskit.functional.binary import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
-    cross_entropy,
-    focal_loss,
-    nll_loss,
-    poly1_cross_entropy,
-    sigmoid_focal_loss,
 )
+from losskit.functional.cross_entropy import cross_entropy, nll_loss
+from losskit.functional.focal import focal_loss, sigmoid_focal_loss
 from losskit.functional.large_vocabulary import linear_cross_entropy
+from losskit.functional.poly import poly1_cross_entropy
 from losskit.functional.regression import huber_loss, l1_loss, mse_loss, smooth_l1_loss
 from losskit.functional.segmentation import dice_loss, tversky_loss
 

@@ -1,5 +1,5 @@
 """Large-vocabulary cross-entropy: ``linear_cross_entropy``, fused so the ``N x V`` logits are
-never held (the algorithm lives in :mod:`losskit.fused.linear_cross_entropy`).
+never held (the algorithm lives in :mod:`losskit.autograd.linear_cross_entropy`).
 """
 
 from __future__ import annotations
@@ -7,15 +7,14 @@ from __future__ import annotations
 import torch
 
 from losskit import checks
-from losskit.checks import describe, fail, shape_str
-from losskit.functional._cross_entropy import accumulation_dtype
-from losskit.functional.classification import (
-    _check_class_ids,
-    _check_class_weight,
-    _index_denominator,
-    _warn_if_empty_or_all_ignored,
+from losskit._core import cross_entropy as core
+from losskit._core.cross_entropy import accumulation_dtype
+from losskit.autograd.linear_cross_entropy import (
+    LinearCrossEntropyFunction,
+    rows_per_chunk,
 )
-from losskit.fused.linear_cross_entropy import LinearCrossEntropyFunction, rows_per_chunk
+from losskit.checks import describe, fail, shape_str
+from losskit.types import Reduction
 
 __all__ = ["linear_cross_entropy"]
 
@@ -27,7 +26,7 @@ def linear_cross_entropy(
     *,
     linear_bias: torch.Tensor | None = None,
     weight: torch.Tensor | None = None,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     ignore_index: int = -100,
     label_smoothing: float = 0.0,
     options: object | None = None,
@@ -160,9 +159,9 @@ def linear_cross_entropy(
         )
     mode = checks.level(input)
     if mode != "off":
-        _check_class_weight(fn, weight, n_classes)
+        checks.check_class_weight(fn, weight, n_classes)
     if mode == "full":
-        _check_class_ids(fn, target, n_classes, ignore_index)
+        checks.check_class_ids(fn, target, n_classes, ignore_index)
     if weight is not None and weight.requires_grad and torch.is_grad_enabled():
         fail(
             f"{fn}: weight requires grad; expected constant class weights (their gradient is "
@@ -176,7 +175,7 @@ def linear_cross_entropy(
     if reduction == "mean" and normalizer is not None:
         scale = 1.0 / torch.as_tensor(normalizer, dtype=accumulation_dtype(input.dtype), device=input.device)
     elif reduction == "mean":
-        denominator = _index_denominator(ids, weight, ignore_index, n_classes)
+        denominator = core.index_denominator(ids, weight, ignore_index, n_classes)
         scale = 1.0 / denominator.to(accumulation_dtype(input.dtype))
     elif reduction == "sum":
         scale = torch.ones((), dtype=accumulation_dtype(input.dtype), device=input.device)
@@ -190,7 +189,7 @@ def linear_cross_entropy(
         z_term = z_term.reshape(expected)
     loss = loss.to(out_dtype)
     if mode != "off" and normalizer is None:
-        _warn_if_empty_or_all_ignored(fn, reduction, ids.numel(), denominator, mode)
+        checks.warn_if_empty_or_all_ignored(fn, reduction, ids.numel(), denominator, mode)
     if mode == "full":
         checks.warn_nonfinite_result(fn, loss, input)
     if return_z_loss:

@@ -2,7 +2,7 @@
 
 torch's element-wise kernels are already optimal, so after losskit's checks these call them;
 only the ``weight=`` path (new in torch 2.6+, missing before) is computed here, with torch
-2.13's exact weighted-mean denominators (see :mod:`losskit.functional._reduce`).
+2.13's exact weighted-mean denominators (see :mod:`losskit._core.reduction`).
 """
 
 from __future__ import annotations
@@ -11,72 +11,10 @@ import torch
 import torch.nn.functional as F
 
 from losskit import checks
-from losskit.checks import describe, fail, shape_str, warn
-from losskit.functional._reduce import reduce, reduce_with_denominator
+from losskit._core.reduction import reduce, reduce_with_denominator
+from losskit.types import Reduction
 
 __all__ = ["mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss"]
-
-
-def _check_pair(fn: str, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> str:
-    """Checks shared by the regression losses; returns the effective check level."""
-    checks.check_float_input(fn, "input", input)
-    checks.check_tensor(fn, "target", target)
-    mode = checks.level(input)
-    if mode == "off":
-        return mode
-    if target.dtype == torch.bool or target.is_complex():
-        fail(
-            f"{fn}: target has {describe(target)}; expected a real-valued tensor. "
-            "Use target.float().",
-            dtype=True,
-        )
-    if input.shape != target.shape:
-        _shape_mismatch(fn, input, target)
-    if weight is not None:
-        checks.check_tensor(fn, "weight", weight)
-        if weight.shape != input.shape:
-            fail(
-                f"{fn}: weight has shape {shape_str(weight.shape)}; expected the shape of input "
-                f"{shape_str(input.shape)} (one weight per element). Expand it, e.g. "
-                "weight.expand_as(input), or multiply the unreduced loss yourself."
-            )
-    if mode == "full" and input.dim() >= 2 and input.shape[-1] > 1 and input.numel() > 0:
-        rows = checks.sample_rows(target.detach(), target.dim() - 1)
-        one_hot = bool(((rows == 0) | (rows == 1)).all()) and bool((rows == 1).sum(-1).eq(1).all())
-        if one_hot:
-            warn(
-                f"{fn}: target of {describe(target)} looks like one-hot class labels; expected "
-                "continuous regression targets. For classification use "
-                "losskit.functional.cross_entropy(input, target.argmax(-1)), which trains faster "
-                "and gives calibrated probabilities."
-            )
-    return mode
-
-
-def _shape_mismatch(fn: str, input: torch.Tensor, target: torch.Tensor) -> None:
-    got = f"got input {shape_str(input.shape)} and target {shape_str(target.shape)}"
-    if (
-        not target.is_floating_point()
-        and input.dim() == target.dim() + 1
-        and input.shape[:-1] == target.shape
-        and input.shape[-1] > 1
-    ):
-        fail(
-            f"{fn}: target holds integer class labels of shape {shape_str(target.shape)} while "
-            f"input has {input.shape[-1]} columns, {got}; expected equal shapes. This is a "
-            "classification problem: use losskit.functional.cross_entropy(input, target)."
-        )
-    if input.dim() == target.dim() + 1 and input.shape[-1] == 1 and input.shape[:-1] == target.shape:
-        fix = "Use input.squeeze(-1) (or target.unsqueeze(-1))."
-    elif target.dim() == input.dim() + 1 and target.shape[-1] == 1 and target.shape[:-1] == input.shape:
-        fix = "Use target.squeeze(-1) (or input.unsqueeze(-1))."
-    else:
-        fix = "Reshape one of them so both have the same shape."
-    try:
-        broadcast = f" torch would broadcast them to {shape_str(torch.broadcast_shapes(input.shape, target.shape))} and return a wrong loss."
-    except RuntimeError:
-        broadcast = ""
-    fail(f"{fn}: input and target shapes differ, {got}; expected equal shapes.{broadcast} {fix}")
 
 
 def _finish(fn: str, mode: str, loss: torch.Tensor, input: torch.Tensor) -> torch.Tensor:
@@ -90,7 +28,7 @@ def mse_loss(
     target: torch.Tensor,
     size_average: None = None,
     reduce: None = None,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""Mean squared error between ``input`` and ``target``.
@@ -128,7 +66,7 @@ def mse_loss(
     fn = "mse_loss"
     checks.check_legacy(fn, size_average, reduce)
     checks.check_reduction(fn, reduction)
-    mode = _check_pair(fn, input, target, weight)
+    mode = checks.check_pair(fn, input, target, weight)
     if weight is None:
         loss = F.mse_loss(input, target, reduction=reduction)
     else:
@@ -143,7 +81,7 @@ def l1_loss(
     target: torch.Tensor,
     size_average: None = None,
     reduce: None = None,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""Mean absolute error between ``input`` and ``target``.
@@ -176,7 +114,7 @@ def l1_loss(
     fn = "l1_loss"
     checks.check_legacy(fn, size_average, reduce)
     checks.check_reduction(fn, reduction)
-    mode = _check_pair(fn, input, target, weight)
+    mode = checks.check_pair(fn, input, target, weight)
     if weight is None:
         loss = F.l1_loss(input, target, reduction=reduction)
     else:
@@ -189,7 +127,7 @@ def l1_loss(
 def huber_loss(
     input: torch.Tensor,
     target: torch.Tensor,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     delta: float = 1.0,
     weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -225,12 +163,8 @@ def huber_loss(
     """
     fn = "huber_loss"
     checks.check_reduction(fn, reduction)
-    if not delta > 0:
-        fail(
-            f"huber_loss: delta must be positive, got {delta!r}; expected a float > 0 (the error "
-            "size where the loss turns from quadratic to linear). Use e.g. delta=1.0."
-        )
-    mode = _check_pair(fn, input, target, weight)
+    checks.check_huber_delta(fn, delta)
+    mode = checks.check_pair(fn, input, target, weight)
     if weight is None:
         loss = F.huber_loss(input, target, reduction=reduction, delta=delta)
     else:
@@ -243,7 +177,7 @@ def smooth_l1_loss(
     target: torch.Tensor,
     size_average: None = None,
     reduce: None = None,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
     beta: float = 1.0,
 ) -> torch.Tensor:
     r"""Smooth L1 loss: Huber loss divided by ``beta`` (``beta = 0`` is the L1 loss).
@@ -275,11 +209,7 @@ def smooth_l1_loss(
     fn = "smooth_l1_loss"
     checks.check_legacy(fn, size_average, reduce)
     checks.check_reduction(fn, reduction)
-    if not beta >= 0:
-        fail(
-            f"smooth_l1_loss: beta must be non-negative, got {beta!r}; expected a float >= 0. "
-            "Use e.g. beta=1.0 (beta=0 gives the L1 loss)."
-        )
-    mode = _check_pair(fn, input, target, None)
+    checks.check_smooth_l1_beta(fn, beta)
+    mode = checks.check_pair(fn, input, target, None)
     loss = F.smooth_l1_loss(input, target, reduction=reduction, beta=beta)
     return _finish(fn, mode, loss, input)

@@ -14,25 +14,9 @@ import torch.nn.functional as F
 
 from losskit import checks
 from losskit.checks import describe, fail, shape_str, warn
+from losskit.types import Reduction
 
 __all__ = ["dice_loss", "tversky_loss"]
-
-MODES = ("binary", "multiclass", "multilabel")
-
-
-def _check_options(fn: str, mode: str, smooth: float, eps: float, reduction: str) -> None:
-    checks.check_reduction(fn, reduction)
-    if mode not in MODES:
-        fail(
-            f"{fn}: mode is {mode!r}; expected one of 'binary' (one foreground channel), "
-            "'multiclass' (one class id per pixel) or 'multilabel' (independent 0/1 masks per "
-            "channel). Pass mode='multiclass' for (N, C, H, W) logits with (N, H, W) ids."
-        )
-    if not isinstance(smooth, (int, float)) or isinstance(smooth, bool) or not 0 <= smooth < float("inf"):
-        fail(f"{fn}: smooth is {smooth!r}; expected a finite number >= 0. Pass e.g. smooth=0.0 or 1.0.")
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 < eps < 1:
-        fail(f"{fn}: eps is {eps!r}; expected a small positive number below 1. Pass e.g. eps=1e-7.")
-
 
 def _prepare(
     fn: str,
@@ -184,7 +168,7 @@ def dice_loss(
     eps: float = 1e-7,
     ignore_index: int | None = None,
     log_loss: bool = False,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
 ) -> torch.Tensor:
     r"""Soft Dice loss: one minus the overlap of predicted and true masks, per class.
 
@@ -236,7 +220,7 @@ def dice_loss(
         tensor(0.3333)
     """
     fn = "dice_loss"
-    _check_options(fn, mode, smooth, eps, reduction)
+    checks.check_dice_options(fn, mode, smooth, eps, reduction)
     p, t = _prepare(fn, input, target, mode, from_logits, ignore_index, weight)
     dims = (0, 2)
     intersection = (p * t).sum(dims)
@@ -259,7 +243,7 @@ def tversky_loss(
     eps: float = 1e-7,
     ignore_index: int | None = None,
     log_loss: bool = False,
-    reduction: str = "mean",
+    reduction: Reduction = "mean",
 ) -> torch.Tensor:
     r"""Tversky loss: Dice with separate weights on false positives and false negatives.
 
@@ -300,14 +284,8 @@ def tversky_loss(
         tensor(0.4118)
     """
     fn = "tversky_loss"
-    _check_options(fn, mode, smooth, eps, reduction)
-    for name, value in (("alpha", alpha), ("beta", beta)):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < float("inf"):
-            fail(
-                f"{fn}: {name} is {value!r}; expected a finite number >= 0 (alpha weighs false "
-                "positives, beta false negatives; 0.5 and 0.5 give Dice). Pass e.g. "
-                "alpha=0.3, beta=0.7."
-            )
+    checks.check_dice_options(fn, mode, smooth, eps, reduction)
+    checks.check_tversky_weights(fn, alpha, beta)
     p, t = _prepare(fn, input, target, mode, from_logits, ignore_index, weight)
     dims = (0, 2)
     tp = (p * t).sum(dims)

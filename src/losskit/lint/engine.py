@@ -53,11 +53,11 @@ _CLASS_PREFIXES = ("torch.nn.", "torch.nn.modules.loss.", "losskit.nn.")
 FUNCTIONAL = {p + name: name for p in _FUNCTIONAL_PREFIXES for name in LOSSES}
 CLASSES = {p + cls: name for p in _CLASS_PREFIXES for name, classes in LOSSES.items() for cls in classes}
 
-_SOFTMAX = {"torch.softmax", "torch.nn.functional.softmax", "torch.special.softmax"}
-_LOG_SOFTMAX = {"torch.log_softmax", "torch.nn.functional.log_softmax", "torch.special.log_softmax"}
-_SIGMOID = {"torch.sigmoid", "torch.nn.functional.sigmoid", "torch.special.expit"}
+SOFTMAX = {"torch.softmax", "torch.nn.functional.softmax", "torch.special.softmax"}
+LOG_SOFTMAX = {"torch.log_softmax", "torch.nn.functional.log_softmax", "torch.special.log_softmax"}
+SIGMOID = {"torch.sigmoid", "torch.nn.functional.sigmoid", "torch.special.expit"}
 _ONE_HOT = {"torch.nn.functional.one_hot"}
-_ACTIVATION_CLASSES = {
+ACTIVATION_CLASSES = {
     "torch.nn.Softmax": "softmax", "torch.nn.Softmax2d": "softmax", "torch.nn.LogSoftmax": "log_softmax",
     "torch.nn.Sigmoid": "sigmoid",
 }
@@ -117,7 +117,7 @@ class Rule:
         raise NotImplementedError
 
 
-def _dotted(node: cst.BaseExpression) -> str | None:
+def dotted(node: cst.BaseExpression) -> str | None:
     """``self.criterion`` / ``criterion`` as a string key, or None for anything else."""
     if isinstance(node, cst.Name):
         return node.value
@@ -142,7 +142,7 @@ class _Collector(cst.CSTVisitor):
         self.scopes.pop()
 
     def _record(self, target: cst.BaseExpression, value: cst.BaseExpression, node: cst.CSTNode) -> None:
-        key = _dotted(target)
+        key = dotted(target)
         if key is None:
             return
         line = self.ctx.pos(node)[0]
@@ -233,11 +233,11 @@ class Context:
         if isinstance(expr, cst.Call):
             func = expr.func
             names = self.names(func)
-            if names & _SOFTMAX:
+            if names & SOFTMAX:
                 return {"softmax"}
-            if names & _LOG_SOFTMAX:
+            if names & LOG_SOFTMAX:
                 return {"log_softmax"}
-            if names & _SIGMOID:
+            if names & SIGMOID:
                 return {"sigmoid"}
             if names & _ONE_HOT:
                 return {"one_hot"}
@@ -250,22 +250,22 @@ class Context:
                     if attr in _FLOAT_CASTS or (attr in ("to", "type") and self._float_dtype_arg(expr)):
                         inner = inner | {"float_cast"}
                     return inner
-            key = _dotted(func)
+            key = dotted(func)
             if key is not None:
                 bound = self.resolve_anywhere(key)
                 if isinstance(bound, cst.Call):
                     cls = self.names(bound.func)
                     for q in cls:
-                        if q in _ACTIVATION_CLASSES:
-                            return {_ACTIVATION_CLASSES[q]}
+                        if q in ACTIVATION_CLASSES:
+                            return {ACTIVATION_CLASSES[q]}
                     if cls & _SEQUENTIAL and bound.args:
                         last = bound.args[-1].value
                         if isinstance(last, cst.Call):
                             for q in self.names(last.func):
-                                if q in _ACTIVATION_CLASSES:
-                                    return {_ACTIVATION_CLASSES[q]}
+                                if q in ACTIVATION_CLASSES:
+                                    return {ACTIVATION_CLASSES[q]}
             return set()
-        key = _dotted(expr)
+        key = dotted(expr)
         if key is not None:
             value = self.resolve(key, scope, line)
             if value is not None and value is not expr:
@@ -288,7 +288,7 @@ class Context:
         if name is None and isinstance(call.func, cst.Call):  # nn.BCELoss()(p, y)
             name = next((CLASSES[q] for q in self.names(call.func.func) if q in CLASSES), None)
         if name is None:
-            key = _dotted(call.func)
+            key = dotted(call.func)
             if key is not None:
                 bound = self.resolve_anywhere(key)
                 if isinstance(bound, cst.Call):
@@ -332,9 +332,7 @@ def _suppressed(ctx: Context, finding: Finding) -> bool:
 def _selected(code: str, select: Iterable[str] | None, ignore: Iterable[str] | None) -> bool:
     if select and not any(code.startswith(s) for s in select):
         return False
-    if ignore and any(code.startswith(s) for s in ignore):
-        return False
-    return True
+    return not (ignore and any(code.startswith(s) for s in ignore))
 
 
 def lint_source(source: str, path: str = "<string>", *, select: Iterable[str] | None = None,

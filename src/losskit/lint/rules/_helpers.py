@@ -14,7 +14,7 @@ _ACTIVATIONS = {"softmax", "sigmoid", "log_softmax"}
 def activation_input(ctx: Context, expr: cst.BaseExpression) -> cst.BaseExpression | None:
     """For an inline ``torch.softmax(x, 1)`` / ``F.sigmoid(x)`` / ``x.softmax(1)`` /
     ``self.softmax(x)`` call, the ``x`` it is applied to; else None."""
-    from losskit.lint.engine import _ACTIVATION_CLASSES, _LOG_SOFTMAX, _SIGMOID, _SOFTMAX, _dotted
+    from losskit.lint.engine import ACTIVATION_CLASSES, LOG_SOFTMAX, SIGMOID, SOFTMAX, dotted
 
     if not isinstance(expr, cst.Call) or not ctx.kinds(expr) & _ACTIVATIONS:
         return None
@@ -22,11 +22,11 @@ def activation_input(ctx: Context, expr: cst.BaseExpression) -> cst.BaseExpressi
     positional = [a.value for a in expr.args if a.keyword is None and a.star == ""]
     keywords = {a.keyword.value: a.value for a in expr.args if a.keyword is not None}
     first = positional[0] if positional else keywords.get("input")
-    if ctx.names(func) & (_SOFTMAX | _SIGMOID | _LOG_SOFTMAX):
+    if ctx.names(func) & (SOFTMAX | SIGMOID | LOG_SOFTMAX):
         return first  # torch.softmax(x, 1)
-    key = _dotted(func)
+    key = dotted(func)
     bound = ctx.resolve_anywhere(key) if key else None
-    if isinstance(bound, cst.Call) and ctx.names(bound.func) & set(_ACTIVATION_CLASSES):
+    if isinstance(bound, cst.Call) and ctx.names(bound.func) & set(ACTIVATION_CLASSES):
         return first  # self.softmax(x) with self.softmax = nn.Softmax(dim=1)
     if isinstance(func, cst.Attribute) and func.attr.value in _ACTIVATIONS:
         return func.value  # x.softmax(1)

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import libcst as cst
 
-from losskit.lint.engine import Context, Finding, Rule, _dotted
+from losskit.lint.engine import Context, Finding, Rule, dotted
 from losskit.lint.rules._helpers import activation_input, rename_attr, replace_arg
 
 
@@ -22,8 +22,8 @@ class BCEOnSigmoid(Rule):
                 continue
             fix = None
             logits = activation_input(ctx, lc.input)
-            if logits is None and _dotted(lc.input) is not None:  # p = torch.sigmoid(z) ... bce(p, y)
-                value = ctx.resolve(_dotted(lc.input), scope, ctx.pos(lc.call)[0])
+            if logits is None and dotted(lc.input) is not None:  # p = torch.sigmoid(z) ... bce(p, y)
+                value = ctx.resolve(dotted(lc.input), scope, ctx.pos(lc.call)[0])
                 candidate = activation_input(ctx, value) if value is not None else None
                 logits = candidate if isinstance(candidate, cst.Name) else None
             functional = isinstance(lc.call.func, cst.Attribute) and lc.call.func.attr.value == "binary_cross_entropy"

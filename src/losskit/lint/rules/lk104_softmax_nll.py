@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import libcst as cst
 
-from losskit.lint.engine import Context, Finding, Rule, _dotted
+from losskit.lint.engine import Context, Finding, Rule, dotted
 from losskit.lint.rules._helpers import rename_attr
 
 
@@ -22,7 +22,7 @@ class SoftmaxBeforeNLL(Rule):
                 fix = None
                 expr = lc.input
                 if (isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value == "softmax"
-                        and ctx.resolve_anywhere(f"{_dotted(expr.func)}") is None):
+                        and ctx.resolve_anywhere(f"{dotted(expr.func)}") is None):
                     fix = ctx.fix_for(expr, lambda node: rename_attr(node, "log_softmax"), unsafe=True)
                 yield ctx.finding(
                     self.code, lc.input,

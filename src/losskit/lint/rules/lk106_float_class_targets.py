@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import libcst as cst
 
-from losskit.lint.engine import Context, Finding, Rule, _dotted
+from losskit.lint.engine import Context, Finding, Rule, dotted
 
 #: a cast receiver named like this holds probabilities or soft labels, for which float is right
 _SOFT_NAMES = ("prob", "soft", "dist", "smooth", "mix", "logit", "score", "weight", "teacher")
@@ -38,7 +38,7 @@ class FloatClassTargets(Rule):
             receiver = _receiver(t)
             if not isinstance(receiver, (cst.Name, cst.Attribute, cst.Subscript)):
                 continue  # (x > 0.5).float(), a * b: built values, not stored class ids
-            name = (_dotted(receiver) or "").lower()
+            name = (dotted(receiver) or "").lower()
             if any(word in name for word in _SOFT_NAMES):
                 continue
             inline = isinstance(t, cst.Call) and isinstance(t.func, cst.Attribute) and t.func.attr.value in (

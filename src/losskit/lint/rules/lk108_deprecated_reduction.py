@@ -19,7 +19,7 @@ def reduction_for(size_average: bool | None, reduce: bool | None) -> str:
     return "mean"
 
 
-def _literal(node: cst.BaseExpression) -> bool | None | str:
+def _literal(node: cst.BaseExpression) -> bool | str | None:
     if isinstance(node, cst.Name) and node.value in ("True", "False", "None"):
         return {"True": True, "False": False, "None": None}[node.value]
     return "?"

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import libcst as cst
 
-from losskit.lint.engine import Context, Finding, Rule, _dotted
+from losskit.lint.engine import Context, Finding, Rule, dotted
 
 
 class _Body(cst.CSTVisitor):
@@ -36,12 +36,16 @@ class _Body(cst.CSTVisitor):
         if name == "backward":
             self.backward.append(node)
         elif name == "step" and isinstance(func, cst.Attribute):
-            receiver = (_dotted(func.value) or "").lower()
+            receiver = (dotted(func.value) or "").lower()
             if "sched" not in receiver:
                 self.step = True
-        elif name in ("zero_grad", "zero_"):
-            if name == "zero_grad" or (isinstance(func, cst.Attribute) and isinstance(func.value, cst.Attribute) and func.value.attr.value == "grad"):
-                self.zero = True
+        elif name == "zero_grad" or (
+            name == "zero_"
+            and isinstance(func, cst.Attribute)
+            and isinstance(func.value, cst.Attribute)
+            and func.value.attr.value == "grad"
+        ):
+            self.zero = True
 
     def visit_Assign(self, node: cst.Assign) -> None:
         for t in node.targets:  # p.grad = None

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import libcst as cst
 
-from losskit.lint.engine import Context, Finding, Rule, _dotted
+from losskit.lint.engine import Context, Finding, Rule, dotted
 
 
 def _append_item(node: cst.CSTNode) -> cst.CSTNode:
@@ -22,7 +22,7 @@ class LossAccumulated(Rule):
         backward_on: dict[object, set[str]] = {}
         for call, scope in ctx.calls:
             if isinstance(call.func, cst.Attribute) and call.func.attr.value == "backward":
-                key = _dotted(call.func.value)
+                key = dotted(call.func.value)
                 if key:
                     backward_on.setdefault(scope, set()).add(key)
         loop_ranges = {}

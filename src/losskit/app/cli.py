@@ -1,0 +1,282 @@
+"""The ``losskit`` command (also ``python -m losskit``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import losskit
+from losskit import registry
+from losskit.app.data import BUILTIN_DATASETS
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="losskit",
+        description="PyTorch losses with exact torch.nn parity, lower memory, and guardrails.",
+    )
+    parser.add_argument("--version", action="version", version=f"losskit {losskit.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = sub.add_parser(
+        "demo",
+        help="train a small MLP on scikit-learn's digits with losskit.nn.CrossEntropyLoss",
+        description="Train a small MLP on scikit-learn's bundled digits data with "
+        "losskit.nn.CrossEntropyLoss; print train/validation loss and accuracy per epoch.",
+    )
+    demo.add_argument("--epochs", type=_positive_int, default=20, help="training epochs (default 20)")
+    demo.add_argument("--batch-size", type=_positive_int, default=64, help="batch size (default 64)")
+    demo.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed for split, init and batches (default 0)")
+    rec = sub.add_parser(
+        "recommend",
+        help="infer the task of a data set's target and print the loss to use, with reasons",
+        description="Infer the task from the target column (regression, binary, multiclass, "
+        "multilabel, ...), show the class balance, and print the configured losskit loss "
+        "(losskit.loss_for) with the reasons for each choice. With no data it uses digits.",
+    )
+    rec.add_argument("data", nargs="?", metavar="FILE", help="a CSV or Parquet file with a header row")
+    rec.add_argument("--target", action="append", metavar="COL", help="target column of FILE (repeat for multi-output)")
+    rec.add_argument(
+        "--dataset", metavar="NAME", help=f"a data set bundled with scikit-learn: {', '.join(BUILTIN_DATASETS)}"
+    )
+    rec.add_argument(
+        "--task", default="auto", choices=["auto"] + [t.value for t in losskit.Task], help="override the inferred task"
+    )
+    rec.add_argument(
+        "--imbalance", default="auto", choices=["auto", "none", "balanced", "effective"],
+        help="class weighting (default auto: weights from a 3:1 imbalance on)",
+    )
+    rec.add_argument("--json", action="store_true", help="print the recommendation as JSON")
+
+    cmp_ = sub.add_parser(
+        "compare",
+        help="train one model per candidate loss on real data and compare them (report in --out)",
+        description="Infer the task, train the same MLP with each candidate loss on the same "
+        "splits and initial weights, and judge the losses on the test split by metrics, "
+        "calibration and training curves. Writes metrics.json, PNG plots and report.html to "
+        "--out. With no data it runs on scikit-learn's digits.",
+    )
+    cmp_.add_argument("data", nargs="?", metavar="DATA", help="a CSV or Parquet file with a header row")
+    cmp_.add_argument("--target", action="append", metavar="COL", help="target column of DATA (repeat for multilabel / multi-output)")
+    cmp_.add_argument("--dataset", metavar="NAME", help=f"a data set bundled with scikit-learn: {', '.join(BUILTIN_DATASETS)}")
+    cmp_.add_argument("--task", default="auto", choices=["auto"] + [t.value for t in registry.COMPARE_TASKS], help="override the inferred task")
+    cmp_.add_argument("--losses", metavar="A,B,...", help="comma-separated candidates (default: the task's standard set); "
+                      + "; ".join(f"{t.value}: {', '.join(registry.candidates_for(t))}" for t in registry.COMPARE_TASKS))
+    cmp_.add_argument("--epochs", type=_positive_int, default=100, help="most epochs per candidate; early stopping usually ends sooner (default 100)")
+    cmp_.add_argument("--batch-size", type=_positive_int, default=64, help="batch size (default 64)")
+    cmp_.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    cmp_.add_argument("--seed", type=int, default=0, help="seed for splits, initial weights and batches (default 0)")
+    cmp_.add_argument("--out", default="losskit-report", metavar="DIR", help="report folder (default ./losskit-report/)")
+    cmp_.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps, ... (default cpu)")
+    doc = sub.add_parser(
+        "doctor",
+        help="sanity checks for a model + loss + batch (losskit.doctor); --demo shows what it catches",
+        description="losskit.doctor(model, loss_fn, batch) is a Python call. --demo runs it on a "
+        "deliberately broken setup (softmax head + CrossEntropyLoss + float labels) and on the "
+        "fixed one, side by side.",
+    )
+    doc.add_argument("--demo", action="store_true", help="run the broken and the fixed example")
+
+    lint = sub.add_parser(
+        "lint",
+        help="find loss misuse in source code (LK1xx rules), with safe automatic fixes",
+        description="Find loss misuse in Python source: softmax before cross-entropy, sigmoid before "
+        "*_with_logits, one-hot or float class targets, deprecated size_average/reduce, missing "
+        "zero_grad, loss tensors accumulated without .item(), log(softmax(x)). Exit status: 0 no "
+        "findings, 1 findings, 2 usage or I/O error. Suppress a line with '# losskit: ignore[LK101]'.",
+    )
+    lint.add_argument("paths", nargs="*", default=["."], metavar="PATH", help="files or folders (default .); folders honour .gitignore")
+    lint.add_argument("--fix", action="store_true", help="apply the safe fixes in place (atomic writes)")
+    lint.add_argument("--unsafe-fixes", action="store_true", help="also apply fixes that change behaviour (remove a softmax/sigmoid feeding a loss)")
+    lint.add_argument("--select", metavar="CODES", help="comma-separated codes or prefixes to report (e.g. LK101,LK11)")
+    lint.add_argument("--ignore", metavar="CODES", help="comma-separated codes or prefixes to skip")
+    lint.add_argument("--format", choices=["text", "json", "github"], default="text", help="output format (default text)")
+    return parser
+
+
+def _codes(text: str | None, flag: str) -> list[str] | None:
+    if text is None:
+        return None
+    from losskit.lint.engine import PARSE_ERROR
+    from losskit.lint.rules import BY_CODE
+
+    codes = [c.strip().upper() for c in text.split(",") if c.strip()]
+    known = set(BY_CODE) | {PARSE_ERROR}
+    unknown = [c for c in codes if not any(k.startswith(c) for k in known)]
+    if unknown or not codes:
+        raise losskit.LossInputError(
+            f"{flag} {text!r}: unknown code(s) {unknown or '(none given)'}; expected codes or prefixes of "
+            f"{', '.join(sorted(known))}."
+        )
+    return codes
+
+
+def _lint(args: argparse.Namespace) -> int:
+    from losskit.lint.runner import LintUsageError, format_findings, lint_paths
+
+    select, ignore = _codes(args.select, "--select"), _codes(args.ignore, "--ignore")
+    try:
+        result = lint_paths(args.paths, fix=args.fix, unsafe_fixes=args.unsafe_fixes, select=select, ignore=ignore)
+    except LintUsageError as exc:
+        print(f"losskit lint: {exc}", file=sys.stderr)
+        return 2
+    text = format_findings(result.findings, args.format)
+    if text:
+        print(text)
+    if args.format == "text":
+        fixable = sum(f.fixable for f in result.findings)
+        summary = f"{len(result.findings)} finding(s) in {result.files} file(s)"
+        if result.fixed:
+            summary += f"; fixed {result.fixed} in {len(result.fixed_files)} file(s)"
+        if fixable:
+            summary += f"; {fixable} fixable with --fix"
+        print(summary, file=sys.stderr)
+    return 1 if result.findings else 0
+
+
+def _load_table(args: argparse.Namespace):
+    from losskit.app.data import load_dataset, load_file
+
+    if args.data and args.dataset:
+        raise losskit.LossInputError("pass either a data file or --dataset, not both.")
+    if args.target and not args.data:
+        raise losskit.LossInputError(
+            "--target names a column of a data file, but no file was given; expected FILE --target COL "
+            "(the bundled --dataset tables know their target)."
+        )
+    return load_file(args.data, args.target) if args.data else load_dataset(args.dataset or "digits")
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from losskit.app.compare import run_compare
+
+    table = _load_table(args)
+    run_compare(
+        table, task=args.task, losses=args.losses, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, seed=args.seed, out=args.out, device=args.device,
+    )
+    return 0
+
+
+def _missing_extra(command: str, exc: ModuleNotFoundError) -> int | None:
+    top = (exc.name or "").split(".")[0]
+    if top in ("sklearn", "rich", "pandas", "torchmetrics", "matplotlib"):
+        package = {"sklearn": "scikit-learn"}.get(top, top)
+        print(
+            f"losskit {command}: the package {package!r} is missing; this command needs the 'cli' "
+            "extra. Install it with: pip install 'losskit[cli]'",
+            file=sys.stderr,
+        )
+        return 2
+    return None
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    import json
+
+    from losskit.app.recommend import print_recommendation, recommend
+
+    table = _load_table(args)
+    result = recommend(table, task=args.task, imbalance=args.imbalance)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_recommendation(result)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if args.command == "lint":
+        try:
+            return _lint(args)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] in ("libcst", "pathspec"):
+                print("losskit lint: the package {!r} is missing; lint needs the 'lint' extra. Install it with: "
+                      "pip install 'losskit[lint]'".format(exc.name.split(".")[0]), file=sys.stderr)
+                return 2
+            raise
+        except losskit.LossInputError as exc:
+            print(f"losskit lint: {exc}", file=sys.stderr)
+            return 2
+    if args.command in ("recommend", "compare"):
+        try:
+            return _recommend(args) if args.command == "recommend" else _compare(args)
+        except ModuleNotFoundError as exc:
+            code = _missing_extra(args.command, exc)
+            if code is None:
+                raise
+            return code
+        except losskit.LossInputError as exc:
+            print(f"losskit {args.command}: {exc}", file=sys.stderr)
+            return 2
+        except OSError as exc:  # e.g. an --out folder that cannot be written
+            where = f" ({exc.filename})" if exc.filename else ""
+            print(
+                f"losskit {args.command}: {exc.strerror or exc}{where}; expected a readable data file and a "
+                "writable --out folder. Check the paths and permissions.",
+                file=sys.stderr,
+            )
+            return 2
+        except KeyboardInterrupt:
+            print(f"losskit {args.command}: interrupted; no report was written.", file=sys.stderr)
+            return 130
+    if args.command == "doctor":
+        if not args.demo:
+            print(
+                "losskit doctor: doctor checks your own model in Python: "
+                "losskit.doctor(model, loss_fn, (inputs, targets)).  Run `losskit doctor --demo` to see "
+                "what it catches.",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            from losskit.app.doctor_demo import run_demo as run_doctor_demo
+
+            reports = run_doctor_demo()
+        except ModuleNotFoundError as exc:
+            code = _missing_extra("doctor", exc)
+            if code is None:
+                raise
+            return code
+        return 0 if not list(reports.values())[-1].checks or list(reports.values())[-1].ok else 1
+    if args.command == "demo":
+        try:
+            from losskit.app.demo import run_demo
+
+            run_demo(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+        except ModuleNotFoundError as exc:
+            code = _missing_extra("demo", exc)
+            if code is None:
+                raise
+            return code
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Guardrails of the regression losses: equal shapes (no silent broadcasting), float dtypes,
+weights, and the one-hot / class-id target heuristics."""
+
+from __future__ import annotations
+
+import torch
+
+from losskit.checks.arguments import check_float_input, check_tensor
+from losskit.checks.level import level
+from losskit.checks.messages import describe, fail, shape_str, warn
+from losskit.checks.sampling import sample_rows
+
+__all__ = ["check_pair", "shape_mismatch"]
+
+def check_pair(fn: str, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> str:
+    """Checks shared by the regression losses; returns the effective check level."""
+    check_float_input(fn, "input", input)
+    check_tensor(fn, "target", target)
+    mode = level(input)
+    if mode == "off":
+        return mode
+    if target.dtype == torch.bool or target.is_complex():
+        fail(
+            f"{fn}: target has {describe(target)}; expected a real-valued tensor. "
+            "Use target.float().",
+            dtype=True,
+        )
+    if input.shape != target.shape:
+        shape_mismatch(fn, input, target)
+    if weight is not None:
+        check_tensor(fn, "weight", weight)
+        if weight.shape != input.shape:
+            fail(
+                f"{fn}: weight has shape {shape_str(weight.shape)}; expected the shape of input "
+                f"{shape_str(input.shape)} (one weight per element). Expand it, e.g. "
+                "weight.expand_as(input), or multiply the unreduced loss yourself."
+            )
+    if mode == "full" and input.dim() >= 2 and input.shape[-1] > 1 and input.numel() > 0:
+        rows = sample_rows(target.detach(), target.dim() - 1)
+        one_hot = bool(((rows == 0) | (rows == 1)).all()) and bool((rows == 1).sum(-1).eq(1).all())
+        if one_hot:
+            warn(
+                f"{fn}: target of {describe(target)} looks like one-hot class labels; expected "
+                "continuous regression targets. For classification use "
+                "losskit.functional.cross_entropy(input, target.argmax(-1)), which trains faster "
+                "and gives calibrated probabilities."
+            )
+    return mode
+
+
+def shape_mismatch(fn: str, input: torch.Tensor, target: torch.Tensor) -> None:
+    got = f"got input {shape_str(input.shape)} and target {shape_str(target.shape)}"
+    if (
+        not target.is_floating_point()
+        and input.dim() == target.dim() + 1
+        and input.shape[:-1] == target.shape
+        and input.shape[-1] > 1
+    ):
+        fail(
+            f"{fn}: target holds integer class labels of shape {shape_str(target.shape)} while "
+            f"input has {input.shape[-1]} columns, {got}; expected equal shapes. This is a "
+            "classification problem: use losskit.functional.cross_entropy(input, target)."
+        )
+    if input.dim() == target.dim() + 1 and input.shape[-1] == 1 and input.shape[:-1] == target.shape:
+        fix = "Use input.squeeze(-1) (or target.unsqueeze(-1))."
+    elif target.dim() == input.dim() + 1 and target.shape[-1] == 1 and target.shape[:-1] == input.shape:
+        fix = "Use target.squeeze(-1) (or input.unsqueeze(-1))."
+    else:
+        fix = "Reshape one of them so both have the same shape."
+    try:
+        broadcast = f" torch would broadcast them to {shape_str(torch.broadcast_shapes(input.shape, target.shape))} and return a wrong loss."
+    except RuntimeError:
+        broadcast = ""
+    fail(f"{fn}: input and target shapes differ, {got}; expected equal shapes.{broadcast} {fix}")
+
