@@ -136,10 +136,16 @@ def _table_rows(results: list[dict]) -> list[list[str]]:
     for r in results:
         for p in PROVIDERS:
             s = r["providers"][p]
-            rows.append([
-                r["config"], p, f"{s['time_s'] * 1e3:.0f}", f"{s['time_vs_floor']:.3f}x",
-                f"{s['peak_extra_bytes'] / 2**20:.0f}", f"{s['memory_vs_torch']:.3f}x",
-            ])
+            rows.append(
+                [
+                    r["config"],
+                    p,
+                    f"{s['time_s'] * 1e3:.0f}",
+                    f"{s['time_vs_floor']:.3f}x",
+                    f"{s['peak_extra_bytes'] / 2**20:.0f}",
+                    f"{s['memory_vs_torch']:.3f}x",
+                ]
+            )
     return rows
 
 
@@ -197,8 +203,10 @@ def main() -> None:
         for rnd in range(args.rounds):
             for p in PROVIDERS:
                 runs[p].append(_child(p, config, args.quick))
-                console.print(f"  {config:28s} round {rnd + 1}/{args.rounds} {p:14s} "
-                              f"{runs[p][-1]['time_s'] * 1e3:9.0f} ms {runs[p][-1]['peak_extra_bytes'] / 2**20:9.0f} MiB")
+                console.print(
+                    f"  {config:28s} round {rnd + 1}/{args.rounds} {p:14s} "
+                    f"{runs[p][-1]['time_s'] * 1e3:9.0f} ms {runs[p][-1]['peak_extra_bytes'] / 2**20:9.0f} MiB"
+                )
         floor = [r["time_s"] for r in runs["floor"]]
         torch_mem = statistics.median(r["peak_extra_bytes"] for r in runs["torch"])
         providers = {}
@@ -212,11 +220,13 @@ def main() -> None:
                 "peak_extra_bytes": mem,
                 "memory_vs_torch": mem / torch_mem if torch_mem else float("nan"),
             }
-        results.append({"config": config, "N": n // 4 if args.quick else n, "D": d, "V": v,
-                        "dtype": dtype, "providers": providers})
+        results.append(
+            {"config": config, "N": n // 4 if args.quick else n, "D": d, "V": v, "dtype": dtype, "providers": providers}
+        )
 
-    table = Table(title=f"forward+backward, CPU, {args.rounds} interleaved rounds"
-                  + (" (quick: N/4)" if args.quick else ""))
+    table = Table(
+        title=f"forward+backward, CPU, {args.rounds} interleaved rounds" + (" (quick: N/4)" if args.quick else "")
+    )
     for col in HEADER:
         table.add_column(col, justify="left" if col in ("config", "provider") else "right")
     for row in _table_rows(results):
@@ -229,9 +239,15 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = "bench_linear_cross_entropy" + ("_quick" if args.quick else "")
     payload = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads()},
-        "quick": args.quick, "rounds": args.rounds, "results": results,
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
+        "quick": args.quick,
+        "rounds": args.rounds,
+        "results": results,
     }
     (out_dir / f"{stem}.json").write_text(json.dumps(payload, indent=2))
     md = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]

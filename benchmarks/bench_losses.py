@@ -148,6 +148,7 @@ def _checks_share(fn, rounds: int) -> float:
                 depth[0] -= 1
                 if depth[0] == 0:
                     spent[0] += time.perf_counter() - start
+
         return wrapper
 
     patched = []
@@ -193,14 +194,13 @@ def measure_times(config: str, quick: bool, repeats: int) -> dict:
     out: dict = {p: {"time_s": statistics.median(t), "min_time_s": min(t), "times_s": t} for p, t in times.items()}
     # ratios within a round cancel the drift between rounds; report their median
     out["rounds"] = rounds
-    out["time_ratio_vs_torch"] = statistics.median(
-        a / b for a, b in zip(times["losskit"], times["torch"]))
-    out["checks_overhead_wall"] = statistics.median(
-        a / b for a, b in zip(times["losskit"], times["losskit-off"])) - 1
+    out["time_ratio_vs_torch"] = statistics.median(a / b for a, b in zip(times["losskit"], times["torch"]))
+    out["checks_overhead_wall"] = statistics.median(a / b for a, b in zip(times["losskit"], times["losskit-off"])) - 1
     for p in PROVIDERS:
         out[p]["cpu_s"] = statistics.median(cpu[p])
     out["checks_overhead"] = _checks_share(fns["losskit"], max(repeats, min(MAX_ROUNDS, rounds)))
     return out
+
 
 def _child(provider: str, config: str, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--_child", provider, config, "--repeats", str(args.repeats)]
@@ -239,15 +239,28 @@ def main() -> None:
         row = {"config": config, **_child("all", config, args)}
         for provider in PROVIDERS:
             row[provider].update(_child(provider, config, args))
-            console.print(f"  {config:38s} {provider:12s} {row[provider]['time_s'] * 1e3:9.1f} ms  "
-                          f"{row[provider]['peak_extra_bytes'] / 2**20:9.1f} MiB extra")
+            console.print(
+                f"  {config:38s} {provider:12s} {row[provider]['time_s'] * 1e3:9.1f} ms  "
+                f"{row[provider]['peak_extra_bytes'] / 2**20:9.1f} MiB extra"
+            )
         mt, ml = row["torch"]["peak_extra_bytes"], row["losskit"]["peak_extra_bytes"]
         row["memory_ratio_vs_torch"] = ml / mt if mt else None
         results.append(row)
 
-    table = Table(title=f"forward+backward, float32, {'quick' if args.quick else 'full'} sizes, medians of per-round ratios, >= {args.repeats} rounds")
-    for col in ("loss", "torch ms", "losskit ms", "checks-off ms", "time vs torch", "checks cost (in-call / wall)",
-                "torch extra MiB", "losskit extra MiB", "memory vs torch"):
+    table = Table(
+        title=f"forward+backward, float32, {'quick' if args.quick else 'full'} sizes, medians of per-round ratios, >= {args.repeats} rounds"
+    )
+    for col in (
+        "loss",
+        "torch ms",
+        "losskit ms",
+        "checks-off ms",
+        "time vs torch",
+        "checks cost (in-call / wall)",
+        "torch extra MiB",
+        "losskit extra MiB",
+        "memory vs torch",
+    ):
         table.add_column(col, justify="right" if col != "loss" else "left")
     for row in results:
         table.add_row(
@@ -265,8 +278,12 @@ def main() -> None:
     import torch
 
     payload = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads()},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+        },
         "quick": args.quick,
         "repeats": args.repeats,
         "results": results,

@@ -82,8 +82,9 @@ def _gather_loss(local: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def worker(rank: int, world: int, port: int, n: int, rounds: int, queue) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
-                            timeout=timedelta(seconds=300))
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world, timeout=timedelta(seconds=300)
+    )
     from losskit.distributed import vocab_parallel_cross_entropy
 
     g = torch.Generator().manual_seed(0)
@@ -107,9 +108,22 @@ def worker(rank: int, world: int, port: int, n: int, rounds: int, queue) -> None
             traffic[name] = (counter.payload, counter.sent)
             values[name] = float(loss.detach())
     if rank == 0:
-        queue.put({"world": world, "N": n, "V": V_PER_RANK * world, "values": values,
-                   "methods": {m: {"payload_bytes": traffic[m][0], "sent_bytes": traffic[m][1],
-                                   "seconds": statistics.median(times[m])} for m in methods}})
+        queue.put(
+            {
+                "world": world,
+                "N": n,
+                "V": V_PER_RANK * world,
+                "values": values,
+                "methods": {
+                    m: {
+                        "payload_bytes": traffic[m][0],
+                        "sent_bytes": traffic[m][1],
+                        "seconds": statistics.median(times[m]),
+                    }
+                    for m in methods
+                },
+            }
+        )
     dist.destroy_process_group()
 
 
@@ -140,16 +154,32 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"vocab-parallel cross-entropy, forward+backward, N={n}, V=32768 x world, float32, gloo on loopback")
-    for col in ("world", "V", "method", "payload / rank", "sent / rank (ring)", "time", "bytes vs gather", "time vs gather"):
+    table = Table(
+        title=f"vocab-parallel cross-entropy, forward+backward, N={n}, V=32768 x world, float32, gloo on loopback"
+    )
+    for col in (
+        "world",
+        "V",
+        "method",
+        "payload / rank",
+        "sent / rank (ring)",
+        "time",
+        "bytes vs gather",
+        "time vs gather",
+    ):
         table.add_column(col, justify="right" if col not in ("method",) else "left")
     for res in results:
         base = res["methods"]["gather"]
         for name, m in res["methods"].items():
             table.add_row(
-                str(res["world"]), str(res["V"]), name, f"{m['payload_bytes'] / 2**20:.3f} MiB",
-                f"{m['sent_bytes'] / 2**20:.3f} MiB", f"{m['seconds'] * 1000:.0f} ms",
-                f"{m['sent_bytes'] / base['sent_bytes']:.5f}x", f"{m['seconds'] / base['seconds']:.2f}x",
+                str(res["world"]),
+                str(res["V"]),
+                name,
+                f"{m['payload_bytes'] / 2**20:.3f} MiB",
+                f"{m['sent_bytes'] / 2**20:.3f} MiB",
+                f"{m['seconds'] * 1000:.0f} ms",
+                f"{m['sent_bytes'] / base['sent_bytes']:.5f}x",
+                f"{m['seconds'] / base['seconds']:.2f}x",
             )
         assert abs(res["values"]["gather"] - res["values"]["losskit"]) < 1e-3 * max(1.0, abs(res["values"]["gather"]))
     Console(width=160).print(table)

@@ -79,8 +79,10 @@ def main() -> None:
     # every rank is its own data-parallel group: the tensor-parallel ranks share the batch
     data_groups = [dist.new_group([r]) for r in range(world)]
     if rank == 0:
-        print(f"tiny LM: vocab {VOCAB} split over {world} ranks ({shard} rows each), dim {DIM}, "
-              f"{BATCH}x{SEQ} tokens per micro-batch, 2 micro-batches per step; ln(vocab) = {math.log(VOCAB):.2f}")
+        print(
+            f"tiny LM: vocab {VOCAB} split over {world} ranks ({shard} rows each), dim {DIM}, "
+            f"{BATCH}x{SEQ} tokens per micro-batch, 2 micro-batches per step; ln(vocab) = {math.log(VOCAB):.2f}"
+        )
     for step in range(1, args.steps + 1):
         micro = [markov_batch(generator, successors, pad) for pad in (0, 12)]  # unequal real tokens
         norm = global_normalizer([y for _, y in micro], group=data_groups[rank])

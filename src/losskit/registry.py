@@ -123,10 +123,10 @@ def _loss(
     summary: str,
     *,
     functional: str | Literal[True] | None = True,
-    torch_function: str | None = None,
-    torch_module: str | None = None,
+    twin: tuple[str, str] | None = None,
     module_lacks: tuple[str, ...] = (),
 ) -> LossSpec:
+    """A :class:`LossSpec`; ``twin`` is ``(torch function, torch module)`` by their short names."""
     return LossSpec(
         name=name,
         module=module,
@@ -134,56 +134,149 @@ def _loss(
         input=input,
         tasks=tasks,
         options=options,
-        torch_function=torch_function,
-        torch_module=torch_module,
+        torch_function=None if twin is None else f"torch.nn.functional.{twin[0]}",
+        torch_module=None if twin is None else f"torch.nn.{twin[1]}",
         summary=summary,
         module_lacks=module_lacks,
     )
 
 
-def _torch(name: str, module: str) -> dict[str, str]:
-    return {"torch_function": f"torch.nn.functional.{name}", "torch_module": f"torch.nn.{module}"}
-
-
 #: Every loss, in the order of the docs' table.
 LOSSES: tuple[LossSpec, ...] = (
-    _loss("mse_loss", "MSELoss", "values", (Task.regression,), ("weight",),
-          "squared error", module_lacks=("weight",), **_torch("mse_loss", "MSELoss")),
-    _loss("l1_loss", "L1Loss", "values", (Task.regression,), ("weight",),
-          "absolute error", module_lacks=("weight",), **_torch("l1_loss", "L1Loss")),
-    _loss("huber_loss", "HuberLoss", "values", (Task.regression,), ("delta", "weight"),
-          "quadratic near 0, linear beyond delta: robust to outliers", module_lacks=("weight",),
-          **_torch("huber_loss", "HuberLoss")),
-    _loss("smooth_l1_loss", "SmoothL1Loss", "values", (Task.regression,), ("beta",),
-          "Huber divided by beta", **_torch("smooth_l1_loss", "SmoothL1Loss")),
-    _loss("binary_cross_entropy", "BCELoss", "probs", _BINARY, ("weight",),
-          "binary cross-entropy on probabilities", **_torch("binary_cross_entropy", "BCELoss")),
-    _loss("binary_cross_entropy_with_logits", "BCEWithLogitsLoss", "binary_logits", _BINARY,
-          ("weight", "pos_weight", "label_smoothing"), "sigmoid + binary cross-entropy, stable",
-          **_torch("binary_cross_entropy_with_logits", "BCEWithLogitsLoss")),
-    _loss("cross_entropy", "CrossEntropyLoss", "logits", _CLASSES,
-          ("weight", "ignore_index", "label_smoothing", "z_loss", "softcap", "normalizer"),
-          "softmax cross-entropy, class ids or probabilities", **_torch("cross_entropy", "CrossEntropyLoss")),
-    _loss("nll_loss", "NLLLoss", "log_probs", _CLASSES, ("weight", "ignore_index"),
-          "negative log-likelihood of log-probabilities", **_torch("nll_loss", "NLLLoss")),
-    _loss("linear_cross_entropy", "LinearCrossEntropyLoss", "hidden", (Task.multiclass, Task.token_classification),
-          ("linear_bias", "weight", "ignore_index", "label_smoothing", "z_loss", "softcap", "chunk_size", "normalizer"),
-          "output layer + cross-entropy, never holding the logits", module_lacks=("linear_bias",),
-          **_torch("linear_cross_entropy", "LinearCrossEntropyLoss")),
-    _loss("sigmoid_focal_loss", "SigmoidFocalLoss", "binary_logits", _BINARY, ("alpha", "gamma"),
-          "focal loss for binary / multi-label targets (Lin et al. 2017)"),
-    _loss("focal_loss", "FocalLoss", "logits", _CLASSES, ("weight", "gamma", "ignore_index"),
-          "softmax focal loss: down-weights easy examples"),
-    _loss("poly1_cross_entropy", "Poly1CrossEntropyLoss", "logits", _CLASSES,
-          ("weight", "epsilon", "ignore_index", "label_smoothing"), "cross-entropy + epsilon (1 - p_t) (Leng et al. 2022)"),
-    _loss("dice_loss", "DiceLoss", "scores", (Task.segmentation,),
-          ("mode", "weight", "from_logits", "smooth", "eps", "ignore_index", "log_loss"), "soft Dice for segmentation"),
-    _loss("tversky_loss", "TverskyLoss", "scores", (Task.segmentation,),
-          ("mode", "alpha", "beta", "weight", "from_logits", "smooth", "eps", "ignore_index", "log_loss"),
-          "Tversky: Dice with separate false-positive / false-negative weights"),
-    _loss("cross_entropy_dice", "CrossEntropyDiceLoss", "logits", (Task.segmentation,),
-          ("weight", "ignore_index", "label_smoothing", "dice_weight", "smooth"),
-          "cross-entropy + Dice (nnU-Net's objective)", functional=None),
+    _loss(
+        "mse_loss",
+        "MSELoss",
+        "values",
+        (Task.regression,),
+        ("weight",),
+        "squared error",
+        module_lacks=("weight",),
+        twin=("mse_loss", "MSELoss"),
+    ),
+    _loss(
+        "l1_loss",
+        "L1Loss",
+        "values",
+        (Task.regression,),
+        ("weight",),
+        "absolute error",
+        module_lacks=("weight",),
+        twin=("l1_loss", "L1Loss"),
+    ),
+    _loss(
+        "huber_loss",
+        "HuberLoss",
+        "values",
+        (Task.regression,),
+        ("delta", "weight"),
+        "quadratic near 0, linear beyond delta: robust to outliers",
+        module_lacks=("weight",),
+        twin=("huber_loss", "HuberLoss"),
+    ),
+    _loss(
+        "smooth_l1_loss",
+        "SmoothL1Loss",
+        "values",
+        (Task.regression,),
+        ("beta",),
+        "Huber divided by beta",
+        twin=("smooth_l1_loss", "SmoothL1Loss"),
+    ),
+    _loss(
+        "binary_cross_entropy",
+        "BCELoss",
+        "probs",
+        _BINARY,
+        ("weight",),
+        "binary cross-entropy on probabilities",
+        twin=("binary_cross_entropy", "BCELoss"),
+    ),
+    _loss(
+        "binary_cross_entropy_with_logits",
+        "BCEWithLogitsLoss",
+        "binary_logits",
+        _BINARY,
+        ("weight", "pos_weight", "label_smoothing"),
+        "sigmoid + binary cross-entropy, stable",
+        twin=("binary_cross_entropy_with_logits", "BCEWithLogitsLoss"),
+    ),
+    _loss(
+        "cross_entropy",
+        "CrossEntropyLoss",
+        "logits",
+        _CLASSES,
+        ("weight", "ignore_index", "label_smoothing", "z_loss", "softcap", "normalizer"),
+        "softmax cross-entropy, class ids or probabilities",
+        twin=("cross_entropy", "CrossEntropyLoss"),
+    ),
+    _loss(
+        "nll_loss",
+        "NLLLoss",
+        "log_probs",
+        _CLASSES,
+        ("weight", "ignore_index"),
+        "negative log-likelihood of log-probabilities",
+        twin=("nll_loss", "NLLLoss"),
+    ),
+    _loss(
+        "linear_cross_entropy",
+        "LinearCrossEntropyLoss",
+        "hidden",
+        (Task.multiclass, Task.token_classification),
+        ("linear_bias", "weight", "ignore_index", "label_smoothing", "z_loss", "softcap", "chunk_size", "normalizer"),
+        "output layer + cross-entropy, never holding the logits",
+        module_lacks=("linear_bias",),
+        twin=("linear_cross_entropy", "LinearCrossEntropyLoss"),
+    ),
+    _loss(
+        "sigmoid_focal_loss",
+        "SigmoidFocalLoss",
+        "binary_logits",
+        _BINARY,
+        ("alpha", "gamma"),
+        "focal loss for binary / multi-label targets (Lin et al. 2017)",
+    ),
+    _loss(
+        "focal_loss",
+        "FocalLoss",
+        "logits",
+        _CLASSES,
+        ("weight", "gamma", "ignore_index"),
+        "softmax focal loss: down-weights easy examples",
+    ),
+    _loss(
+        "poly1_cross_entropy",
+        "Poly1CrossEntropyLoss",
+        "logits",
+        _CLASSES,
+        ("weight", "epsilon", "ignore_index", "label_smoothing"),
+        "cross-entropy + epsilon (1 - p_t) (Leng et al. 2022)",
+    ),
+    _loss(
+        "dice_loss",
+        "DiceLoss",
+        "scores",
+        (Task.segmentation,),
+        ("mode", "weight", "from_logits", "smooth", "eps", "ignore_index", "log_loss"),
+        "soft Dice for segmentation",
+    ),
+    _loss(
+        "tversky_loss",
+        "TverskyLoss",
+        "scores",
+        (Task.segmentation,),
+        ("mode", "alpha", "beta", "weight", "from_logits", "smooth", "eps", "ignore_index", "log_loss"),
+        "Tversky: Dice with separate false-positive / false-negative weights",
+    ),
+    _loss(
+        "cross_entropy_dice",
+        "CrossEntropyDiceLoss",
+        "logits",
+        (Task.segmentation,),
+        ("weight", "ignore_index", "label_smoothing", "dice_weight", "smooth"),
+        "cross-entropy + Dice (nnU-Net's objective)",
+        functional=None,
+    ),
 )
 
 _BY_NAME: dict[str, LossSpec] = {spec.name: spec for spec in LOSSES}
@@ -196,8 +289,7 @@ def get(name: str) -> LossSpec:
         return _BY_NAME[name]
     except KeyError:
         raise LossInputError(
-            f"registry: no loss named {name!r}; expected one of {', '.join(_BY_NAME)}. "
-            "See losskit.registry.LOSSES."
+            f"registry: no loss named {name!r}; expected one of {', '.join(_BY_NAME)}. See losskit.registry.LOSSES."
         ) from None
 
 
@@ -269,14 +361,26 @@ _MC = (Task.multiclass,)
 #: ``losskit compare``'s candidates, in the order they are listed and trained.
 CANDIDATES: tuple[Candidate, ...] = (
     Candidate("bce_with_logits", "binary_cross_entropy_with_logits", _BINARY, default_for=_BINARY),
-    Candidate("bce_with_logits+pos_weight", "binary_cross_entropy_with_logits", _BINARY, fitted=("pos_weight",),
-              default_for=_BINARY),
-    Candidate("bce_with_logits+label_smoothing", "binary_cross_entropy_with_logits", _BINARY,
-              {"label_smoothing": LABEL_SMOOTHING}),
-    Candidate("focal", "sigmoid_focal_loss", _BINARY, {"alpha": FOCAL_ALPHA, "gamma": FOCAL_GAMMA}, default_for=_BINARY),
+    Candidate(
+        "bce_with_logits+pos_weight",
+        "binary_cross_entropy_with_logits",
+        _BINARY,
+        fitted=("pos_weight",),
+        default_for=_BINARY,
+    ),
+    Candidate(
+        "bce_with_logits+label_smoothing",
+        "binary_cross_entropy_with_logits",
+        _BINARY,
+        {"label_smoothing": LABEL_SMOOTHING},
+    ),
+    Candidate(
+        "focal", "sigmoid_focal_loss", _BINARY, {"alpha": FOCAL_ALPHA, "gamma": FOCAL_GAMMA}, default_for=_BINARY
+    ),
     Candidate("cross_entropy", "cross_entropy", _MC, default_for=_MC),
-    Candidate("cross_entropy+label_smoothing", "cross_entropy", _MC, {"label_smoothing": LABEL_SMOOTHING},
-              default_for=_MC),
+    Candidate(
+        "cross_entropy+label_smoothing", "cross_entropy", _MC, {"label_smoothing": LABEL_SMOOTHING}, default_for=_MC
+    ),
     Candidate("cross_entropy+class_weights", "cross_entropy", _MC, fitted=("weight",), default_for=_MC),
     Candidate("focal", "focal_loss", _MC, {"gamma": FOCAL_GAMMA}, default_for=_MC),
     Candidate("poly1", "poly1_cross_entropy", _MC, {"epsilon": 1.0}),

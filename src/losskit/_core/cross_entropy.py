@@ -168,9 +168,7 @@ def shifted_row_stats_(
     return m.squeeze(1), log_sum, shifted_target, shifted_sum
 
 
-def index_row_loss_(
-    target_nll: Tensor, smooth_nll: Tensor | None, w_t: Tensor | None, opts: RowOptions
-) -> Tensor:
+def index_row_loss_(target_nll: Tensor, smooth_nll: Tensor | None, w_t: Tensor | None, opts: RowOptions) -> Tensor:
     """The loss of class-index rows, formed in place in ``target_nll``.
 
     ``target_nll`` is ``lse - x_t``; ``smooth_nll`` is ``W lse - sum_c w_c x_c`` (needed only
@@ -327,9 +325,7 @@ def flatten_ids(t: Tensor, input_dim: int) -> Tensor:
     return t.reshape(t.shape[0], -1)
 
 
-def log_softmax_at_targets(
-    input: Tensor, target: Tensor, ignore_index: int
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def log_softmax_at_targets(input: Tensor, target: Tensor, ignore_index: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Flatten to ``(N, C, S)`` rows and return ``(log_probs, ids, counted, log p_target)``.
 
     ``log p_target`` is 0 where the target is ignored or out of range (those rows count 0).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import losskit
 from losskit import registry
@@ -64,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--task", default="auto", choices=["auto"] + [t.value for t in losskit.Task], help="override the inferred task"
     )
     rec.add_argument(
-        "--imbalance", default="auto", choices=["auto", "none", "balanced", "effective"],
+        "--imbalance",
+        default="auto",
+        choices=["auto", "none", "balanced", "effective"],
         help="class weighting (default auto: weights from a 3:1 imbalance on)",
     )
     rec.add_argument("--json", action="store_true", help="print the recommendation as JSON")
@@ -78,16 +81,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--out. With no data it runs on scikit-learn's digits.",
     )
     cmp_.add_argument("data", nargs="?", metavar="DATA", help="a CSV or Parquet file with a header row")
-    cmp_.add_argument("--target", action="append", metavar="COL", help="target column of DATA (repeat for multilabel / multi-output)")
-    cmp_.add_argument("--dataset", metavar="NAME", help=f"a data set bundled with scikit-learn: {', '.join(BUILTIN_DATASETS)}")
-    cmp_.add_argument("--task", default="auto", choices=["auto"] + [t.value for t in registry.COMPARE_TASKS], help="override the inferred task")
-    cmp_.add_argument("--losses", metavar="A,B,...", help="comma-separated candidates (default: the task's standard set); "
-                      + "; ".join(f"{t.value}: {', '.join(registry.candidates_for(t))}" for t in registry.COMPARE_TASKS))
-    cmp_.add_argument("--epochs", type=_positive_int, default=100, help="most epochs per candidate; early stopping usually ends sooner (default 100)")
+    cmp_.add_argument(
+        "--target", action="append", metavar="COL", help="target column of DATA (repeat for multilabel / multi-output)"
+    )
+    cmp_.add_argument(
+        "--dataset", metavar="NAME", help=f"a data set bundled with scikit-learn: {', '.join(BUILTIN_DATASETS)}"
+    )
+    cmp_.add_argument(
+        "--task",
+        default="auto",
+        choices=["auto"] + [t.value for t in registry.COMPARE_TASKS],
+        help="override the inferred task",
+    )
+    cmp_.add_argument(
+        "--losses",
+        metavar="A,B,...",
+        help="comma-separated candidates (default: the task's standard set); "
+        + "; ".join(f"{t.value}: {', '.join(registry.candidates_for(t))}" for t in registry.COMPARE_TASKS),
+    )
+    cmp_.add_argument(
+        "--epochs",
+        type=_positive_int,
+        default=100,
+        help="most epochs per candidate; early stopping usually ends sooner (default 100)",
+    )
     cmp_.add_argument("--batch-size", type=_positive_int, default=64, help="batch size (default 64)")
     cmp_.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
     cmp_.add_argument("--seed", type=int, default=0, help="seed for splits, initial weights and batches (default 0)")
-    cmp_.add_argument("--out", default="losskit-report", metavar="DIR", help="report folder (default ./losskit-report/)")
+    cmp_.add_argument(
+        "--out", default="losskit-report", metavar="DIR", help="report folder (default ./losskit-report/)"
+    )
     cmp_.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps, ... (default cpu)")
     doc = sub.add_parser(
         "doctor",
@@ -106,12 +129,24 @@ def build_parser() -> argparse.ArgumentParser:
         "zero_grad, loss tensors accumulated without .item(), log(softmax(x)). Exit status: 0 no "
         "findings, 1 findings, 2 usage or I/O error. Suppress a line with '# losskit: ignore[LK101]'.",
     )
-    lint.add_argument("paths", nargs="*", default=["."], metavar="PATH", help="files or folders (default .); folders honour .gitignore")
+    lint.add_argument(
+        "paths",
+        nargs="*",
+        default=["."],
+        metavar="PATH",
+        help="files or folders (default .); folders honour .gitignore",
+    )
     lint.add_argument("--fix", action="store_true", help="apply the safe fixes in place (atomic writes)")
-    lint.add_argument("--unsafe-fixes", action="store_true", help="also apply fixes that change behaviour (remove a softmax/sigmoid feeding a loss)")
+    lint.add_argument(
+        "--unsafe-fixes",
+        action="store_true",
+        help="also apply fixes that change behaviour (remove a softmax/sigmoid feeding a loss)",
+    )
     lint.add_argument("--select", metavar="CODES", help="comma-separated codes or prefixes to report (e.g. LK101,LK11)")
     lint.add_argument("--ignore", metavar="CODES", help="comma-separated codes or prefixes to skip")
-    lint.add_argument("--format", choices=["text", "json", "github"], default="text", help="output format (default text)")
+    lint.add_argument(
+        "--format", choices=["text", "json", "github"], default="text", help="output format (default text)"
+    )
     return parser
 
 
@@ -155,7 +190,7 @@ def _lint(args: argparse.Namespace) -> int:
     return 1 if result.findings else 0
 
 
-def _load_table(args: argparse.Namespace):
+def _load_table(args: argparse.Namespace) -> Any:
     from losskit.app.data import load_dataset, load_file
 
     if args.data and args.dataset:
@@ -173,8 +208,15 @@ def _compare(args: argparse.Namespace) -> int:
 
     table = _load_table(args)
     run_compare(
-        table, task=args.task, losses=args.losses, epochs=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, seed=args.seed, out=args.out, device=args.device,
+        table,
+        task=args.task,
+        losses=args.losses,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        out=args.out,
+        device=args.device,
     )
     return 0
 
@@ -216,9 +258,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return _lint(args)
         except ModuleNotFoundError as exc:
-            if (exc.name or "").split(".")[0] in ("libcst", "pathspec"):
-                print("losskit lint: the package {!r} is missing; lint needs the 'lint' extra. Install it with: "
-                      "pip install 'losskit[lint]'".format(exc.name.split(".")[0]), file=sys.stderr)
+            missing = (exc.name or "").split(".")[0]
+            if missing in ("libcst", "pathspec"):
+                print(
+                    f"losskit lint: the package {missing!r} is missing; lint needs the 'lint' extra. Install it with: "
+                    "pip install 'losskit[lint]'",
+                    file=sys.stderr,
+                )
                 return 2
             raise
         except losskit.LossInputError as exc:

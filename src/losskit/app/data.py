@@ -68,7 +68,9 @@ def load_file(path: str | Path, target: str | list[str] | None) -> Table:
     if not path.exists():
         raise LossInputError(f"data file {str(path)!r} does not exist; expected a CSV or Parquet file. Check the path.")
     if path.is_dir():
-        raise LossInputError(f"data file {str(path)!r} is a folder; expected a CSV or Parquet file. Pass the file itself.")
+        raise LossInputError(
+            f"data file {str(path)!r} is a folder; expected a CSV or Parquet file. Pass the file itself."
+        )
     suffix = path.suffix.lower()
     try:
         if suffix in (".parquet", ".pq"):

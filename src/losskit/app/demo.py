@@ -78,7 +78,9 @@ def run_demo(epochs: int = 20, batch_size: int = 64, lr: float = 1e-3, seed: int
         f"[bold]losskit demo[/]: digits ({len(x_train)} train / {len(x_val)} validation images, "
         f"{n_classes} classes), MLP 64-128-10, {loss_fn!r}, Adam lr={lr}"
     )
-    table = Table("epoch", "train loss", "train acc", "val loss", "val acc", title="digits with losskit.nn.CrossEntropyLoss")
+    table = Table(
+        "epoch", "train loss", "train acc", "val loss", "val acc", title="digits with losskit.nn.CrossEntropyLoss"
+    )
     results: list[EpochResult] = []
     steps_per_epoch = -(-len(x_train) // batch_size)
     start = time.perf_counter()
@@ -122,7 +124,6 @@ def run_demo(epochs: int = 20, batch_size: int = 64, lr: float = 1e-3, seed: int
     console.print(table)
     best = max(results, key=lambda r: r.val_accuracy)
     console.print(
-        f"best validation accuracy {best.val_accuracy:.3f} at epoch {best.epoch}; "
-        f"{time.perf_counter() - start:.1f} s"
+        f"best validation accuracy {best.val_accuracy:.3f} at epoch {best.epoch}; {time.perf_counter() - start:.1f} s"
     )
     return results

@@ -65,4 +65,3 @@ def run_demo(console: Any = None) -> dict[str, DoctorReport]:
     for name, report in reports.items():
         console.print(report.table(title=name))
     return reports
-

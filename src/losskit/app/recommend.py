@@ -52,8 +52,12 @@ def recommend(table: Table, *, task: str = "auto", imbalance: str = "auto") -> d
         forced = Task.parse(task)
         if forced != guess.task:
             guess = TaskGuess(
-                forced, guess.num_classes, f"set by --task (the targets look like {guess.task.value}: {guess.reason})",
-                num_outputs=guess.num_outputs, encoder=guess.encoder, counts=guess.counts,
+                forced,
+                guess.num_classes,
+                f"set by --task (the targets look like {guess.task.value}: {guess.reason})",
+                num_outputs=guess.num_outputs,
+                encoder=guess.encoder,
+                counts=guess.counts,
             )
     loss = losskit.loss_for(guess, targets=y, imbalance=imbalance)
     balance = _balance_rows(guess, table)
@@ -90,12 +94,16 @@ def print_recommendation(result: dict[str, Any]) -> None:
 
     console = Console(highlight=False)
     dropped = f", {result['dropped_rows']} row(s) without a target dropped" if result["dropped_rows"] else ""
-    console.print(f"[bold]losskit recommend[/bold]: {escape(result['data'])} ({result['samples']} samples{dropped}), target {escape(repr(result['target']))}")
+    console.print(
+        f"[bold]losskit recommend[/bold]: {escape(result['data'])} ({result['samples']} samples{dropped}), target {escape(repr(result['target']))}"
+    )
     summary = RichTable(show_header=False, box=None, pad_edge=False)
     summary.add_column(style="bold")
     summary.add_column()
     unit = "outputs" if result["task"] == "regression" else "classes"
-    summary.add_row("task", f"{result['task']} ({result['num_classes']} {unit}, {result['num_outputs']} model output(s))")
+    summary.add_row(
+        "task", f"{result['task']} ({result['num_classes']} {unit}, {result['num_outputs']} model output(s))"
+    )
     summary.add_row("why", escape(result["reason"]) + (" [yellow](ambiguous)[/yellow]" if result["ambiguous"] else ""))
     summary.add_row("loss", escape(result["loss"]))
     summary.add_row("code", escape(result["code"]))

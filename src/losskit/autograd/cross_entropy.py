@@ -70,7 +70,7 @@ class CrossEntropyFunction(torch.autograd.Function):
     """Unreduced softmax cross-entropy; saves ``x`` (no copy), targets and two numbers per row."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         x: torch.Tensor,
         target: torch.Tensor,
@@ -135,7 +135,7 @@ class CrossEntropyFunction(torch.autograd.Function):
         return loss, z_rows
 
     @staticmethod
-    def backward(ctx: Any, grad_loss: torch.Tensor, grad_z: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_loss: torch.Tensor, grad_z: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, target, row_max, log_sum, _, use = ctx.saved_tensors
         opts: core.RowOptions = ctx.opts
         acc = row_max.dtype
@@ -192,7 +192,7 @@ def cross_entropy_unreduced(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row loss of ``x`` ``(N, C[, S])`` in the accumulation dtype (see module docstring),
     and the z-loss term of each row alone (detached; zeros without ``z_loss``)."""
-    out: tuple[torch.Tensor, torch.Tensor] = CrossEntropyFunction.apply(
+    out: tuple[torch.Tensor, torch.Tensor] = CrossEntropyFunction.apply(  # type: ignore[no-untyped-call]
         x, target, weight, ignore_index, label_smoothing, prob_target, z_loss, softcap
     )
     return out

@@ -19,7 +19,7 @@ Everything is plain torch operations, so it runs on any device torch runs on.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -44,9 +44,7 @@ def rows_per_chunk(n_rows: int, n_classes: int, dtype: torch.dtype, softcap: flo
     return max(1, min(n_rows, CHUNK_BYTES // max(per_row, 1)))
 
 
-def chunk_logits(
-    h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, buf: torch.Tensor
-) -> torch.Tensor:
+def chunk_logits(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, buf: torch.Tensor) -> torch.Tensor:
     """``h @ w.T + b`` written into ``buf`` (the accumulation dtype) and returned."""
     if h.dtype == buf.dtype:
         if b is None:
@@ -111,9 +109,10 @@ def chunk_loss(
         tanh = None
         if opts.softcap is not None:  # a second buffer: tanh(r / cap) is needed for the gradient
             logits, tanh = core.softcap_(logits, opts.softcap)
-        m, log_sum, shifted_t, shifted_sum = core.shifted_row_stats_(logits, target, w, smoothing)
+        m, log_sum, gathered, shifted_sum = core.shifted_row_stats_(logits, target, w, smoothing)
+        shifted_t = cast(torch.Tensor, gathered)  # a target was given, so it was gathered
         p = logits  # exp(x - m) from here on
-    target_nll = log_sum - shifted_t  # type: ignore[operator]
+    target_nll = log_sum - shifted_t
     smooth_nll = None if shifted_sum is None else opts.total_weight * log_sum - shifted_sum
     loss = core.index_row_loss_(target_nll, smooth_nll, w_t, opts)
     lse = m + log_sum
@@ -140,7 +139,7 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, h: torch.Tensor, *args: Any) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+    def forward(ctx: Any, h: torch.Tensor, *args: Any) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(h.device.type, enabled=False):  # inputs arrive already cast
             return LinearCrossEntropyFunction._forward(ctx, h, *args)
 
@@ -179,7 +178,9 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         z_rows = torch.zeros(n, dtype=acc, device=h.device) if z_loss else None
         grads = _Grads(h, w, b, need_h, need_w, need_b, acc, opts) if eager else None
         # zero for rows that do not count (also when the mean's denominator is 0: all ignored)
-        row_grad = torch.where(use, scale.to(acc), torch.zeros((), dtype=acc, device=h.device)) if eager else None
+        row_grad = None
+        if eager and scale is not None:
+            row_grad = torch.where(use, scale.to(acc), torch.zeros((), dtype=acc, device=h.device))
         buf = torch.empty(min(rows, n), n_classes, dtype=acc, device=h.device)
         for start in range(0, n, rows):
             sl = slice(start, min(start + rows, n))
@@ -189,9 +190,9 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
                 logits, safe[sl], use[sl], opts, None if row_grad is None else row_grad[sl], fold=fold
             )
             loss_rows[sl] = loss_c
-            if z_rows is not None:
+            if z_rows is not None and z_c is not None:
                 z_rows[sl] = z_c
-            if grads is not None:
+            if grads is not None and g is not None:
                 grads.add_chunk(sl, hc, safe[sl], g)
         del buf
         core.mark_out_of_range_(loss_rows, valid, use)
@@ -214,7 +215,7 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         return loss, z_out
 
     @staticmethod
-    def backward(ctx: Any, grad_loss: torch.Tensor, grad_z: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_loss: torch.Tensor, grad_z: torch.Tensor) -> tuple[Any, ...]:
         if ctx.eager:
             finished = ctx.saved_tensors
         else:
@@ -231,16 +232,15 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
                     hc = h[sl]
                     logits = chunk_logits(hc, w, b, buf[: hc.shape[0]])
                     _, _, g = chunk_loss(logits, safe[sl], use[sl], ctx.opts, row_grad[sl], fold=ctx.fold)
-                    grads.add_chunk(sl, hc, safe[sl], g)
+                    if g is not None:  # always: a row gradient was given
+                        grads.add_chunk(sl, hc, safe[sl], g)
                 finished = grads.finish()
         # The stored gradients are final when the upstream gradient is 1 (loss.backward()):
         # hand them over as they are -- no copy, and autograd adopts grad_weight as .grad.
         # Otherwise scale out of place, so a retained graph can run backward again.
         # (The check reads one number; under torch.compile it is skipped.)
-        unit = (
-            ctx.eager and not torch.compiler.is_compiling() and grad_loss.numel() == 1 and float(grad_loss) == 1.0
-        )
-        out = []
+        unit = ctx.eager and not torch.compiler.is_compiling() and grad_loss.numel() == 1 and float(grad_loss) == 1.0
+        out: list[torch.Tensor | None] = []
         for stored, dtype in zip(finished, ctx.dtypes):
             if stored is None:
                 out.append(None)
@@ -333,6 +333,6 @@ class _Grads:
                 cw = torch.ones(self.w.shape[0], dtype=self.smooth_h.dtype, device=self.w.device)
             if self.weight is not None:
                 self.weight.addr_(cw, self.smooth_h)
-            if self.bias is not None:
+            if self.bias is not None and self.smooth_sum is not None:
                 self.bias.add_(cw * self.smooth_sum)
         return self.h, self.weight, self.bias

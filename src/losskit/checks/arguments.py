@@ -27,6 +27,7 @@ __all__ = [
     "check_dice_weight",
 ]
 
+
 def check_reduction(fn: str, reduction: str) -> None:
     if reduction not in ("none", "mean", "sum"):
         fail(
@@ -51,9 +52,7 @@ def check_z_loss_and_softcap(fn: str, z_loss: float, softcap: float | None) -> N
             f"{fn}: z_loss must be a non-negative number, got {z_loss!r}; expected e.g. 1e-4 "
             "(PaLM's coefficient). Pass 0.0 to turn the z-loss off."
         )
-    if softcap is not None and (
-        isinstance(softcap, bool) or not isinstance(softcap, (int, float)) or not softcap > 0
-    ):
+    if softcap is not None and (isinstance(softcap, bool) or not isinstance(softcap, (int, float)) or not softcap > 0):
         fail(
             f"{fn}: softcap must be None or a positive number, got {softcap!r}; expected e.g. "
             "30.0 (Gemma 2's final-logit cap). Pass None to turn soft-capping off."
@@ -76,7 +75,9 @@ def check_normalizer(fn: str, normalizer: object, reduction: str) -> None:
                 "count (a number or a 0-d tensor), e.g. from losskit.distributed.global_normalizer(...)."
             )
         if level(normalizer) == "full" and not float(normalizer) > 0:
-            fail(f"{fn}: normalizer is {float(normalizer)!r}; expected a positive count of targets. Check how it was computed.")
+            fail(
+                f"{fn}: normalizer is {float(normalizer)!r}; expected a positive count of targets. Check how it was computed."
+            )
         return
     if isinstance(normalizer, bool) or not isinstance(normalizer, (int, float)) or not 0 < normalizer < float("inf"):
         fail(
@@ -110,8 +111,7 @@ def check_float_input(fn: str, name: str, tensor: object) -> None:
         )
     if not tensor.is_floating_point():
         fail(
-            f"{fn}: {name} has {describe(tensor)}; expected a floating-point tensor. "
-            f"Use {name}.float().",
+            f"{fn}: {name} has {describe(tensor)}; expected a floating-point tensor. Use {name}.float().",
             dtype=True,
         )
 
@@ -122,7 +122,6 @@ def check_tensor(fn: str, name: str, tensor: object) -> None:
             f"{fn}: {name} is not a tensor, got {type(tensor).__name__}; expected a torch.Tensor. "
             f"Wrap it with torch.as_tensor({name})."
         )
-
 
 
 def check_focal_options(fn: str, gamma: float, alpha: float | None = None) -> None:
@@ -141,7 +140,6 @@ def check_focal_options(fn: str, gamma: float, alpha: float | None = None) -> No
         )
 
 
-
 DICE_MODES = ("binary", "multiclass", "multilabel")
 
 
@@ -157,7 +155,6 @@ def check_dice_options(fn: str, mode: str, smooth: float, eps: float, reduction:
         fail(f"{fn}: smooth is {smooth!r}; expected a finite number >= 0. Pass e.g. smooth=0.0 or 1.0.")
     if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 < eps < 1:
         fail(f"{fn}: eps is {eps!r}; expected a small positive number below 1. Pass e.g. eps=1e-7.")
-
 
 
 def check_huber_delta(fn: str, delta: float) -> None:
@@ -180,11 +177,7 @@ def check_smooth_l1_beta(fn: str, beta: float) -> None:
 
 def check_poly_epsilon(fn: str, epsilon: float) -> None:
     """Poly-1's ``epsilon`` must be a finite number above -1."""
-    if (
-        not isinstance(epsilon, (int, float))
-        or isinstance(epsilon, bool)
-        or not -1 < epsilon < float("inf")
-    ):
+    if not isinstance(epsilon, (int, float)) or isinstance(epsilon, bool) or not -1 < epsilon < float("inf"):
         fail(
             f"{fn}: epsilon is {epsilon!r}; expected a finite number > -1 (1 in Leng et al. "
             "2022; 0 gives the plain cross-entropy). Pass e.g. epsilon=1.0."

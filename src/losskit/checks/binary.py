@@ -14,9 +14,8 @@ from losskit.checks.sampling import sample_values, value_range
 
 __all__ = ["check_binary", "fail_target_range", "fail_input_range", "warn_if_sigmoid_input"]
 
-def check_binary(
-    fn: str, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None
-) -> str:
+
+def check_binary(fn: str, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> str:
     check_float_input(fn, "input", input)
     check_tensor(fn, "target", target)
     mode = level(input)
@@ -48,7 +47,7 @@ def check_binary(
     if weight is not None:
         check_tensor(fn, "weight", weight)
         try:
-            torch.broadcast_shapes(weight.shape, input.shape)
+            torch.broadcast_shapes(weight.shape, input.shape)  # type: ignore[no-untyped-call]
         except RuntimeError:
             fail(
                 f"{fn}: weight has shape {shape_str(weight.shape)}, which does not broadcast to "
@@ -92,4 +91,3 @@ def warn_if_sigmoid_input(fn: str, input: torch.Tensor) -> None:
             f"output; expected raw logits ({fn} applies the sigmoid itself). Remove the "
             "sigmoid before the loss, or use binary_cross_entropy for probabilities."
         )
-

@@ -24,6 +24,7 @@ __all__ = [
     "warn_if_not_log_probs",
 ]
 
+
 def check_class_weight(fn: str, weight: torch.Tensor | None, n_classes: int) -> None:
     if weight is None:
         return
@@ -55,8 +56,7 @@ def classify_target(fn: str, input: torch.Tensor, target: torch.Tensor, allow_pr
             return True
         if shape == expected:
             fail(
-                f"{fn}: target has {describe(target)} (float class indices); expected {wanted}. "
-                "Use target.long().",
+                f"{fn}: target has {describe(target)} (float class indices); expected {wanted}. Use target.long().",
                 dtype=True,
             )
     else:
@@ -114,8 +114,7 @@ def check_class_ids(fn: str, target: torch.Tensor, n_classes: int, ignore_index:
         )
     fail(
         f"{fn}: target has {count} class id(s) out of range (e.g. {example}; smallest {lo}, "
-        f"largest {hi}); expected ids in [0, {n_classes - 1}] or ignore_index={ignore_index}. "
-        + fix
+        f"largest {hi}); expected ids in [0, {n_classes - 1}] or ignore_index={ignore_index}. " + fix
     )
 
 
@@ -178,7 +177,7 @@ def warn_if_softmax_input(fn: str, input: torch.Tensor, class_dim: int) -> None:
 
 
 def warn_if_empty_or_all_ignored(
-    fn: str, reduction: str, n_targets: int, denominator: torch.Tensor | None, mode: str
+    fn: str, reduction: str, n_targets: int, denominator: torch.Tensor | float | None, mode: str
 ) -> None:
     if reduction != "mean":
         return
@@ -261,4 +260,3 @@ def warn_if_not_log_probs(fn: str, input: torch.Tensor, class_dim: int) -> None:
         what = f"have logsumexp up to {worst:.3g} instead of 0, so they look like raw logits"
         fix = "Apply log_softmax(dim=1) first, or pass the logits to losskit.functional.cross_entropy."
     warn(f"{fn}: input rows {what}; expected log-probabilities (log_softmax output). {fix}")
-

@@ -35,7 +35,6 @@ CheckMode = Literal["off", "cheap", "full", "auto"]
 _MODES = ("off", "cheap", "full", "auto")
 
 
-
 def _mode_from_env() -> str:
     value = os.environ.get("LOSSKIT_CHECKS", "auto").strip().lower() or "auto"
     if value not in _MODES:
@@ -117,4 +116,3 @@ def level(tensor: torch.Tensor) -> str:
     if mode == "full" and _is_compiling():
         return "cheap"
     return mode
-

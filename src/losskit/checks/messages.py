@@ -7,6 +7,7 @@ import os
 import sys
 import warnings
 from collections.abc import Sequence
+from types import FrameType
 from typing import NoReturn
 
 import torch
@@ -36,11 +37,11 @@ def fail(message: str, *, dtype: bool = False) -> NoReturn:
 
 def _user_stacklevel() -> int:
     """Stack level of the first frame outside losskit and ``torch.nn`` (the user's call)."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     level_ = 1
     while frame is not None:
         filename = os.path.abspath(frame.f_code.co_filename)
-        if not (filename.startswith((_PACKAGE_DIR, _TORCH_DIR))):
+        if not filename.startswith((_PACKAGE_DIR, _TORCH_DIR)):
             return level_
         frame = frame.f_back
         level_ += 1
@@ -50,4 +51,3 @@ def _user_stacklevel() -> int:
 def warn(message: str) -> None:
     """Emit a :class:`LossUsageWarning` pointing at the user's line."""
     warnings.warn(message, LossUsageWarning, stacklevel=_user_stacklevel())
-

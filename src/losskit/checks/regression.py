@@ -12,6 +12,7 @@ from losskit.checks.sampling import sample_rows
 
 __all__ = ["check_pair", "shape_mismatch"]
 
+
 def check_pair(fn: str, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> str:
     """Checks shared by the regression losses; returns the effective check level."""
     check_float_input(fn, "input", input)
@@ -21,8 +22,7 @@ def check_pair(fn: str, input: torch.Tensor, target: torch.Tensor, weight: torch
         return mode
     if target.dtype == torch.bool or target.is_complex():
         fail(
-            f"{fn}: target has {describe(target)}; expected a real-valued tensor. "
-            "Use target.float().",
+            f"{fn}: target has {describe(target)}; expected a real-valued tensor. Use target.float().",
             dtype=True,
         )
     if input.shape != target.shape:
@@ -68,8 +68,7 @@ def shape_mismatch(fn: str, input: torch.Tensor, target: torch.Tensor) -> None:
     else:
         fix = "Reshape one of them so both have the same shape."
     try:
-        broadcast = f" torch would broadcast them to {shape_str(torch.broadcast_shapes(input.shape, target.shape))} and return a wrong loss."
+        broadcast = f" torch would broadcast them to {shape_str(torch.broadcast_shapes(input.shape, target.shape))} and return a wrong loss."  # type: ignore[no-untyped-call]
     except RuntimeError:
         broadcast = ""
     fail(f"{fn}: input and target shapes differ, {got}; expected equal shapes.{broadcast} {fix}")
-

@@ -9,7 +9,15 @@ import torch
 
 from losskit.checks.messages import warn
 
-__all__ = ["SAMPLE_ROWS", "SAMPLE_ELEMENTS", "FULL_SCAN_ELEMENTS", "sample_rows", "sample_values", "value_range", "warn_nonfinite_result"]
+__all__ = [
+    "SAMPLE_ROWS",
+    "SAMPLE_ELEMENTS",
+    "FULL_SCAN_ELEMENTS",
+    "sample_rows",
+    "sample_values",
+    "value_range",
+    "warn_nonfinite_result",
+]
 
 SAMPLE_ROWS = 64
 
@@ -18,7 +26,6 @@ SAMPLE_ELEMENTS = 2**18
 
 
 FULL_SCAN_ELEMENTS = 2**20
-
 
 
 def sample_rows(x: torch.Tensor, class_dim: int) -> torch.Tensor:
@@ -87,4 +94,3 @@ def warn_nonfinite_result(fn: str, result: torch.Tensor, input: torch.Tensor) ->
             "the loss is not finite; expected finite values. Find where they come from with "
             "torch.autograd.set_detect_anomaly(True), lower the learning rate, or clip gradients."
         )
-

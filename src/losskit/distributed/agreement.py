@@ -9,6 +9,7 @@ and every rank raises the same :class:`~losskit.LossInputError` when anything di
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -51,7 +52,7 @@ def exchange(
     problem: str | None,
     target: Any,
     ignore_index: int,
-    options: dict[str, object],
+    options: Mapping[str, object],
     weight: torch.Tensor | None = None,
 ) -> tuple[list[int], int]:
     """All-gather every rank's shapes, ``options`` and target checksum; raise the same error on
@@ -137,7 +138,9 @@ def local_problem(
         checks.check_z_loss_and_softcap(fn, z_loss, softcap)
         checks.check_tensor(fn, "target", target)
         if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
-            fail(f"{fn}: target has {describe(target)}; expected int64 global class ids. Use target.long().", dtype=True)
+            fail(
+                f"{fn}: target has {describe(target)}; expected int64 global class ids. Use target.long().", dtype=True
+            )
         if weight is not None:
             checks.check_float_input(fn, "weight", weight)
         checks.check_normalizer(fn, normalizer, reduction)
@@ -159,9 +162,7 @@ def logits_problem(local_logits: Any, target: torch.Tensor) -> str | None:
     return None
 
 
-def hidden_problem(
-    input: Any, local_weight: Any, target: torch.Tensor, local_bias: Any, chunk_size: Any
-) -> str | None:
+def hidden_problem(input: Any, local_weight: Any, target: torch.Tensor, local_bias: Any, chunk_size: Any) -> str | None:
     """What is wrong with the arguments of ``vocab_parallel_linear_cross_entropy``."""
     if not (isinstance(input, torch.Tensor) and input.is_floating_point() and input.dim() in (2, 3)):
         return "input must be float hidden states of shape (N, D) or (B, T, D)."

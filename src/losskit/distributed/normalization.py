@@ -41,7 +41,9 @@ def count_targets(
     """
     parts = [targets] if isinstance(targets, torch.Tensor) else list(targets)
     if not parts:
-        fail("count_targets: targets is empty; expected one or more tensors of class ids. Pass the step's micro-batch targets.")
+        fail(
+            "count_targets: targets is empty; expected one or more tensors of class ids. Pass the step's micro-batch targets."
+        )
     total = torch.zeros((), dtype=torch.float64, device=parts[0].device)
     for t in parts:
         if not isinstance(t, torch.Tensor) or t.is_floating_point():

@@ -68,7 +68,11 @@ def _shard_stats(
 
 
 def _row_loss(
-    lse: torch.Tensor, xt: torch.Tensor, wx: torch.Tensor | None, w_t: torch.Tensor | None, use: torch.Tensor,
+    lse: torch.Tensor,
+    xt: torch.Tensor,
+    wx: torch.Tensor | None,
+    w_t: torch.Tensor | None,
+    use: torch.Tensor,
     opts: RowOptions,
 ) -> torch.Tensor:
     """The single-process row loss from the global statistics (zero where ``use`` is False)."""
@@ -79,8 +83,15 @@ def _row_loss(
 
 
 def _shard_grad(
-    x: torch.Tensor, tanh: torch.Tensor | None, lse: torch.Tensor, ids: torch.Tensor, offset: int,
-    w_t: torch.Tensor | None, w_local: torch.Tensor | None, opts: RowOptions, row_grad: torch.Tensor,
+    x: torch.Tensor,
+    tanh: torch.Tensor | None,
+    lse: torch.Tensor,
+    ids: torch.Tensor,
+    offset: int,
+    w_t: torch.Tensor | None,
+    w_local: torch.Tensor | None,
+    opts: RowOptions,
+    row_grad: torch.Tensor,
 ) -> torch.Tensor:
     """``d(sum_n row_grad_n * loss_n) / d`` (raw local logits) for a chunk; overwrites ``tanh``."""
     p = torch.exp(x - lse[:, None])
@@ -91,9 +102,16 @@ def _shard_grad(
 
 class _VocabParallelCE(torch.autograd.Function):
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any, x: torch.Tensor, ids: torch.Tensor, use: torch.Tensor, w_t: torch.Tensor | None,
-        w_local: torch.Tensor | None, opts: RowOptions, offset: int, group: Any,
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        ids: torch.Tensor,
+        use: torch.Tensor,
+        w_t: torch.Tensor | None,
+        w_local: torch.Tensor | None,
+        opts: RowOptions,
+        offset: int,
+        group: Any,
     ) -> torch.Tensor:
         xf, _ = _capped(x.detach().to(accumulation_dtype(x.dtype)), opts.softcap)
         smoothing = opts.label_smoothing > 0
@@ -103,7 +121,7 @@ class _VocabParallelCE(torch.autograd.Function):
         return _row_loss(lse, xt, wx, w_t, use, opts)
 
     @staticmethod
-    def backward(ctx: Any, grad_rows: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_rows: torch.Tensor) -> tuple[Any, ...]:
         x, lse, ids, use, w_t, w_local = ctx.saved_tensors
         opts: RowOptions = ctx.opts
         xc, tanh = _capped(x.to(lse.dtype), opts.softcap)
@@ -113,8 +131,17 @@ class _VocabParallelCE(torch.autograd.Function):
 
 
 def _prepare(
-    fn: str, weight: torch.Tensor | None, ids: torch.Tensor, ignore_index: int, n_classes: int, offset: int,
-    v_local: int, acc: torch.dtype, label_smoothing: float, z_loss: float, softcap: float | None,
+    fn: str,
+    weight: torch.Tensor | None,
+    ids: torch.Tensor,
+    ignore_index: int,
+    n_classes: int,
+    offset: int,
+    v_local: int,
+    acc: torch.dtype,
+    label_smoothing: float,
+    z_loss: float,
+    softcap: float | None,
 ) -> tuple[RowOptions, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Row options, the counted-target mask, each row's target weight and this shard's weights."""
     w, w_local = shard_weight(fn, weight, n_classes, offset, v_local, acc)
@@ -126,12 +153,20 @@ def _prepare(
 
 
 def _denominator(
-    ids: torch.Tensor, weight: torch.Tensor | None, ignore_index: int, n_classes: int,
+    ids: torch.Tensor,
+    weight: torch.Tensor | None,
+    ignore_index: int,
+    n_classes: int,
     normalizer: float | torch.Tensor | None,
 ) -> float | torch.Tensor:
     return core.mean_denominator(
-        prob_target=False, rows=ids.numel(), ids=ids, weight=weight, ignore_index=ignore_index,
-        n_classes=n_classes, normalizer=normalizer,
+        prob_target=False,
+        rows=ids.numel(),
+        ids=ids,
+        weight=weight,
+        ignore_index=ignore_index,
+        n_classes=n_classes,
+        normalizer=normalizer,
     )
 
 
@@ -217,7 +252,9 @@ def vocab_parallel_cross_entropy(
     opts, use, w_t, w_local = _prepare(
         fn, weight, ids, ignore_index, n_classes, offsets[rank], v_local, acc, label_smoothing, z_loss, softcap
     )
-    rows = _VocabParallelCE.apply(local_logits, ids, use, w_t, w_local, opts, offsets[rank], group)
+    rows: torch.Tensor = _VocabParallelCE.apply(  # type: ignore[no-untyped-call]
+        local_logits, ids, use, w_t, w_local, opts, offsets[rank], group
+    )
     if reduction == "none":
         return rows.to(local_logits.dtype)
     total = rows.sum()
@@ -232,10 +269,21 @@ class _VocabParallelLinearCE(torch.autograd.Function):
     the gradients are made in forward, and the input's gradient is all-reduced in backward."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any, h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, ids: torch.Tensor, use: torch.Tensor,
-        w_t: torch.Tensor | None, w_local: torch.Tensor | None, opts: RowOptions, offset: int,
-        scale: torch.Tensor | None, rows: int, group: Any, track: bool,
+    def forward(
+        ctx: Any,
+        h: torch.Tensor,
+        w: torch.Tensor,
+        b: torch.Tensor | None,
+        ids: torch.Tensor,
+        use: torch.Tensor,
+        w_t: torch.Tensor | None,
+        w_local: torch.Tensor | None,
+        opts: RowOptions,
+        offset: int,
+        scale: torch.Tensor | None,
+        rows: int,
+        group: Any,
+        track: bool,
     ) -> torch.Tensor:
         acc = accumulation_dtype(h.dtype)
         n, v = h.shape[0], w.shape[0]
@@ -253,21 +301,21 @@ class _VocabParallelLinearCE(torch.autograd.Function):
             lse_rows[sl] = lse
             chunk_w_t = None if w_t is None else w_t[sl]
             loss_rows[sl] = _row_loss(lse, xt, wx, chunk_w_t, use[sl], opts)
-            if grads is not None:
-                row_grad = scale.to(acc).expand(lse.shape).masked_fill(~use[sl], 0.0)  # type: ignore[union-attr]
+            if grads is not None and scale is not None:
+                row_grad = scale.to(acc).expand(lse.shape).masked_fill(~use[sl], 0.0)
                 grads.add(sl, h[sl], _shard_grad(x, tanh, lse, ids[sl], offset, chunk_w_t, w_local, opts, row_grad))
         ctx.group, ctx.opts, ctx.offset, ctx.rows = group, opts, offset, rows
         ctx.dtypes = (h.dtype, w.dtype)
         ctx.has_bias = b is not None
         ctx.eager = grads is not None
-        if grads is not None:
+        if grads is not None and scale is not None:
             ctx.save_for_backward(grads.h, grads.w, grads.b)
             return loss_rows.sum() * scale
         ctx.save_for_backward(h, w, b, ids, use, w_t, lse_rows, w_local)
         return loss_rows if scale is None else loss_rows.sum() * scale
 
     @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:
         h_dtype, w_dtype = ctx.dtypes
         if ctx.eager:
             gh, gw, gb = ctx.saved_tensors
@@ -383,8 +431,19 @@ def vocab_parallel_linear_cross_entropy(
     denominator = _denominator(ids, opts.weight, ignore_index, n_classes, normalizer) if reduction == "mean" else 1.0
     scale = core.reduction_scale(reduction, denominator, acc, h.device)
     rows = chunk_size or rows_per_chunk(h.shape[0], v_local, input.dtype, opts.softcap)
-    out = _VocabParallelLinearCE.apply(
-        h, local_weight, local_bias, ids, use, w_t, w_local, opts, offsets[rank], scale, rows, group,
+    out: torch.Tensor = _VocabParallelLinearCE.apply(  # type: ignore[no-untyped-call]
+        h,
+        local_weight,
+        local_bias,
+        ids,
+        use,
+        w_t,
+        w_local,
+        opts,
+        offsets[rank],
+        scale,
+        rows,
+        group,
         torch.is_grad_enabled(),
     )
     if reduction == "none":

@@ -20,16 +20,14 @@ from torch import nn
 
 from losskit.doctor.checks import (
     CHECK_NAMES,
-    check_batch_independence,
     check_final_layer,
-    check_gradient_flow,
     check_init_loss,
     check_labels,
-    check_overfit,
     check_setup,
     loss_kind,
 )
 from losskit.doctor.report import Check, DoctorReport
+from losskit.doctor.training import check_batch_independence, check_gradient_flow, check_overfit
 from losskit.errors import LossInputError, LossUsageWarning
 from losskit.tasks import Task
 
@@ -94,7 +92,10 @@ def doctor(
     kind = loss_kind(loss_fn)
     checks: list[Check] = []
     cuda = torch.cuda.is_available()
-    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if cuda else []), warnings.catch_warnings():
+    with (
+        torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if cuda else []),
+        warnings.catch_warnings(),
+    ):
         # the guardrails' warnings are collected by the setup check, not repeated at every step
         warnings.simplefilter("ignore", LossUsageWarning)
         work = copy.deepcopy(model)
@@ -102,14 +103,28 @@ def doctor(
         try:
             out = work(x)
         except Exception as exc:
-            checks.append(Check("setup", "fail", f"forward raised {type(exc).__name__}", "model(inputs) to run",
-                                f"model(batch[0]) failed: {exc}"))
+            checks.append(
+                Check(
+                    "setup",
+                    "fail",
+                    f"forward raised {type(exc).__name__}",
+                    "model(inputs) to run",
+                    f"model(batch[0]) failed: {exc}",
+                )
+            )
             for name in CHECK_NAMES[1:]:
                 checks.append(Check(name, "skip", advice="fix setup first: the model's forward failed"))
             return DoctorReport(checks)
         if not isinstance(out, torch.Tensor):
-            checks.append(Check("setup", "fail", f"forward returned {type(out).__name__}", "a tensor",
-                                "doctor needs model(inputs) to return the tensor the loss takes."))
+            checks.append(
+                Check(
+                    "setup",
+                    "fail",
+                    f"forward returned {type(out).__name__}",
+                    "a tensor",
+                    "doctor needs model(inputs) to return the tensor the loss takes.",
+                )
+            )
             for name in CHECK_NAMES[1:]:
                 checks.append(Check(name, "skip", advice="fix setup first"))
             return DoctorReport(checks)
@@ -119,9 +134,18 @@ def doctor(
         checks.append(check_init_loss(kind, loss_copy, out, y, loss))
         checks.append(check_gradient_flow(work, loss))
         fresh = copy.deepcopy(model)
-        checks.append(check_overfit(fresh, copy.deepcopy(loss_copy) if isinstance(loss_copy, nn.Module) else loss_copy,
-                                     x, y, optimizer, steps, loss is not None, seen))
+        checks.append(
+            check_overfit(
+                fresh,
+                copy.deepcopy(loss_copy) if isinstance(loss_copy, nn.Module) else loss_copy,
+                x,
+                y,
+                optimizer,
+                steps,
+                loss is not None,
+                seen,
+            )
+        )
         checks.append(check_batch_independence(copy.deepcopy(model), x))
         checks.append(check_labels(loss_copy, out, y, seen))
     return DoctorReport(checks)
-

@@ -1,4 +1,5 @@
-"""The individual checks of :func:`losskit.doctor`, each on deep copies of the caller's objects."""
+"""The doctor's checks of a model's output against the loss: setup, final layer, loss at
+initialization, and labels (the training checks are in :mod:`losskit.doctor.training`)."""
 
 from __future__ import annotations
 
@@ -21,9 +22,6 @@ __all__ = [
     "check_setup",
     "check_final_layer",
     "check_init_loss",
-    "check_gradient_flow",
-    "check_overfit",
-    "check_batch_independence",
     "check_labels",
     "loss_kind",
 ]
@@ -32,7 +30,13 @@ CHECK_NAMES = ("setup", "final_layer", "init_loss", "gradient_flow", "overfit_ba
 
 
 #: the doctor's family of a loss, from what the registry says it takes as input
-_FAMILY = {"logits": "softmax", "binary_logits": "sigmoid", "log_probs": "log_probs", "probs": "probs", "values": "regression"}
+_FAMILY = {
+    "logits": "softmax",
+    "binary_logits": "sigmoid",
+    "log_probs": "log_probs",
+    "probs": "probs",
+    "values": "regression",
+}
 
 #: init-loss ratio bounds: measured / expected
 INIT_WARN, INIT_FAIL, INIT_LOW = 1.5, 3.0, 0.3
@@ -89,11 +93,17 @@ def _call(loss_fn: Any, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tenso
             if text not in notes:
                 notes.append(text)
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        return None, f"the loss returned {type(loss).__name__} of shape {tuple(getattr(loss, 'shape', ()))}; expected a scalar (reduction='mean' or 'sum')", notes
+        return (
+            None,
+            f"the loss returned {type(loss).__name__} of shape {tuple(getattr(loss, 'shape', ()))}; expected a scalar (reduction='mean' or 'sum')",
+            notes,
+        )
     return loss, None, notes
 
 
-def check_setup(loss_fn: Any, out: torch.Tensor, y: torch.Tensor, task: Task | None) -> tuple[Check, torch.Tensor | None, Task | None]:
+def check_setup(
+    loss_fn: Any, out: torch.Tensor, y: torch.Tensor, task: Task | None
+) -> tuple[Check, torch.Tensor | None, Task | None]:
     name = _loss_name(loss_fn)
     kind = loss_kind(loss_fn)
     guess = None
@@ -104,22 +114,51 @@ def check_setup(loss_fn: Any, out: torch.Tensor, y: torch.Tensor, task: Task | N
     expected = f"a {name} input/target pair" + (f" for a {seen.value} task" if seen else "")
     loss, error, notes = _call(loss_fn, out, y)
     problems = []
-    classification = seen in (Task.binary, Task.multiclass, Task.multilabel, Task.token_classification, Task.segmentation)
-    if kind == "regression" and classification and not y.is_floating_point():
+    classification = seen in (
+        Task.binary,
+        Task.multiclass,
+        Task.multilabel,
+        Task.token_classification,
+        Task.segmentation,
+    )
+    if kind == "regression" and classification and seen is not None and not y.is_floating_point():
         problems.append(
             f"{name} is a regression loss but the targets are integer class labels ({seen.value}, "
             f"{guess.num_classes if guess else '?'} classes): it treats class 3 as 'closer' to 4 than "
             "to 0. Use CrossEntropyLoss on logits (or losskit.loss_for(task, targets=...))."
         )
-    if kind in ("softmax", "sigmoid", "log_probs", "probs") and seen == Task.regression and y.is_floating_point() and guess is not None and not guess.ambiguous:
-        problems.append(f"{name} is a classification loss but the targets look continuous ({guess.reason}). Use MSELoss or HuberLoss.")
+    if (
+        kind in ("softmax", "sigmoid", "log_probs", "probs")
+        and seen == Task.regression
+        and y.is_floating_point()
+        and guess is not None
+        and not guess.ambiguous
+    ):
+        problems.append(
+            f"{name} is a classification loss but the targets look continuous ({guess.reason}). Use MSELoss or HuberLoss."
+        )
     if error is not None:
-        return Check("setup", "fail", measured, expected, f"the loss cannot be computed on this output and target: {error}" + (" " + " ".join(problems) if problems else "")), None, seen
+        return (
+            Check(
+                "setup",
+                "fail",
+                measured,
+                expected,
+                f"the loss cannot be computed on this output and target: {error}"
+                + (" " + " ".join(problems) if problems else ""),
+            ),
+            None,
+            seen,
+        )
     if problems:
         return Check("setup", "fail", measured, expected, " ".join(problems)), loss, seen
     if notes:
         return Check("setup", "warn", measured, expected, " ".join(notes)), loss, seen
-    reason = f"the targets look like {seen.value}" + (f" ({guess.reason})" if guess else "") if seen else "the task is unknown"
+    reason = (
+        f"the targets look like {seen.value}" + (f" ({guess.reason})" if guess else "")
+        if seen
+        else "the task is unknown"
+    )
     return Check("setup", "pass", measured, expected, f"{name} fits: {reason}."), loss, seen
 
 
@@ -136,41 +175,74 @@ def check_final_layer(kind: str, out: torch.Tensor) -> Check:
     if kind == "softmax":
         sums = x.sum(class_dim)
         if in_unit and x.shape[class_dim] > 1 and bool(((sums - 1).abs() < 1e-3).all()):
-            return Check("final_layer", "fail", measured + ", rows sum to 1", "raw logits",
-                         "The output is already softmax probabilities, but the loss applies log_softmax itself "
-                         "(a double softmax: gradients shrink and training stalls). Remove the final Softmax; "
-                         "apply softmax only for inference.")
+            return Check(
+                "final_layer",
+                "fail",
+                measured + ", rows sum to 1",
+                "raw logits",
+                "The output is already softmax probabilities, but the loss applies log_softmax itself "
+                "(a double softmax: gradients shrink and training stalls). Remove the final Softmax; "
+                "apply softmax only for inference.",
+            )
         return Check("final_layer", "pass", measured, "raw logits", "the output looks like logits.")
     if kind == "sigmoid":
         if in_unit and x.numel() >= 4:
-            return Check("final_layer", "fail", measured, "raw logits",
-                         "Every output lies in [0, 1]: a sigmoid was applied, but the loss applies it itself. "
-                         "Remove the final Sigmoid (or use BCELoss on probabilities, which is less stable).")
+            return Check(
+                "final_layer",
+                "fail",
+                measured,
+                "raw logits",
+                "Every output lies in [0, 1]: a sigmoid was applied, but the loss applies it itself. "
+                "Remove the final Sigmoid (or use BCELoss on probabilities, which is less stable).",
+            )
         return Check("final_layer", "pass", measured, "raw logits", "the output looks like logits.")
     if kind == "log_probs":
         lse = torch.logsumexp(x, class_dim)
         if float(lse.abs().max()) > 1e-2:
             what = "softmax probabilities" if in_unit else "raw logits"
-            return Check("final_layer", "fail", measured, "log-probabilities (log_softmax)",
-                         f"NLLLoss needs log_softmax output, but the rows look like {what}. Add LogSoftmax(dim=1) "
-                         "as the last layer, or use CrossEntropyLoss on the logits.")
+            return Check(
+                "final_layer",
+                "fail",
+                measured,
+                "log-probabilities (log_softmax)",
+                f"NLLLoss needs log_softmax output, but the rows look like {what}. Add LogSoftmax(dim=1) "
+                "as the last layer, or use CrossEntropyLoss on the logits.",
+            )
         return Check("final_layer", "pass", measured, "log-probabilities", "rows are log-probabilities.")
     if not in_unit:
-        return Check("final_layer", "fail", measured, "probabilities in [0, 1]",
-                     "BCELoss needs probabilities but got values outside [0, 1] (logits). Use "
-                     "BCEWithLogitsLoss on the logits: it is also numerically stable.")
+        return Check(
+            "final_layer",
+            "fail",
+            measured,
+            "probabilities in [0, 1]",
+            "BCELoss needs probabilities but got values outside [0, 1] (logits). Use "
+            "BCEWithLogitsLoss on the logits: it is also numerically stable.",
+        )
     return Check("final_layer", "pass", measured, "probabilities in [0, 1]", "the output is probabilities.")
 
 
 def _expected_init_loss(kind: str, loss_fn: Any, out: torch.Tensor, y: torch.Tensor) -> tuple[float | None, str]:
     name = _loss_name(loss_fn)
-    if kind in ("softmax", "log_probs") and name in ("CrossEntropyLoss", "NLLLoss", "cross_entropy", "nll_loss", "Poly1CrossEntropyLoss"):
+    if kind in ("softmax", "log_probs") and name in (
+        "CrossEntropyLoss",
+        "NLLLoss",
+        "cross_entropy",
+        "nll_loss",
+        "Poly1CrossEntropyLoss",
+    ):
         c = out.shape[1] if out.dim() >= 2 else out.shape[0]
         base = math.log(c)
         if name == "Poly1CrossEntropyLoss":
-            return base + getattr(loss_fn, "epsilon", 1.0) * (1 - 1 / c), f"ln {c} + epsilon (1 - 1/{c}) (uniform prediction)"
+            return base + getattr(loss_fn, "epsilon", 1.0) * (
+                1 - 1 / c
+            ), f"ln {c} + epsilon (1 - 1/{c}) (uniform prediction)"
         return base, f"ln {c} = {base:.4g} (uniform prediction over {c} classes)"
-    if kind in ("sigmoid", "probs") and name in ("BCEWithLogitsLoss", "BCELoss", "binary_cross_entropy", "binary_cross_entropy_with_logits"):
+    if kind in ("sigmoid", "probs") and name in (
+        "BCEWithLogitsLoss",
+        "BCELoss",
+        "binary_cross_entropy",
+        "binary_cross_entropy_with_logits",
+    ):
         if getattr(loss_fn, "pos_weight", None) is not None:
             return None, ""
         return math.log(2), "ln 2 = 0.6931 (predicting 1/2 everywhere)"
@@ -187,9 +259,17 @@ def check_init_loss(kind: str, loss_fn: Any, out: torch.Tensor, y: torch.Tensor,
     measured = float(loss.detach())
     expected, how = _expected_init_loss(kind, loss_fn, out, y)
     if expected is None:
-        return Check("init_loss", "skip", measured, None, f"no reference value for {_loss_name(loss_fn)} at initialization")
+        return Check(
+            "init_loss", "skip", measured, None, f"no reference value for {_loss_name(loss_fn)} at initialization"
+        )
     if not math.isfinite(measured):
-        return Check("init_loss", "fail", measured, how, "the loss is not finite at initialization: check the inputs for NaN/Inf and the output scale.")
+        return Check(
+            "init_loss",
+            "fail",
+            measured,
+            how,
+            "the loss is not finite at initialization: check the inputs for NaN/Inf and the output scale.",
+        )
     ratio = measured / expected
     if ratio > INIT_FAIL:
         advice = (
@@ -199,199 +279,113 @@ def check_init_loss(kind: str, loss_fn: Any, out: torch.Tensor, y: torch.Tensor,
         if _loss_name(loss_fn) in ("MSELoss", "mse_loss"):
             advice += " For regression, standardize the targets or set the last layer's bias to the target mean."
         else:
-            advice += " Re-initialize the last layer smaller (e.g. nn.init.zeros_ or a 0.01 std), and standardize the inputs."
+            advice += (
+                " Re-initialize the last layer smaller (e.g. nn.init.zeros_ or a 0.01 std), and standardize the inputs."
+            )
         return Check("init_loss", "fail", measured, how, advice)
     if ratio > INIT_WARN:
-        return Check("init_loss", "warn", measured, how, f"the initial loss is {ratio:.1f}x the uninformed value: the outputs start somewhat large; consider a smaller init of the last layer.")
+        return Check(
+            "init_loss",
+            "warn",
+            measured,
+            how,
+            f"the initial loss is {ratio:.1f}x the uninformed value: the outputs start somewhat large; consider a smaller init of the last layer.",
+        )
     if ratio < INIT_LOW:
-        return Check("init_loss", "warn", measured, how, f"the initial loss is only {ratio:.2f}x the uninformed value: is the target leaking into the input, or is the batch trivial?")
+        return Check(
+            "init_loss",
+            "warn",
+            measured,
+            how,
+            f"the initial loss is only {ratio:.2f}x the uninformed value: is the target leaking into the input, or is the batch trivial?",
+        )
     return Check("init_loss", "pass", measured, how, "close to what an uninformed model should get.")
-
-
-def check_gradient_flow(model: nn.Module, loss: torch.Tensor | None) -> Check:
-    if loss is None:
-        return Check("gradient_flow", "skip", advice="fix setup first: the loss could not be computed")
-    if not loss.requires_grad:
-        return Check("gradient_flow", "fail", "the loss has no gradient", "a loss that depends on the parameters",
-                     "The loss does not require grad: the output was computed under torch.no_grad(), detached, or "
-                     "every parameter is frozen.")
-    model.zero_grad(set_to_none=True)
-    loss.backward()
-    missing, zero, nonfinite, frozen, exploding, vanishing = [], [], [], [], [], []
-    norms = {}
-    modules_frozen_mixed = []
-    for module_name, module in model.named_modules():
-        own = list(module.named_parameters(recurse=False))
-        flags = {p.requires_grad for _, p in own}
-        if len(flags) == 2:
-            modules_frozen_mixed.append(module_name or type(module).__name__)
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            frozen.append(name)
-            continue
-        if p.grad is None:
-            missing.append(name)
-            continue
-        g = p.grad.detach()
-        if not bool(torch.isfinite(g).all()):
-            nonfinite.append(name)
-            continue
-        norm = float(g.norm())
-        norms[name] = norm
-        if norm == 0:
-            zero.append(name)
-        elif norm > GRAD_EXPLODE:
-            exploding.append(f"{name} ({norm:.3g})")
-        elif norm < GRAD_VANISH:
-            vanishing.append(f"{name} ({norm:.3g})")
-    trainable = len(norms) + len(missing) + len(nonfinite)
-    measured = f"{len(norms) - len(zero)} of {trainable} trainable tensors get a gradient"
-    if norms:
-        measured += f"; norms {min(norms.values()):.3g} .. {max(norms.values()):.3g}"
-    expected = "a finite, non-zero gradient for every trainable parameter"
-    problems, status = [], "pass"
-    if missing:
-        problems.append(f"no gradient reaches {', '.join(missing[:6])}{' ...' if len(missing) > 6 else ''}: the layer is unused in forward, or its output is detached (.detach(), .item(), .numpy(), torch.no_grad()).")
-    if nonfinite:
-        problems.append(f"NaN/Inf gradients in {', '.join(nonfinite[:6])}: check the inputs and the loss for overflow.")
-    if zero:
-        problems.append(f"all-zero gradients in {', '.join(zero[:6])}: dead ReLUs, a multiplication by zero, or a constant branch.")
-    if modules_frozen_mixed:
-        problems.append(f"partly frozen modules {', '.join(modules_frozen_mixed[:6])} (some parameters requires_grad=False, others not): almost always a mistake; frozen: {', '.join(frozen[:6])}.")
-    if problems:
-        status = "fail"
-    if exploding:
-        problems.append(f"exploding gradient norms: {', '.join(exploding[:6])}; lower the learning rate, clip gradients or fix the init scale.")
-        status = "fail" if status == "fail" else "warn"
-    if vanishing:
-        problems.append(f"vanishing gradient norms: {', '.join(vanishing[:6])}.")
-        status = "fail" if status == "fail" else "warn"
-    if frozen and not modules_frozen_mixed:
-        problems.append(f"{len(frozen)} frozen parameter tensor(s) ({', '.join(frozen[:4])}{' ...' if len(frozen) > 4 else ''}): intended (fine-tuning)?")
-        status = "fail" if status == "fail" else "warn"
-    if trainable == 0:
-        return Check("gradient_flow", "fail", "no trainable parameters", expected, "every parameter has requires_grad=False: nothing can learn.")
-    return Check("gradient_flow", status, measured, expected, " ".join(problems) or "every trainable parameter gets a finite, non-zero gradient.")
-
-
-def _make_optimizer(optimizer: torch.optim.Optimizer | None, params: Any) -> torch.optim.Optimizer:
-    if optimizer is None:
-        return torch.optim.Adam(params, lr=1e-3)
-    settings = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
-    try:
-        return type(optimizer)(params, **settings)
-    except TypeError:
-        return type(optimizer)(params, lr=settings.get("lr", 1e-3))
-
-
-def check_overfit(model: nn.Module, loss_fn: Any, x: Any, y: torch.Tensor, optimizer: torch.optim.Optimizer | None,
-                   steps: int, setup_ok: bool, task: Task | None) -> Check:
-    if not setup_ok:
-        return Check("overfit_batch", "skip", advice="fix setup first: the loss could not be computed")
-    opt = _make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad])
-    label = f"{type(opt).__name__} lr={opt.param_groups[0].get('lr')}"
-    model.train()
-    first = last = None
-    for _ in range(steps):
-        loss = loss_fn(model(x), y)
-        if first is None:
-            first = float(loss.detach())
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        out = model(x)
-        last = float(loss_fn(out, y))
-    assert first is not None
-    measured = f"loss {first:.4g} -> {last:.4g} in {steps} steps ({label})"
-    accuracy = ""
-    if task == Task.multiclass and out.dim() == 2 and out.shape[0] == y.shape[0] and not y.is_floating_point():
-        accuracy = f"; batch accuracy {float((out.argmax(1) == y).float().mean()):.0%}"
-        measured += accuracy
-    expected = f"a fall below {OVERFIT_PASS:g}x the initial loss"
-    if not math.isfinite(last):
-        return Check("overfit_batch", "fail", measured, expected, "the loss diverged to NaN/Inf on one batch: lower the learning rate or check the loss inputs.")
-    ratio = last / first if first else 0.0
-    if ratio <= OVERFIT_PASS:
-        return Check("overfit_batch", "pass", measured, expected, "the model can fit one batch: model, loss and labels agree.")
-    advice = (
-        f"the loss only fell to {ratio:.2f}x its start on a single batch it should memorize: the model, the loss "
-        "and the labels disagree (a softmax before a logits loss, labels that do not match the outputs, a "
-        "detached or frozen layer), or the learning rate is far off."
-    )
-    return Check("overfit_batch", "fail" if ratio > OVERFIT_FAIL else "warn", measured, expected, advice)
-
-
-def check_batch_independence(model: nn.Module, x: Any) -> Check:
-    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        return Check("batch_independence", "skip", advice="the input is not a float tensor (token ids?): the gradient with respect to it is undefined")
-    if x.shape[0] < 2:
-        return Check("batch_independence", "skip", advice="the batch has a single sample")
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
-    if norms:
-        return Check("batch_independence", "skip", advice=f"{len(norms)} batch-norm layer(s) in training mode mix samples by design; the check needs eval mode or no batch norm")
-    inp = x.detach().clone().requires_grad_(True)
-    out = model(inp)
-    if not isinstance(out, torch.Tensor) or out.dim() == 0 or out.shape[0] != x.shape[0]:
-        return Check("batch_independence", "fail", f"output shape {tuple(getattr(out, 'shape', ()))}", f"batch size {x.shape[0]} first",
-                     "the output's first dimension is not the batch: a reshape/view moved the batch axis.")
-    i = 0
-    grad, = torch.autograd.grad(out[i].float().sum(), inp, allow_unused=True)
-    if grad is None:
-        return Check("batch_independence", "skip", advice="the output does not depend on the input")
-    others = grad.detach().clone()
-    others[i] = 0
-    leak = float(others.abs().amax())
-    mixed = [j for j in range(1, x.shape[0]) if float(others[j].abs().amax()) > 0]
-    measured = f"max |d out[0] / d input[j != 0]| = {leak:.3g}"
-    if leak > 0:
-        return Check("batch_independence", "fail", measured, "0 (samples independent)",
-                     f"sample 0's output depends on the input of {len(mixed)} other sample(s) (e.g. {mixed[:5]}): a "
-                     "view/reshape/transpose mixes the batch axis (e.g. x.view(-1, batch) instead of x.view(batch, -1)), "
-                     "or a reduction runs over dim 0.")
-    return Check("batch_independence", "pass", measured, "0 (samples independent)", "no sample depends on another.")
 
 
 def check_labels(loss_fn: Any, out: torch.Tensor, y: torch.Tensor, task: Task | None) -> Check:
     kind = loss_kind(loss_fn)
     if kind == "regression" and y.is_floating_point():
         flat = y.detach().double()
-        return Check("labels", "pass", f"targets mean {float(flat.mean()):.4g}, std {float(flat.std()) if flat.numel() > 1 else 0:.4g}", "finite targets",
-                     "regression targets are finite." if bool(torch.isfinite(flat).all()) else "NaN/Inf targets!")
+        return Check(
+            "labels",
+            "pass",
+            f"targets mean {float(flat.mean()):.4g}, std {float(flat.std()) if flat.numel() > 1 else 0:.4g}",
+            "finite targets",
+            "regression targets are finite." if bool(torch.isfinite(flat).all()) else "NaN/Inf targets!",
+        )
     if kind in ("softmax", "log_probs") and not y.is_floating_point():
         c = out.shape[1] if out.dim() >= 2 else out.shape[0]
         ignore = getattr(loss_fn, "ignore_index", -100)
         ids = y.reshape(-1)
         counted = ids[ids != ignore]
         if counted.numel() == 0:
-            return Check("labels", "fail", "every target is ignore_index", "some counted targets",
-                         f"every target equals ignore_index={ignore}: the mean loss is NaN. Check the padding/masking of the batch.")
+            return Check(
+                "labels",
+                "fail",
+                "every target is ignore_index",
+                "some counted targets",
+                f"every target equals ignore_index={ignore}: the mean loss is NaN. Check the padding/masking of the batch.",
+            )
         bad = counted[(counted < 0) | (counted >= c)]
         counts = torch.bincount(counted.clamp(0, c - 1), minlength=c)
         present = int((counts > 0).sum())
-        measured = f"{present} of {c} classes present; largest class {float(counts.max()) / counted.numel():.0%} of the batch"
+        measured = (
+            f"{present} of {c} classes present; largest class {float(counts.max()) / counted.numel():.0%} of the batch"
+        )
         if bad.numel():
-            return Check("labels", "fail", measured + f"; {bad.numel()} id(s) out of range (e.g. {int(bad[0])})", f"ids in [0, {c - 1}]",
-                         f"targets outside [0, {c - 1}]: remap the labels (or give the model more outputs).")
+            return Check(
+                "labels",
+                "fail",
+                measured + f"; {bad.numel()} id(s) out of range (e.g. {int(bad[0])})",
+                f"ids in [0, {c - 1}]",
+                f"targets outside [0, {c - 1}]: remap the labels (or give the model more outputs).",
+            )
         if present == 1:
-            return Check("labels", "warn", measured, "several classes per batch", "the batch holds one class only: shuffle the data (is it sorted by label?).")
+            return Check(
+                "labels",
+                "warn",
+                measured,
+                "several classes per batch",
+                "the batch holds one class only: shuffle the data (is it sorted by label?).",
+            )
         return Check("labels", "pass", measured, "ids in range, several classes", "labels are in range.")
     if kind in ("sigmoid", "probs"):
         if not y.is_floating_point():
-            return Check("labels", "fail", f"targets of dtype {str(y.dtype).replace('torch.', '')}", "float 0/1 targets",
-                         "binary losses need float targets: use target.float().")
+            return Check(
+                "labels",
+                "fail",
+                f"targets of dtype {str(y.dtype).replace('torch.', '')}",
+                "float 0/1 targets",
+                "binary losses need float targets: use target.float().",
+            )
         lo, hi = float(y.min()), float(y.max())
         positives = float(y.float().mean())
         measured = f"targets in [{lo:.3g}, {hi:.3g}], {positives:.0%} positive"
         if lo < 0 or hi > 1:
-            return Check("labels", "fail", measured, "targets in [0, 1]", "targets outside [0, 1]: map -1/+1 labels with (y > 0).float().")
+            return Check(
+                "labels",
+                "fail",
+                measured,
+                "targets in [0, 1]",
+                "targets outside [0, 1]: map -1/+1 labels with (y > 0).float().",
+            )
         if positives in (0.0, 1.0):
-            return Check("labels", "warn", measured, "both classes in the batch", "the batch holds only one class: shuffle the data.")
+            return Check(
+                "labels",
+                "warn",
+                measured,
+                "both classes in the batch",
+                "the batch holds only one class: shuffle the data.",
+            )
         return Check("labels", "pass", measured, "targets in [0, 1]", "targets are valid probabilities.")
     if y.is_floating_point() and kind in ("softmax", "log_probs") and y.shape == out.shape:
         return Check("labels", "pass", "class-probability targets", "rows summing to 1", "probability targets.")
     if kind in ("softmax", "log_probs"):
-        return Check("labels", "fail", f"targets of dtype {str(y.dtype).replace('torch.', '')}", "int64 class ids",
-                     "class-id targets must be integers: use target.long().")
+        return Check(
+            "labels",
+            "fail",
+            f"targets of dtype {str(y.dtype).replace('torch.', '')}",
+            "int64 class ids",
+            "class-id targets must be integers: use target.long().",
+        )
     return Check("labels", "skip", advice="no label checks for this loss")
-

@@ -3,6 +3,7 @@ that prints as a table (rich, loaded when printed)."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,13 @@ class Check:
     advice: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "status": self.status, "measured": self.measured, "expected": self.expected, "advice": self.advice}
+        return {
+            "name": self.name,
+            "status": self.status,
+            "measured": self.measured,
+            "expected": self.expected,
+            "advice": self.advice,
+        }
 
 
 @dataclass
@@ -51,7 +58,13 @@ class DoctorReport:
         for column in ("check", "status", "measured", "expected", "advice"):
             table.add_column(column, overflow="fold")
         for c in self.checks:
-            table.add_row(c.name, f"[{colour[c.status]}]{c.status}[/]", escape(show_value(c.measured)), escape(show_value(c.expected)), escape(c.advice))
+            table.add_row(
+                c.name,
+                f"[{colour[c.status]}]{c.status}[/]",
+                escape(show_value(c.measured)),
+                escape(show_value(c.expected)),
+                escape(c.advice),
+            )
         return table
 
     def __rich__(self) -> Any:
@@ -60,7 +73,7 @@ class DoctorReport:
     def __str__(self) -> str:
         from rich.console import Console
 
-        console = Console(width=120, record=True, file=_Null())
+        console = Console(width=120, record=True, file=io.StringIO())
         console.print(self.table())
         return console.export_text()
 
@@ -79,4 +92,3 @@ def show_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
-

@@ -143,9 +143,7 @@ def binary_cross_entropy_with_logits(
         checks.warn_if_sigmoid_input(fn, input)
     if label_smoothing:
         target = target * (1.0 - label_smoothing) + 0.5 * label_smoothing
-    loss = F.binary_cross_entropy_with_logits(
-        input, target, weight=weight, reduction=reduction, pos_weight=pos_weight
-    )
+    loss = F.binary_cross_entropy_with_logits(input, target, weight=weight, reduction=reduction, pos_weight=pos_weight)
     if mode == "full":
         checks.warn_nonfinite_result(fn, loss, input)
     return loss

@@ -8,6 +8,8 @@ chunked kernel :mod:`losskit.autograd.cross_entropy` over the row math of
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import torch
 
 from losskit import checks
@@ -18,6 +20,60 @@ from losskit.checks import fail
 from losskit.types import Reduction
 
 __all__ = ["cross_entropy", "nll_loss"]
+
+
+@overload
+def cross_entropy(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    size_average: None = None,
+    ignore_index: int = -100,
+    reduce: None = None,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    *,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_z_loss: Literal[False] = False,
+    normalizer: float | torch.Tensor | None = None,
+) -> torch.Tensor: ...
+
+
+@overload
+def cross_entropy(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    size_average: None = None,
+    ignore_index: int = -100,
+    reduce: None = None,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    *,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_z_loss: Literal[True],
+    normalizer: float | torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@overload
+def cross_entropy(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    size_average: None = None,
+    ignore_index: int = -100,
+    reduce: None = None,
+    reduction: Reduction = "mean",
+    label_smoothing: float = 0.0,
+    *,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    return_z_loss: bool = False,
+    normalizer: float | torch.Tensor | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def cross_entropy(
@@ -117,15 +173,20 @@ def cross_entropy(
     rows, z_rows = cross_entropy_unreduced(
         x, flat_target, weight, ignore_index, label_smoothing, prob_target, z_loss, cap
     )
-    denominator = None  # the batch's own count of targets, for the all-ignored warning
+    denominator: torch.Tensor | float | None = None  # the batch's own count, for the all-ignored warning
     mean_denominator: torch.Tensor | float = 1.0
     if reduction == "mean":
         mean_denominator = core.mean_denominator(
-            prob_target=prob_target, rows=rows.numel(), ids=ids, weight=weight,
-            ignore_index=ignore_index, n_classes=n_classes, normalizer=normalizer,
+            prob_target=prob_target,
+            rows=rows.numel(),
+            ids=ids,
+            weight=weight,
+            ignore_index=ignore_index,
+            n_classes=n_classes,
+            normalizer=normalizer,
         )
         if normalizer is None and not prob_target:
-            denominator = mean_denominator  # type: ignore[assignment]
+            denominator = mean_denominator
     loss = reduce_with_denominator(rows, reduction, mean_denominator)
     z_term = reduce_with_denominator(z_rows, reduction, mean_denominator) if return_z_loss else None
     if reduction == "none":

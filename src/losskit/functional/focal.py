@@ -19,7 +19,7 @@ def sigmoid_focal_loss(
     targets: torch.Tensor,
     alpha: float = 0.25,
     gamma: float = 2.0,
-    reduction: str = "none",
+    reduction: Reduction = "none",
 ) -> torch.Tensor:
     r"""Focal loss on logits with binary (or soft) targets: cross-entropy down-weighted on easy examples.
 
@@ -144,7 +144,9 @@ def focal_loss(
     n_classes = input.shape[0] if input.dim() == 1 else input.shape[1]
     denominator = None
     if reduction == "mean":
-        denominator = core.index_denominator(core.flatten_ids(target.long(), input.dim()), weight, ignore_index, n_classes)
+        denominator = core.index_denominator(
+            core.flatten_ids(target.long(), input.dim()), weight, ignore_index, n_classes
+        )
     loss = reduce_index_rows(rows, counted, reduction, denominator, tuple(target.shape), input.dtype)
     if mode != "off":
         checks.warn_if_empty_or_all_ignored(fn, reduction, rows.numel(), denominator, mode)

@@ -4,6 +4,8 @@ never held (the algorithm lives in :mod:`losskit.autograd.linear_cross_entropy`)
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import torch
 
 from losskit import checks
@@ -17,6 +19,66 @@ from losskit.checks import describe, fail, shape_str
 from losskit.types import Reduction
 
 __all__ = ["linear_cross_entropy"]
+
+
+@overload
+def linear_cross_entropy(
+    input: torch.Tensor,
+    linear_weight: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    linear_bias: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    options: object | None = None,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    chunk_size: int | None = None,
+    return_z_loss: Literal[False] = False,
+    normalizer: float | torch.Tensor | None = None,
+) -> torch.Tensor: ...
+
+
+@overload
+def linear_cross_entropy(
+    input: torch.Tensor,
+    linear_weight: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    linear_bias: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    options: object | None = None,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    chunk_size: int | None = None,
+    return_z_loss: Literal[True],
+    normalizer: float | torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@overload
+def linear_cross_entropy(
+    input: torch.Tensor,
+    linear_weight: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    linear_bias: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
+    reduction: Reduction = "mean",
+    ignore_index: int = -100,
+    label_smoothing: float = 0.0,
+    options: object | None = None,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    chunk_size: int | None = None,
+    return_z_loss: bool = False,
+    normalizer: float | torch.Tensor | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def linear_cross_entropy(
@@ -150,8 +212,10 @@ def linear_cross_entropy(
             dtype=True,
         )
     if tuple(target.shape) != expected:
-        fix = "Use target.squeeze(-1)." if tuple(target.shape) == expected + (1,) else (
-            "Give one class id per row of input."
+        fix = (
+            "Use target.squeeze(-1)."
+            if tuple(target.shape) == expected + (1,)
+            else ("Give one class id per row of input.")
         )
         fail(
             f"{fn}: target has shape {shape_str(target.shape)}; expected {shape_str(expected)} "
@@ -180,10 +244,21 @@ def linear_cross_entropy(
     elif reduction == "sum":
         scale = torch.ones((), dtype=accumulation_dtype(input.dtype), device=input.device)
     rows = chunk_size or rows_per_chunk(h.shape[0], n_classes, input.dtype, softcap)
-    loss, z_term = LinearCrossEntropyFunction.apply(
-        h, linear_weight, linear_bias, ids, weight, ignore_index, label_smoothing, z_loss,
-        None if softcap is None else float(softcap), scale, rows, torch.is_grad_enabled(),
+    result: tuple[torch.Tensor, torch.Tensor] = LinearCrossEntropyFunction.apply(  # type: ignore[no-untyped-call]
+        h,
+        linear_weight,
+        linear_bias,
+        ids,
+        weight,
+        ignore_index,
+        label_smoothing,
+        z_loss,
+        None if softcap is None else float(softcap),
+        scale,
+        rows,
+        torch.is_grad_enabled(),
     )
+    loss, z_term = result
     if reduction == "none":
         loss = loss.reshape(expected)
         z_term = z_term.reshape(expected)

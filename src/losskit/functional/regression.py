@@ -70,9 +70,7 @@ def mse_loss(
     if weight is None:
         loss = F.mse_loss(input, target, reduction=reduction)
     else:
-        loss = reduce_with_denominator(
-            F.mse_loss(input, target, reduction="none") * weight, reduction, weight.sum()
-        )
+        loss = reduce_with_denominator(F.mse_loss(input, target, reduction="none") * weight, reduction, weight.sum())
     return _finish(fn, mode, loss, input)
 
 
@@ -118,9 +116,7 @@ def l1_loss(
     if weight is None:
         loss = F.l1_loss(input, target, reduction=reduction)
     else:
-        loss = reduce_with_denominator(
-            F.l1_loss(input, target, reduction="none") * weight, reduction, weight.sum()
-        )
+        loss = reduce_with_denominator(F.l1_loss(input, target, reduction="none") * weight, reduction, weight.sum())
     return _finish(fn, mode, loss, input)
 
 

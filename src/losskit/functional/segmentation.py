@@ -18,6 +18,7 @@ from losskit.types import Reduction
 
 __all__ = ["dice_loss", "tversky_loss"]
 
+
 def _prepare(
     fn: str,
     input: torch.Tensor,
@@ -63,9 +64,14 @@ def _prepare(
                 dtype=True,
             )
         if tuple(target.shape) != expected:
-            hint = "Use target.squeeze(1)." if tuple(target.shape) == (n, 1) + expected[1:] else (
-                "Use target.argmax(1) for one-hot masks." if target.shape == input.shape else
-                "Check that input is (N, C, d1, ...) and target (N, d1, ...)."
+            hint = (
+                "Use target.squeeze(1)."
+                if tuple(target.shape) == (n, 1) + expected[1:]
+                else (
+                    "Use target.argmax(1) for one-hot masks."
+                    if target.shape == input.shape
+                    else "Check that input is (N, C, d1, ...) and target (N, d1, ...)."
+                )
             )
             fail(
                 f"{fn}: target has shape {shape_str(target.shape)}; expected class ids of shape "
@@ -95,13 +101,15 @@ def _prepare(
             if mode == "multiclass" and (lo < 0 or hi >= n_classes):
                 fail(
                     f"{fn}: target has class ids from {lo:g} to {hi:g}; expected ids in "
-                    f"[0, {n_classes - 1}]" + ("" if ignore_index is None else f" or ignore_index={ignore_index}")
+                    f"[0, {n_classes - 1}]"
+                    + ("" if ignore_index is None else f" or ignore_index={ignore_index}")
                     + ". Remap the labels, or pass ignore_index for the void label (e.g. 255)."
                 )
             if mode != "multiclass" and (lo < 0 or hi > 1):
                 fail(
                     f"{fn}: target has values from {lo:g} to {hi:g}; expected 0/1 masks (values in "
-                    f"[0, 1])" + ("" if ignore_index is None else f" or ignore_index={ignore_index}")
+                    f"[0, 1])"
+                    + ("" if ignore_index is None else f" or ignore_index={ignore_index}")
                     + ". Binarise the mask, e.g. (mask > 0).float(), or pass ignore_index."
                 )
         if not from_logits:
@@ -143,7 +151,7 @@ def _prepare(
 
 
 def _reduce_classes(
-    loss: torch.Tensor, t: torch.Tensor, weight: torch.Tensor | None, reduction: str, out_dtype: torch.dtype
+    loss: torch.Tensor, t: torch.Tensor, weight: torch.Tensor | None, reduction: Reduction, out_dtype: torch.dtype
 ) -> torch.Tensor:
     # a class absent from the batch's targets contributes 0 (smp's rule: its overlap is undefined)
     loss = loss * (t.sum(dim=(0, 2)) > 0).to(loss.dtype)

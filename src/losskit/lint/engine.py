@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider, QualifiedNameProvider
@@ -58,15 +59,45 @@ LOG_SOFTMAX = {"torch.log_softmax", "torch.nn.functional.log_softmax", "torch.sp
 SIGMOID = {"torch.sigmoid", "torch.nn.functional.sigmoid", "torch.special.expit"}
 _ONE_HOT = {"torch.nn.functional.one_hot"}
 ACTIVATION_CLASSES = {
-    "torch.nn.Softmax": "softmax", "torch.nn.Softmax2d": "softmax", "torch.nn.LogSoftmax": "log_softmax",
+    "torch.nn.Softmax": "softmax",
+    "torch.nn.Softmax2d": "softmax",
+    "torch.nn.LogSoftmax": "log_softmax",
     "torch.nn.Sigmoid": "sigmoid",
 }
 _SEQUENTIAL = {"torch.nn.Sequential"}
 #: methods that keep what a value is (casts and reshapes)
-_TRANSPARENT = {"float", "double", "half", "bfloat16", "to", "type", "contiguous", "view", "reshape", "squeeze",
-                "unsqueeze", "flatten", "permute", "transpose", "clone", "detach", "cpu", "cuda", "long", "int"}
+_TRANSPARENT = {
+    "float",
+    "double",
+    "half",
+    "bfloat16",
+    "to",
+    "type",
+    "contiguous",
+    "view",
+    "reshape",
+    "squeeze",
+    "unsqueeze",
+    "flatten",
+    "permute",
+    "transpose",
+    "clone",
+    "detach",
+    "cpu",
+    "cuda",
+    "long",
+    "int",
+}
 _FLOAT_CASTS = {"float", "double", "half", "bfloat16"}
-_FLOAT_DTYPES = {"torch.float", "torch.float32", "torch.float64", "torch.double", "torch.half", "torch.float16", "torch.bfloat16"}
+_FLOAT_DTYPES = {
+    "torch.float",
+    "torch.float32",
+    "torch.float64",
+    "torch.double",
+    "torch.half",
+    "torch.float16",
+    "torch.bfloat16",
+}
 
 
 @dataclass(frozen=True)
@@ -94,9 +125,15 @@ class Finding:
         """A safe fix exists (``--fix`` applies it)."""
         return self.fix is not None and not self.fix.unsafe
 
-    def to_dict(self) -> dict:
-        return {"code": self.code, "path": self.path, "line": self.line, "col": self.col,
-                "message": self.message, "fixable": self.fixable}
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "path": self.path,
+            "line": self.line,
+            "col": self.col,
+            "message": self.message,
+            "fixable": self.fixable,
+        }
 
 
 @dataclass
@@ -195,7 +232,7 @@ class Context:
         return start.line, start.column
 
     def names(self, node: cst.CSTNode) -> set[str]:
-        value = self.qualified.get(node, ())
+        value: Any = self.qualified.get(node, ())
         if not isinstance(value, (set, frozenset, list, tuple)):
             value = value()  # libcst resolves some providers lazily
         return {q.name for q in value}
@@ -223,8 +260,9 @@ class Context:
         values = self.assignments.get((None, key), []) or self.assignments.get((None, "*" + key), [])
         return values[-1][1] if values else None
 
-    def kinds(self, expr: cst.BaseExpression | None, scope: cst.CSTNode | None = None, line: int | None = None,
-              depth: int = 0) -> set[str]:
+    def kinds(
+        self, expr: cst.BaseExpression | None, scope: cst.CSTNode | None = None, line: int | None = None, depth: int = 0
+    ) -> set[str]:
         """What produced ``expr``: {"softmax", "sigmoid", "log_softmax", "one_hot", "float_cast"}."""
         if expr is None or depth > 6:
             return set()
@@ -335,8 +373,9 @@ def _selected(code: str, select: Iterable[str] | None, ignore: Iterable[str] | N
     return not (ignore and any(code.startswith(s) for s in ignore))
 
 
-def lint_source(source: str, path: str = "<string>", *, select: Iterable[str] | None = None,
-                ignore: Iterable[str] | None = None) -> list[Finding]:
+def lint_source(
+    source: str, path: str = "<string>", *, select: Iterable[str] | None = None, ignore: Iterable[str] | None = None
+) -> list[Finding]:
     """All findings in ``source`` (a parse error is one ``LK000`` finding), sorted by position."""
     from losskit.lint.rules import RULES
 
@@ -345,8 +384,15 @@ def lint_source(source: str, path: str = "<string>", *, select: Iterable[str] | 
         if not any(token in source for token in _RELEVANT):
             return []  # no rule can fire: skip the (slow) name resolution
     except cst.ParserSyntaxError as exc:
-        return [Finding(PARSE_ERROR, path, exc.raw_line, exc.raw_column + 1,
-                        f"could not parse the file ({exc.message}); it was not checked and will not be rewritten")]
+        return [
+            Finding(
+                PARSE_ERROR,
+                path,
+                exc.raw_line,
+                exc.raw_column + 1,
+                f"could not parse the file ({exc.message}); it was not checked and will not be rewritten",
+            )
+        ]
     ctx = Context(path, source, MetadataWrapper(module, unsafe_skip_copy=True))
     findings: list[Finding] = []
     for rule in RULES:
@@ -367,7 +413,7 @@ class _Apply(cst.CSTTransformer):
         self.todo = {(f.node_type, f.line, f.col): f for f in fixes}
         self.done = 0
 
-    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode) -> cst.CSTNode:
+    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode) -> cst.CSTNode:  # type: ignore[override]
         try:
             start = self.get_metadata(PositionProvider, original_node).start
         except KeyError:
@@ -379,8 +425,15 @@ class _Apply(cst.CSTTransformer):
         return fix.replace(updated_node)
 
 
-def fix_source(source: str, path: str = "<string>", *, unsafe: bool = False, select: Iterable[str] | None = None,
-               ignore: Iterable[str] | None = None, max_passes: int = 5) -> tuple[str, int]:
+def fix_source(
+    source: str,
+    path: str = "<string>",
+    *,
+    unsafe: bool = False,
+    select: Iterable[str] | None = None,
+    ignore: Iterable[str] | None = None,
+    max_passes: int = 5,
+) -> tuple[str, int]:
     """Apply the (safe, or also unsafe) fixes until none is left; returns the new source and the
     number of fixes applied. A source that does not parse is returned unchanged."""
     applied = 0

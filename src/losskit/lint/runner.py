@@ -13,7 +13,18 @@ from losskit.lint.engine import PARSE_ERROR, Finding, fix_source, lint_source
 
 __all__ = ["LintResult", "collect_files", "lint_paths", "format_findings"]
 
-_ALWAYS_SKIPPED = {".git", ".hg", ".svn", "__pycache__", ".venv", "venv", ".tox", ".mypy_cache", ".pytest_cache", "node_modules"}
+_ALWAYS_SKIPPED = {
+    ".git",
+    ".hg",
+    ".svn",
+    "__pycache__",
+    ".venv",
+    "venv",
+    ".tox",
+    ".mypy_cache",
+    ".pytest_cache",
+    "node_modules",
+}
 
 
 class LintUsageError(Exception):
@@ -31,7 +42,7 @@ class LintResult:
 def _gitignore_specs(root: Path) -> list[tuple[Path, object]]:
     import pathspec
 
-    specs = []
+    specs: list[tuple[Path, object]] = []
     for ignore in [root / ".gitignore", *root.rglob(".gitignore")] if root.is_dir() else []:
         try:
             lines = ignore.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -91,8 +102,14 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def lint_paths(paths: Sequence[str], *, fix: bool = False, unsafe_fixes: bool = False,
-               select: Iterable[str] | None = None, ignore: Iterable[str] | None = None) -> LintResult:
+def lint_paths(
+    paths: Sequence[str],
+    *,
+    fix: bool = False,
+    unsafe_fixes: bool = False,
+    select: Iterable[str] | None = None,
+    ignore: Iterable[str] | None = None,
+) -> LintResult:
     result = LintResult()
     for path in collect_files(paths):
         try:

@@ -144,7 +144,14 @@ class CrossEntropyLoss(WeightedLoss):
         return loss
 
     def extra_repr(self) -> str:
-        return self._settings("reduction", ("ignore_index", -100), ("label_smoothing", 0.0), ("z_loss", 0.0), ("softcap", None), ("weight", None))
+        return self._settings(
+            "reduction",
+            ("ignore_index", -100),
+            ("label_smoothing", 0.0),
+            ("z_loss", 0.0),
+            ("softcap", None),
+            ("weight", None),
+        )
 
 
 class NLLLoss(WeightedLoss):
@@ -173,7 +180,4 @@ class NLLLoss(WeightedLoss):
         self.ignore_index = ignore_index
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return LF.nll_loss(
-            input, target, weight=self.weight, ignore_index=self.ignore_index, reduction=self.reduction
-        )
-
+        return LF.nll_loss(input, target, weight=self.weight, ignore_index=self.ignore_index, reduction=self.reduction)

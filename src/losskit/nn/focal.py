@@ -115,5 +115,6 @@ class Poly1CrossEntropyLoss(WeightedLoss):
         )
 
     def extra_repr(self) -> str:
-        return self._settings("epsilon", "reduction", ("label_smoothing", 0.0), ("ignore_index", -100), ("weight", None))
-
+        return self._settings(
+            "epsilon", "reduction", ("label_smoothing", 0.0), ("ignore_index", -100), ("weight", None)
+        )

@@ -120,5 +120,11 @@ class LinearCrossEntropyLoss(WeightedLoss):
             f"in_features={self.linear.in_features}, num_classes={self.linear.out_features}, "
             f"bias={self.linear.bias is not None}, "
         )
-        return head + self._settings("reduction", ("ignore_index", -100), ("label_smoothing", 0.0), ("z_loss", 0.0), ("softcap", None), ("weight", None))
-
+        return head + self._settings(
+            "reduction",
+            ("ignore_index", -100),
+            ("label_smoothing", 0.0),
+            ("z_loss", 0.0),
+            ("softcap", None),
+            ("weight", None),
+        )

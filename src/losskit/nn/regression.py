@@ -100,4 +100,3 @@ class SmoothL1Loss(Loss):
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}, beta={self.beta}"
-

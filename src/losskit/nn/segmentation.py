@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from losskit import checks
@@ -48,7 +50,7 @@ class DiceLoss(WeightedLoss):
         self.ignore_index = ignore_index
         self.log_loss = log_loss
 
-    def _kwargs(self) -> dict:
+    def _kwargs(self) -> dict[str, Any]:
         return dict(
             weight=self.weight,
             from_logits=self.from_logits,
@@ -64,7 +66,12 @@ class DiceLoss(WeightedLoss):
 
     def extra_repr(self) -> str:
         return self._settings(
-            "mode", "reduction", ("from_logits", True), ("smooth", 0.0), ("ignore_index", None), ("log_loss", False),
+            "mode",
+            "reduction",
+            ("from_logits", True),
+            ("smooth", 0.0),
+            ("ignore_index", None),
+            ("log_loss", False),
             ("weight", None),
         )
 
@@ -82,7 +89,7 @@ class TverskyLoss(DiceLoss):
         tensor(0.4118)
     """
 
-    def __init__(self, mode: str = "multiclass", *, alpha: float = 0.5, beta: float = 0.5, **kwargs) -> None:
+    def __init__(self, mode: str = "multiclass", *, alpha: float = 0.5, beta: float = 0.5, **kwargs: Any) -> None:
         super().__init__(mode, **kwargs)
         checks.check_tversky_weights("tversky_loss", alpha, beta)
         self.alpha = alpha
@@ -145,4 +152,3 @@ class CrossEntropyDiceLoss(WeightedLoss):
         return self._settings(
             "dice_weight", ("ignore_index", -100), ("label_smoothing", 0.0), ("smooth", 0.0), ("weight", None)
         )
-

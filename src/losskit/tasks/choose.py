@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Hashable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -35,7 +35,13 @@ from losskit.types import Task
 __all__ = ["loss_for"]
 
 
-def _default_module(task: Task) -> Any:
+def _with_reasons(module: Any, reasons: list[str]) -> nn.Module:
+    """``module`` (a losskit loss) with its ``reasons`` recorded for ``explain()``."""
+    module.reasons = reasons
+    return cast(nn.Module, module)
+
+
+def _default_module(task: Task) -> type[nn.Module]:
     """The module class of the task table's loss for ``task`` (:data:`losskit.registry.TASK_DEFAULTS`)."""
     return registry.get(registry.TASK_DEFAULTS[task]).module_class
 
@@ -130,7 +136,9 @@ def loss_for(
     guess: TaskGuess | None = task if isinstance(task, TaskGuess) else None
     if isinstance(task, str) and task == "auto":
         if targets is None:
-            raise LossInputError(f"{fn}: task='auto' needs targets; expected targets=... to infer the task from. Pass targets or name the task.")
+            raise LossInputError(
+                f"{fn}: task='auto' needs targets; expected targets=... to infer the task from. Pass targets or name the task."
+            )
         guess = infer_task(targets, ignore_index=ignore_index)
     the_task = guess.task if guess is not None else Task.parse(task)  # type: ignore[arg-type]
     reasons = [f"task: {the_task.value}" + (f" (inferred: {guess.reason})." if guess is not None else ".")]
@@ -144,7 +152,7 @@ def loss_for(
         return _regression_loss(targets, robust, reasons)
 
     if the_task in (Task.binary, Task.multilabel):
-        module = _default_module(the_task)(label_smoothing=label_smoothing)
+        module: nn.Module = _default_module(the_task)(label_smoothing=label_smoothing)
         if targets is not None:
             t, labels = _as_tensor(targets, fn)
             if labels is not None:
@@ -162,8 +170,7 @@ def loss_for(
             reasons.append("no targets given: no pos_weight.")
         if label_smoothing:
             reasons.append(f"label_smoothing={label_smoothing}: targets become y(1-e) + e/2.")
-        module.reasons = reasons
-        return module
+        return _with_reasons(module, reasons)
 
     # the softmax tasks
     weight = None
@@ -211,23 +218,30 @@ def loss_for(
                 )
     if use in ("balanced", "effective") and counts is not None:
         weight = _weights_from_counts(torch.tensor(counts), use, beta, fn)
-        formula = "n / (C * count)" if use == "balanced" else f"inverse effective number (1 - beta^count) / (1 - beta), beta={beta}, normalized to sum to C"
+        formula = (
+            "n / (C * count)"
+            if use == "balanced"
+            else f"inverse effective number (1 - beta^count) / (1 - beta), beta={beta}, normalized to sum to C"
+        )
         reasons.append(f"class weights = {formula}: rare classes count more in the loss.")
     if label_smoothing:
         reasons.append(f"label_smoothing={label_smoothing}: targets mix with the uniform distribution.")
     if the_task in (Task.token_classification, Task.segmentation):
-        reasons.append(f"ignore_index={ignore_index}: those targets (padding / void) count neither in the loss nor in the mean.")
+        reasons.append(
+            f"ignore_index={ignore_index}: those targets (padding / void) count neither in the loss nor in the mean."
+        )
     if the_task == Task.segmentation and dice:
-        module: nn.Module = registry.get(registry.SEGMENTATION_WITH_DICE).module_class(
+        module = registry.get(registry.SEGMENTATION_WITH_DICE).module_class(
             weight, ignore_index=ignore_index, label_smoothing=label_smoothing
         )
-        reasons.append("dice=True: Dice is added to cross-entropy (nnU-Net's objective): small structures weigh as much as the background.")
+        reasons.append(
+            "dice=True: Dice is added to cross-entropy (nnU-Net's objective): small structures weigh as much as the background."
+        )
     else:
         module = _default_module(the_task)(weight, ignore_index=ignore_index, label_smoothing=label_smoothing)
     if guess is not None and guess.layout and "needs" in guess.layout:
         reasons.append(f"layout: {guess.layout}.")
-    module.reasons = reasons
-    return module
+    return _with_reasons(module, reasons)
 
 
 def _binary_pos_weight(
@@ -248,7 +262,9 @@ def _binary_pos_weight(
         if task == Task.binary:
             counts = f"counts 0: {int(negatives[0])}, 1: {int(positives[0])}"
         else:
-            counts = f"worst label {int(ratios.argmax())}: {int(positives[ratios.argmax()])} positives of {rows.shape[0]}"
+            counts = (
+                f"worst label {int(ratios.argmax())}: {int(positives[ratios.argmax()])} positives of {rows.shape[0]}"
+            )
         if worst >= IMBALANCE_RATIO_THRESHOLD:
             use = "balanced"
             reasons.append(
@@ -270,7 +286,7 @@ def _binary_pos_weight(
         reasons.append(str(w.message))
     if use == "effective":
         b = torch.tensor(beta, dtype=torch.float64)
-        pw = ((1 - b ** negatives) / (1 - b ** positives.clamp_min(1))).float()
+        pw = ((1 - b**negatives) / (1 - b ** positives.clamp_min(1))).float()
         reasons.append(f"pos_weight = effective-number ratio (1 - beta^negatives) / (1 - beta^positives), beta={beta}.")
     elif task == Task.binary:
         reasons.append(
@@ -278,23 +294,29 @@ def _binary_pos_weight(
             f"{float(pw[0]):.4g}: positives and negatives weigh the same in total."
         )
     else:
-        reasons.append("pos_weight = negatives / positives per label: each label's positives and negatives weigh the same in total.")
+        reasons.append(
+            "pos_weight = negatives / positives per label: each label's positives and negatives weigh the same in total."
+        )
     return pw
 
 
 def _regression_loss(targets: Any, robust: bool, reasons: list[str]) -> nn.Module:
     if targets is None:
+        module: nn.Module
         if robust:
             module = registry.get(registry.ROBUST_REGRESSION).module_class(delta=1.0)
-            reasons.append("robust=True without targets: Huber with delta=1 (pass targets to size delta from their spread).")
+            reasons.append(
+                "robust=True without targets: Huber with delta=1 (pass targets to size delta from their spread)."
+            )
         else:
             module = _default_module(Task.regression)()
             reasons.append("MSE: the default for regression (the conditional mean, optimal under Gaussian noise).")
-        module.reasons = reasons
-        return module
+        return _with_reasons(module, reasons)
     t, _labels = _as_tensor(targets, "loss_for")
     if t is None:
-        raise LossInputError("loss_for: regression targets are not numeric; expected floats. Convert the column to numbers.")
+        raise LossInputError(
+            "loss_for: regression targets are not numeric; expected floats. Convert the column to numbers."
+        )
     _nan_check(t, "loss_for")
     columns = t.double().reshape(t.shape[0], -1) if t.dim() else t.double().reshape(1, 1)
     scales, fractions = zip(*(_robust_scale(columns[:, j]) for j in range(columns.shape[1])))
@@ -315,13 +337,13 @@ def _regression_loss(targets: Any, robust: bool, reasons: list[str]) -> nn.Modul
             "95%-efficiency constant in target units."
         )
         if len(scales) > 1 and max(scales) > 10 * max(min(scales), 1e-12):
-            reasons.append("the target columns differ in scale by more than 10x: standardize them so one delta fits all.")
+            reasons.append(
+                "the target columns differ in scale by more than 10x: standardize them so one delta fits all."
+            )
     else:
         module = _default_module(Task.regression)()
         reasons.append(
             f"MSE: no heavy tails ({outliers:.1%} outliers by modified z-score > {OUTLIER_Z}, "
             f"threshold {OUTLIER_FRACTION:.0%}); pass robust=True for Huber anyway."
         )
-    module.reasons = reasons
-    return module
-
+    return _with_reasons(module, reasons)

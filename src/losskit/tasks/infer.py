@@ -96,7 +96,9 @@ def infer_task(target: Any, input: torch.Tensor | None = None, *, ignore_index: 
         return _from_labels(labels, fn)
     assert t is not None
     if t.numel() == 0:
-        raise LossInputError(f"{fn}: target is empty (shape {shape_str(t.shape)}); expected at least one target. Pass the training labels.")
+        raise LossInputError(
+            f"{fn}: target is empty (shape {shape_str(t.shape)}); expected at least one target. Pass the training labels."
+        )
     _nan_check(t, fn)
     if t.is_complex():
         raise LossInputError(f"{fn}: target is complex; expected real targets. Use target.real or target.abs().")
@@ -125,15 +127,22 @@ def _from_labels(labels: list[Hashable], fn: str) -> TaskGuess:
     if k <= 2:
         note = "" if k == 2 else " (only one label is present: the data cannot teach the other class)"
         return TaskGuess(
-            Task.binary, 2,
+            Task.binary,
+            2,
             f"non-numeric labels with {k} distinct value(s) ({shown}){note}: binary, encoded "
             f"{enc.classes_[0]!r} -> 0" + (f", {enc.classes_[1]!r} -> 1 (the positive class)" if k == 2 else ""),
-            num_outputs=1, ambiguous=k < 2, encoder=enc, counts=counts,
+            num_outputs=1,
+            ambiguous=k < 2,
+            encoder=enc,
+            counts=counts,
         )
     return TaskGuess(
-        Task.multiclass, k,
+        Task.multiclass,
+        k,
         f"non-numeric labels with {k} distinct values ({shown}): multiclass, encoded to ids 0..{k - 1} in sorted order",
-        num_outputs=k, encoder=enc, counts=counts,
+        num_outputs=k,
+        encoder=enc,
+        counts=counts,
     )
 
 
@@ -153,17 +162,21 @@ def _zero_one_matrix(t: torch.Tensor, num_outputs_hint: int | None = None) -> Ta
     positives = tuple(int(v) for v in rows.sum(0).tolist())
     if bool((per_row == 1).all()):
         return TaskGuess(
-            Task.multiclass, n_labels,
+            Task.multiclass,
+            n_labels,
             f"a ({rows.shape[0]}, {n_labels}) matrix of 0/1 with exactly one 1 per row is one-hot "
             f"multiclass labels: pass target.argmax(1) (class ids) to cross_entropy",
-            num_outputs=n_labels, counts=positives,
+            num_outputs=n_labels,
+            counts=positives,
         )
     several = int((per_row > 1).sum())
     return TaskGuess(
-        Task.multilabel, n_labels,
+        Task.multilabel,
+        n_labels,
         f"a ({rows.shape[0]}, {n_labels}) matrix of 0/1 with several ones in {several} row(s) is "
         f"multilabel ({float(per_row.mean()):.2g} labels per row on average)",
-        num_outputs=n_labels, counts=positives,
+        num_outputs=n_labels,
+        counts=positives,
     )
 
 
@@ -183,39 +196,47 @@ def _from_target(t: torch.Tensor, ignore_index: int) -> TaskGuess:
             rows = t.double()
             if bool((rows >= 0).all()) and bool(((rows.sum(1) - 1).abs() < 1e-3).all()):
                 return TaskGuess(
-                    Task.multiclass, t.shape[1],
+                    Task.multiclass,
+                    t.shape[1],
                     f"rows of non-negative floats summing to 1 are class probabilities (soft "
                     f"labels) over {t.shape[1]} classes: cross_entropy takes them as they are",
                     num_outputs=t.shape[1],
                 )
             return TaskGuess(
-                Task.regression, t.shape[1],
+                Task.regression,
+                t.shape[1],
                 f"continuous float targets with {t.shape[1]} columns: multi-output regression",
                 num_outputs=t.shape[1],
             )
         _, counts = _id_counts(t, ignore_index)
         k = len(counts) if counts else int(t.max()) + 1
         return TaskGuess(
-            Task.token_classification, k,
+            Task.token_classification,
+            k,
             f"a ({t.shape[0]}, {t.shape[1]}) matrix of integer ids looks like sequences of token "
             f"labels (ids up to {k - 1}); pass the model output as input to confirm (it could also "
             "be several class columns)",
-            num_outputs=k, ambiguous=True, counts=counts or None,
+            num_outputs=k,
+            ambiguous=True,
+            counts=counts or None,
         )
     # three or more dims: dense per-pixel targets
     if t.is_floating_point() and not _binary_values(t):
         return TaskGuess(
-            Task.regression, 1,
+            Task.regression,
+            1,
             f"continuous float targets of shape {shape_str(t.shape)}: dense (per-pixel) regression",
             num_outputs=1,
         )
     _ids, counts = _id_counts(t, ignore_index)
     if _binary_values(t):
         return TaskGuess(
-            Task.segmentation, 2,
+            Task.segmentation,
+            2,
             f"0/1 masks of shape {shape_str(t.shape)}: binary segmentation (one logit per pixel "
             "with BCE-with-logits, or 2 classes with cross_entropy)",
-            num_outputs=1, counts=counts or None,
+            num_outputs=1,
+            counts=counts or None,
         )
     k = len(counts) if counts else int(t.max()) + 1
     void = ""
@@ -225,10 +246,11 @@ def _from_target(t: torch.Tensor, ignore_index: int) -> TaskGuess:
         counts = counts[:k]
         void = "; 255 looks like the void label: pass ignore_index=255"
     return TaskGuess(
-        Task.segmentation, k,
-        f"integer ids of shape {shape_str(t.shape)} (one per pixel, ids up to {k - 1}): "
-        f"segmentation{void}",
-        num_outputs=k, counts=counts or None,
+        Task.segmentation,
+        k,
+        f"integer ids of shape {shape_str(t.shape)} (one per pixel, ids up to {k - 1}): segmentation{void}",
+        num_outputs=k,
+        counts=counts or None,
     )
 
 
@@ -246,41 +268,60 @@ def _integer_column(flat: torch.Tensor, ignore_index: int) -> TaskGuess:
         counts = tuple(torch.bincount(ids.long(), minlength=2).tolist())
         note = "" if k == 2 else " (only one value is present: the data cannot teach the other class)"
         return TaskGuess(
-            Task.binary, 2, f"one column of integer 0/1 labels ({_describe_counts(counts)}): binary{note}",
-            num_outputs=1, ambiguous=k < 2, counts=counts,
+            Task.binary,
+            2,
+            f"one column of integer 0/1 labels ({_describe_counts(counts)}): binary{note}",
+            num_outputs=1,
+            ambiguous=k < 2,
+            counts=counts,
         )
     if k == 2:
         enc = LabelEncoder().fit(values.tolist())
         counts = tuple(torch.bincount(enc.transform(ids.tolist()), minlength=2).tolist())
         return TaskGuess(
-            Task.binary, 2,
+            Task.binary,
+            2,
             f"one column with two distinct integers ({lo} and {hi}): binary, encoded {lo} -> 0, {hi} -> 1",
-            num_outputs=1, encoder=enc, counts=counts,
+            num_outputs=1,
+            encoder=enc,
+            counts=counts,
         )
     contiguous = lo == 0 and hi == k - 1
     n = ids.numel()
     if k <= MANY_CLASSES or (contiguous and n >= 5 * k):
-        many = f"; {k} classes is many for a class column: if these are counts or measurements, use regression" if k > MANY_CLASSES else ""
+        many = (
+            f"; {k} classes is many for a class column: if these are counts or measurements, use regression"
+            if k > MANY_CLASSES
+            else ""
+        )
         if contiguous:
             counts = tuple(torch.bincount(ids.long(), minlength=k).tolist())
             return TaskGuess(
-                Task.multiclass, k,
+                Task.multiclass,
+                k,
                 f"integer class ids 0..{k - 1} ({k} classes): multiclass{many}",
-                num_outputs=k, ambiguous=k > MANY_CLASSES, counts=counts,
+                num_outputs=k,
+                ambiguous=k > MANY_CLASSES,
+                counts=counts,
             )
         enc = LabelEncoder().fit(values.tolist())
         counts = tuple(torch.bincount(enc.transform(ids.tolist()), minlength=k).tolist())
         return TaskGuess(
-            Task.multiclass, k,
+            Task.multiclass,
+            k,
             f"{k} distinct integer labels from {lo} to {hi}, not 0..{k - 1}: multiclass; map them to "
             f"0..{k - 1} with the provided encoder (guess.encoder.transform) before the loss",
-            num_outputs=k, encoder=enc, counts=counts,
+            num_outputs=k,
+            encoder=enc,
+            counts=counts,
         )
     return TaskGuess(
-        Task.regression, 1,
+        Task.regression,
+        1,
         f"integer targets with {k} distinct values from {lo} to {hi} (about {n / k:.1f} samples per "
         "value) look like counts or measurements: regression (if they are class ids, pass task='multiclass')",
-        num_outputs=1, ambiguous=True,
+        num_outputs=1,
+        ambiguous=True,
     )
 
 
@@ -288,23 +329,30 @@ def _float_column(flat: torch.Tensor) -> TaskGuess:
     if _binary_values(flat):
         counts = tuple(torch.bincount(flat.long(), minlength=2).tolist())
         return TaskGuess(
-            Task.binary, 2,
+            Task.binary,
+            2,
             f"a float column holding only 0 and 1 ({_describe_counts(counts)}): most likely binary "
             "labels stored as floats (if it is a measurement, use regression)",
-            num_outputs=1, ambiguous=True, counts=counts,
+            num_outputs=1,
+            ambiguous=True,
+            counts=counts,
         )
     values = torch.unique(flat)
     k = values.numel()
     if _integral(flat) and k <= 10 and int(values[0]) == 0 and int(values[-1]) == k - 1:
         counts = tuple(torch.bincount(flat.long(), minlength=k).tolist())
         return TaskGuess(
-            Task.multiclass, k,
+            Task.multiclass,
+            k,
             f"a float column holding only the integers 0..{k - 1}: most likely class ids stored "
             "as floats (use target.long()); if it is an ordinal score, use regression",
-            num_outputs=k, ambiguous=True, counts=counts,
+            num_outputs=k,
+            ambiguous=True,
+            counts=counts,
         )
     return TaskGuess(
-        Task.regression, 1,
+        Task.regression,
+        1,
         f"continuous float targets ({k} distinct values from {float(values[0]):.4g} to "
         f"{float(values[-1]):.4g}): regression",
         num_outputs=1,
@@ -329,9 +377,12 @@ def _with_input(t: torch.Tensor, x: torch.Tensor, ignore_index: int, fn: str) ->
         else:
             return None
         return TaskGuess(
-            Task.token_classification, v,
+            Task.token_classification,
+            v,
             f"(N, T) = {shape_str(ts)} integer ids with a {v}-way output per position: token classification",
-            num_outputs=v, layout=layout, counts=counts or None,
+            num_outputs=v,
+            layout=layout,
+            counts=counts or None,
         )
     if integer and t.dim() >= 3 and x.dim() == t.dim() + 1 and xs[0] == ts[0]:
         _, counts = _id_counts(t, ignore_index)
@@ -347,18 +398,24 @@ def _with_input(t: torch.Tensor, x: torch.Tensor, ignore_index: int, fn: str) ->
         else:
             return None
         return TaskGuess(
-            Task.segmentation, c,
+            Task.segmentation,
+            c,
             f"per-pixel integer ids {shape_str(ts)} with a {c}-channel output: segmentation",
-            num_outputs=c, layout=layout, counts=counts or None,
+            num_outputs=c,
+            layout=layout,
+            counts=counts or None,
         )
     if t.dim() == 1 and x.dim() == 2 and xs[0] == ts[0] and xs[1] > 1 and (integer or t.dtype == torch.bool):
         guess = _from_target(t, ignore_index)
         c = xs[1]
         return TaskGuess(
-            Task.multiclass, c,
+            Task.multiclass,
+            c,
             f"integer ids {shape_str(ts)} with a {c}-logit output per sample: multiclass"
             + (" (0/1 labels on a 2-logit head; one logit with BCE-with-logits is the alternative)" if c == 2 else ""),
-            num_outputs=c, encoder=guess.encoder, counts=guess.counts,
+            num_outputs=c,
+            encoder=guess.encoder,
+            counts=guess.counts,
         )
     if x.dim() >= 1 and xs[0] != (ts[0] if ts else 1):
         raise LossInputError(
@@ -366,4 +423,3 @@ def _with_input(t: torch.Tensor, x: torch.Tensor, ignore_index: int, fn: str) ->
             "batch size first. Pass the model output for these targets."
         )
     return None
-

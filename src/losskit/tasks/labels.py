@@ -36,7 +36,7 @@ class LabelEncoder:
     def fit(self, labels: Iterable[Hashable]) -> LabelEncoder:
         seen = list(dict.fromkeys(_python_values(labels)))
         with contextlib.suppress(TypeError):
-            seen = sorted(seen)
+            seen = sorted(seen)  # type: ignore[type-var]  # mixed, unorderable labels keep their order
         self.classes_ = seen
         self._index = {label: i for i, label in enumerate(seen)}
         return self
@@ -131,11 +131,12 @@ def _id_tensor(targets: Any, fn: str, ignore_index: int) -> tuple[torch.Tensor, 
     ids = t.reshape(-1).long()
     ids = ids[ids != ignore_index]
     if ids.numel() == 0:
-        raise LossInputError(f"{fn}: targets are empty (or all ignore_index); expected class ids. Pass the training labels.")
+        raise LossInputError(
+            f"{fn}: targets are empty (or all ignore_index); expected class ids. Pass the training labels."
+        )
     if int(ids.min()) < 0:
         raise LossInputError(
             f"{fn}: targets contain negative ids (e.g. {int(ids.min())}); expected ids 0..C-1 or "
             f"ignore_index={ignore_index}. Map labels with losskit.LabelEncoder, or pass ignore_index."
         )
     return ids, None
-

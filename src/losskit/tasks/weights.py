@@ -155,4 +155,3 @@ def pos_weight(targets: Any) -> torch.Tensor:
         )
         weights = torch.where(degenerate, torch.ones_like(weights), weights)
     return weights.float()
-

@@ -43,11 +43,17 @@ def _device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise LossInputError(f"--device {name!r} is not a torch device; expected e.g. cpu, cuda, cuda:1 or mps.") from None
+        raise LossInputError(
+            f"--device {name!r} is not a torch device; expected e.g. cpu, cuda, cuda:1 or mps."
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise LossInputError(f"--device {name!r}: CUDA is not available in this torch build or machine; expected an available device. Use --device cpu.")
+        raise LossInputError(
+            f"--device {name!r}: CUDA is not available in this torch build or machine; expected an available device. Use --device cpu."
+        )
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise LossInputError(f"--device {name!r}: MPS is not available on this machine; expected an available device. Use --device cpu.")
+        raise LossInputError(
+            f"--device {name!r}: MPS is not available on this machine; expected an available device. Use --device cpu."
+        )
     return device
 
 
@@ -139,15 +145,26 @@ def run_compare(
 
     runs, evaluations = {}, {}
     columns = (
-        TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-        TextColumn("epochs  {task.fields[losses]}"), TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(bar_width=24),
+        MofNCompleteColumn(),
+        TextColumn("epochs  {task.fields[losses]}"),
+        TimeElapsedColumn(),
     )
     with Progress(*columns, console=console, disable=not progress) as bars:
         for name in names:
             loss_fn = cand.build(data.task, name, data.y_train, d_out)
             run = train_candidate(
-                name, data, initial, loss_fn, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                device=dev, progress=bars,
+                name,
+                data,
+                initial,
+                loss_fn,
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                seed=seed,
+                device=dev,
+                progress=bars,
             )
             model = make_model(d_in, d_out, seed)
             model.load_state_dict(run.state)

@@ -22,7 +22,8 @@ def parse_losses(task: Task, text: str | None) -> list[str]:
     unknown = [n for n in names if n not in known]
     if not names or unknown:
         raise LossInputError(
-            f"--losses {text!r}: " + (f"unknown for a {task.value} task: {', '.join(unknown)}" if unknown else "no names")
+            f"--losses {text!r}: "
+            + (f"unknown for a {task.value} task: {', '.join(unknown)}" if unknown else "no names")
             + f"; expected a comma-separated list from: {', '.join(known)}."
         )
     if len(set(names)) != len(names):

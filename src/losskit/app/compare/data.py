@@ -62,18 +62,20 @@ def _labels(table: Table, task: Task, guess: TaskGuess) -> tuple[torch.Tensor, l
     y = target_for_losses(table)
     if task == Task.regression:
         if not isinstance(y, torch.Tensor):
-            raise LossInputError(f"{table.name}: the target is not numeric; expected numbers for regression. Pick a numeric --target or another --task.")
+            raise LossInputError(
+                f"{table.name}: the target is not numeric; expected numbers for regression. Pick a numeric --target or another --task."
+            )
         t = y.double()
         return (t.reshape(-1, 1) if t.dim() == 1 else t).float(), None
     if task == Task.multilabel:
-        t = y if isinstance(y, torch.Tensor) else None
-        if t is None or t.dim() != 2 or not bool(((t == 0) | (t == 1)).all()):
+        labels01 = y if isinstance(y, torch.Tensor) else None
+        if labels01 is None or labels01.dim() != 2 or not bool(((labels01 == 0) | (labels01 == 1)).all()):
             raise LossInputError(
                 f"{table.name}: a multilabel target must be several 0/1 columns; expected --target COL "
                 "repeated for each label column."
             )
         names = [str(c) for c in table.target.columns] if hasattr(table.target, "columns") else None
-        return t.float(), names
+        return labels01.float(), names
     if task not in (Task.binary, Task.multiclass):
         raise LossInputError(
             f"{table.name}: task {task.value!r} needs sequences or images; losskit compare trains an "
@@ -83,7 +85,9 @@ def _labels(table: Table, task: Task, guess: TaskGuess) -> tuple[torch.Tensor, l
         if bool(((y == 0) | (y == 1)).all()) and bool((y.sum(1) == 1).all()):
             y = y.argmax(1)
         else:
-            raise LossInputError(f"{table.name}: several target columns for a {task.value} task; expected one label column. Pass one --target.")
+            raise LossInputError(
+                f"{table.name}: several target columns for a {task.value} task; expected one label column. Pass one --target."
+            )
     if isinstance(y, torch.Tensor) and y.is_floating_point() and not bool((y == y.round()).all()):
         raise LossInputError(
             f"{table.name}: the target has non-integer values, so it is not class labels; expected "
@@ -102,8 +106,7 @@ def _labels(table: Table, task: Task, guess: TaskGuess) -> tuple[torch.Tensor, l
         )
     if task == Task.binary and len(names) != 2:
         raise LossInputError(
-            f"{table.name}: --task binary, but the target has {len(names)} classes; expected 2. "
-            "Use --task multiclass."
+            f"{table.name}: --task binary, but the target has {len(names)} classes; expected 2. Use --task multiclass."
         )
     return (ids.float() if task == Task.binary else ids), names
 
@@ -143,23 +146,28 @@ def _features(table: Table, train_idx: Any, notes: list[str]) -> tuple[Any, Any,
         shown = ", ".join(f"{c} ({k})" for c, k in list(missing.items())[:8])
         notes.append(
             f"missing values imputed (median for numbers, most frequent value for categories): {shown}"
-            + (", ..." if len(missing) > 8 else "") + "."
+            + (", ..." if len(missing) > 8 else "")
+            + "."
         )
     if categorical:
-        notes.append(f"categorical columns one-hot encoded: {', '.join(map(str, categorical[:8]))}{', ...' if len(categorical) > 8 else ''}.")
+        notes.append(
+            f"categorical columns one-hot encoded: {', '.join(map(str, categorical[:8]))}{', ...' if len(categorical) > 8 else ''}."
+        )
     notes.append(f"{len(numeric)} numeric column(s) standardized on the training split.")
     parts = []
     if numeric:
         parts.append(("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric))
     if categorical:
-        parts.append((
-            "categorical",
-            make_pipeline(
-                SimpleImputer(strategy="most_frequent"),
-                OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-            ),
-            categorical,
-        ))
+        parts.append(
+            (
+                "categorical",
+                make_pipeline(
+                    SimpleImputer(strategy="most_frequent"),
+                    OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                ),
+                categorical,
+            )
+        )
     cat_frame = frame.copy()
     for c in categorical:
         cat_frame[c] = cat_frame[c].astype(object).where(cat_frame[c].notna(), None)
@@ -225,7 +233,9 @@ def prepare(table: Table, task: str = "auto", seed: int = 0) -> Prepared:
         y_train=y_train,
         y_val=y_val,
         y_test=y_test,
-        num_outputs=1 if chosen == Task.binary else (len(class_names) if chosen == Task.multiclass else y.shape[1]),
+        num_outputs=1
+        if chosen == Task.binary
+        else (len(class_names or []) if chosen == Task.multiclass else y.shape[1]),
         class_names=class_names,
         feature_names=names,
         notes=notes,

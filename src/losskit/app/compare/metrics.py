@@ -20,8 +20,16 @@ __all__ = ["CLASSIFICATION_METRICS", "REGRESSION_METRICS", "HIGHER_IS_BETTER", "
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "auroc", "ece", "log_loss")
 REGRESSION_METRICS = ("mae", "rmse", "r2")
 HIGHER_IS_BETTER = {
-    "accuracy": True, "precision": True, "recall": True, "f1": True, "auroc": True,
-    "ece": False, "log_loss": False, "mae": False, "rmse": False, "r2": True,
+    "accuracy": True,
+    "precision": True,
+    "recall": True,
+    "f1": True,
+    "auroc": True,
+    "ece": False,
+    "log_loss": False,
+    "mae": False,
+    "rmse": False,
+    "r2": True,
 }
 ECE_BINS = 15
 
@@ -40,8 +48,14 @@ def _float(value: torch.Tensor | float) -> float:
     return v if math.isfinite(v) else float("nan")
 
 
-def evaluate(task: Task, outputs: torch.Tensor, target: torch.Tensor, num_outputs: int,
-             target_mean: torch.Tensor | None = None, target_std: torch.Tensor | None = None) -> Evaluation:
+def evaluate(
+    task: Task,
+    outputs: torch.Tensor,
+    target: torch.Tensor,
+    num_outputs: int,
+    target_mean: torch.Tensor | None = None,
+    target_std: torch.Tensor | None = None,
+) -> Evaluation:
     """Metrics of the model ``outputs`` on ``target`` (the test split)."""
     import torchmetrics.functional as TMF
     import torchmetrics.functional.classification as C
@@ -52,12 +66,17 @@ def evaluate(task: Task, outputs: torch.Tensor, target: torch.Tensor, num_output
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchmetrics warns about classes absent from a small test split
         if task == Task.regression:
-            pred = outputs * target_std + target_mean if target_mean is not None else outputs
-            true = target * target_std + target_mean if target_mean is not None else target
+            scaled = target_mean is not None and target_std is not None
+            pred = outputs * target_std + target_mean if scaled else outputs  # type: ignore[operator]
+            true = target * target_std + target_mean if scaled else target  # type: ignore[operator]
             metrics = {
                 "mae": _float(TMF.mean_absolute_error(pred, true)),
                 "rmse": _float(TMF.mean_squared_error(pred, true, squared=False)),
-                "r2": _float(TMF.r2_score(pred.squeeze(-1), true.squeeze(-1)) if pred.shape[-1] == 1 else TMF.r2_score(pred, true, multioutput="uniform_average")),
+                "r2": _float(
+                    TMF.r2_score(pred.squeeze(-1), true.squeeze(-1))
+                    if pred.shape[-1] == 1
+                    else TMF.r2_score(pred, true, multioutput="uniform_average")
+                ),
             }
             return Evaluation(metrics, pred, true)
         if task == Task.binary:

@@ -68,7 +68,9 @@ def recommendation(task: Task, evaluations: dict[str, Evaluation], runs: dict[st
 
     ranked = sorted(evaluations, key=lambda n: signed(primary, n), reverse=True)
     top = ranked[0]
-    close = [n for n in ranked if signed(primary, top) - signed(primary, n) <= TIE * max(1.0, abs(signed(primary, top)))]
+    close = [
+        n for n in ranked if signed(primary, top) - signed(primary, n) <= TIE * max(1.0, abs(signed(primary, top)))
+    ]
     m = evaluations
     if len(close) == 1:
         pick = top
@@ -80,7 +82,9 @@ def recommendation(task: Task, evaluations: dict[str, Evaluation], runs: dict[st
             if eces[0] == pick:
                 why += f"; it is also the best calibrated (ECE {m[pick].metrics['ece']:.3g})"
             else:
-                why += f"; calibration: ECE {m[pick].metrics['ece']:.3g} (best {m[eces[0]].metrics['ece']:.3g}, {eces[0]})"
+                why += (
+                    f"; calibration: ECE {m[pick].metrics['ece']:.3g} (best {m[eces[0]].metrics['ece']:.3g}, {eces[0]})"
+                )
     else:
         fine = [n for n in close if runs[n].overfitting is None] or close
         by_secondary = sorted(fine, key=lambda n: signed(secondary, n), reverse=True)
@@ -136,7 +140,9 @@ def _save(plt: Any, fig: Any, path: Path, title: str | None = None) -> None:
     plt.close(fig)
 
 
-def _plots(out: Path, data: Prepared, evaluations: dict[str, Evaluation], runs: dict[str, TrainResult]) -> list[tuple[str, str]]:
+def _plots(
+    out: Path, data: Prepared, evaluations: dict[str, Evaluation], runs: dict[str, TrainResult]
+) -> list[tuple[str, str]]:
     """Write the PNG plots; return ``(file name, caption)`` pairs."""
     import matplotlib
 
@@ -158,7 +164,9 @@ def _plots(out: Path, data: Prepared, evaluations: dict[str, Evaluation], runs: 
         ax.set_ylabel("loss")
         ax.legend(fontsize=8)
     _save(plt, fig, out / "curves.png", f"{data.name}: training and validation loss per candidate")
-    made.append(("curves.png", "Training and validation loss per epoch; the dashed line marks the restored best epoch."))
+    made.append(
+        ("curves.png", "Training and validation loss per epoch; the dashed line marks the restored best epoch.")
+    )
 
     if data.task == Task.regression:
         fig, panels = _grid(plt, len(names), 3.8)
@@ -172,14 +180,18 @@ def _plots(out: Path, data: Prepared, evaluations: dict[str, Evaluation], runs: 
             ax.set_xlabel("true")
             ax.set_ylabel("predicted")
         _save(plt, fig, out / "predicted_vs_true.png", f"{data.name}: predicted vs true (test split)")
-        made.append(("predicted_vs_true.png", "Predicted against true targets on the test split; the diagonal is perfect."))
+        made.append(
+            ("predicted_vs_true.png", "Predicted against true targets on the test split; the diagonal is perfect.")
+        )
         return made
 
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1, label="perfectly calibrated")
     for name in names:
         conf, acc, count = _reliability(data.task, evaluations[name])
-        line = ax.plot(conf, acc, linewidth=1, alpha=0.8, label=f"{name} (ECE {evaluations[name].metrics['ece']:.3f})")[0]
+        line = ax.plot(conf, acc, linewidth=1, alpha=0.8, label=f"{name} (ECE {evaluations[name].metrics['ece']:.3f})")[
+            0
+        ]
         total = max(sum(count), 1)
         ax.scatter(conf, acc, s=[12 + 400 * c / total for c in count], color=line.get_color(), alpha=0.7)
     ax.set_xlabel("confidence")
@@ -187,7 +199,12 @@ def _plots(out: Path, data: Prepared, evaluations: dict[str, Evaluation], runs: 
     ax.set_title(f"{data.name}: reliability diagram (test split, {ECE_BINS} bins)", fontsize=10)
     ax.legend(fontsize=8)
     _save(plt, fig, out / "reliability.png")
-    made.append(("reliability.png", "Reliability diagram: mean confidence against observed accuracy per bin (marker area: share of test predictions in the bin); closer to the diagonal is better calibrated."))
+    made.append(
+        (
+            "reliability.png",
+            "Reliability diagram: mean confidence against observed accuracy per bin (marker area: share of test predictions in the bin); closer to the diagonal is better calibrated.",
+        )
+    )
 
     if data.task == Task.multiclass:
         import torchmetrics.functional.classification as C
@@ -204,15 +221,26 @@ def _plots(out: Path, data: Prepared, evaluations: dict[str, Evaluation], runs: 
             ticks = range(k)
             labels = data.class_names if data.class_names and k <= 12 else [str(i) for i in ticks]
             if k <= 12:
-                ax.set_xticks(list(ticks), labels, rotation=90 if max(len(str(s)) for s in labels) > 3 else 0, fontsize=7)
+                ax.set_xticks(
+                    list(ticks), labels, rotation=90 if max(len(str(s)) for s in labels) > 3 else 0, fontsize=7
+                )
                 ax.set_yticks(list(ticks), labels, fontsize=7)
                 for i in range(k):
                     for j in range(k):
                         if cm[i, j]:
-                            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=6,
-                                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+                            ax.text(
+                                j,
+                                i,
+                                str(int(cm[i, j])),
+                                ha="center",
+                                va="center",
+                                fontsize=6,
+                                color="white" if cm[i, j] > cm.max() / 2 else "black",
+                            )
         _save(plt, fig, out / "confusion_matrices.png", f"{data.name}: confusion matrices (test split)")
-        made.append(("confusion_matrices.png", "Confusion matrices on the test split (rows: true class, columns: predicted)."))
+        made.append(
+            ("confusion_matrices.png", "Confusion matrices on the test split (rows: true class, columns: predicted).")
+        )
     return made
 
 
@@ -243,8 +271,14 @@ def _fmt(v: float, digits: int = 4) -> str:
     return "nan" if math.isnan(v) else f"{v:.{digits}f}"
 
 
-def _html(data: Prepared, payload: dict[str, Any], plots: list[tuple[str, str]], out: Path,
-          runs: dict[str, TrainResult], win: dict[str, str]) -> str:
+def _html(
+    data: Prepared,
+    payload: dict[str, Any],
+    plots: list[tuple[str, str]],
+    out: Path,
+    runs: dict[str, TrainResult],
+    win: dict[str, list[str]],
+) -> str:
     metrics = metric_names(data.task)
     head = "".join(f"<th>{html.escape(m)}</th>" for m in metrics)
     rows = []
@@ -252,24 +286,24 @@ def _html(data: Prepared, payload: dict[str, Any], plots: list[tuple[str, str]],
         cells = []
         for m in metrics:
             star = r["loss"] in win.get(m, [])
-            cells.append(f"<td class=\"{'win' if star else ''}\">{_fmt(r['metrics'][m])}{' ★' if star else ''}</td>")
+            cells.append(f'<td class="{"win" if star else ""}">{_fmt(r["metrics"][m])}{" ★" if star else ""}</td>')
         flag = runs[r["loss"]].overfitting
         rows.append(
-            f"<tr><th scope=\"row\">{html.escape(r['loss'])}</th>{''.join(cells)}<td>{r['best_epoch']}</td>"
+            f'<tr><th scope="row">{html.escape(r["loss"])}</th>{"".join(cells)}<td>{r["best_epoch"]}</td>'
             f"<td>{html.escape(flag) if flag else 'no'}</td></tr>"
         )
     figures = []
     for file, caption in plots:
         encoded = base64.b64encode((out / file).read_bytes()).decode("ascii")
         figures.append(
-            f"<figure><img src=\"data:image/png;base64,{encoded}\" alt=\"{html.escape(caption)}\">"
+            f'<figure><img src="data:image/png;base64,{encoded}" alt="{html.escape(caption)}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in data.notes)
     direction = " ".join(f"{m} {'↑' if HIGHER_IS_BETTER[m] else '↓'}" for m in metrics)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<title>losskit compare: {html.escape(payload['dataset'])}</title>
+<title>losskit compare: {html.escape(payload["dataset"])}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
 table {{ border-collapse: collapse; margin: 1em 0; }}
@@ -279,24 +313,25 @@ td.win {{ background: #e3f4e1; font-weight: bold; }}
 .rec {{ background: #f3f6fb; border-left: 4px solid #3b6fb6; padding: 0.6em 1em; }}
 figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }}
 </style></head><body>
-<h1>losskit compare: {html.escape(payload['dataset'])}</h1>
-<p>Task <b>{html.escape(payload['task'])}</b>; {payload['n_train']} / {payload['n_val']} / {payload['n_test']}
+<h1>losskit compare: {html.escape(payload["dataset"])}</h1>
+<p>Task <b>{html.escape(payload["task"])}</b>; {payload["n_train"]} / {payload["n_val"]} / {payload["n_test"]}
 rows for training / validation / test. Metrics on the test split ({html.escape(direction)}); ★ marks the best value.</p>
-<p class="rec" id="recommendation">{html.escape(payload['recommendation'])}</p>
+<p class="rec" id="recommendation">{html.escape(payload["recommendation"])}</p>
 <table id="results"><thead><tr><th>loss</th>{head}<th>best epoch</th><th>overfitting</th></tr></thead>
-<tbody>{''.join(rows)}</tbody></table>
+<tbody>{"".join(rows)}</tbody></table>
 <h2>Data</h2><ul>{notes}</ul>
 <h2>Plots</h2>
-{''.join(figures)}
+{"".join(figures)}
 <p><small>Made by losskit compare. The numbers are in metrics.json beside this page.</small></p>
 </body></html>
 """
 
 
-def write_report(out: Path, data: Prepared, evaluations: dict[str, Evaluation], runs: dict[str, TrainResult],
-                 text: str) -> dict[str, Any]:
+def write_report(
+    out: Path, data: Prepared, evaluations: dict[str, Evaluation], runs: dict[str, TrainResult], text: str
+) -> dict[str, Any]:
     """Write ``metrics.json``, the plots and ``report.html`` into ``out`` (an empty folder)."""
-    payload = {
+    payload: dict[str, Any] = {
         "task": data.task.value,
         "dataset": data.name,
         "n_train": len(data.y_train),
@@ -315,13 +350,22 @@ def write_report(out: Path, data: Prepared, evaluations: dict[str, Evaluation], 
     }
     (out / "metrics.json").write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
     plots = _plots(out, data, evaluations, runs)
-    shown = {**payload, "results": [{**r, "metrics": {k: (float("nan") if v is None else v) for k, v in r["metrics"].items()}} for r in payload["results"]]}
-    (out / "report.html").write_text(_html(data, shown, plots, out, runs, winners(data.task, evaluations)), encoding="utf-8")
+    shown = {
+        **payload,
+        "results": [
+            {**r, "metrics": {k: (float("nan") if v is None else v) for k, v in r["metrics"].items()}}
+            for r in payload["results"]
+        ],
+    }
+    (out / "report.html").write_text(
+        _html(data, shown, plots, out, runs, winners(data.task, evaluations)), encoding="utf-8"
+    )
     return payload
 
 
-def print_summary(console: Any, data: Prepared, evaluations: dict[str, Evaluation], runs: dict[str, TrainResult],
-                  text: str) -> None:
+def print_summary(
+    console: Any, data: Prepared, evaluations: dict[str, Evaluation], runs: dict[str, TrainResult], text: str
+) -> None:
     """The terminal table: one row per candidate, the best value of each metric starred."""
     from rich import box
     from rich.markup import escape
@@ -330,8 +374,11 @@ def print_summary(console: Any, data: Prepared, evaluations: dict[str, Evaluatio
     metrics = metric_names(data.task)
     win = winners(data.task, evaluations)
     table = RichTable(
-        title=f"{escape(data.name)} ({data.task.value}): test metrics, * = best", title_justify="left",
-        box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1),
+        title=f"{escape(data.name)} ({data.task.value}): test metrics, * = best",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1),
     )
     table.add_column("loss", no_wrap=True)
     for m in metrics:
@@ -343,7 +390,10 @@ def print_summary(console: Any, data: Prepared, evaluations: dict[str, Evaluatio
         cells = [f"[bold green]{c}[/]" if c.endswith("*") else c for c in cells]
         table.add_row(name, *cells, str(runs[name].best_epoch), "yes" if runs[name].overfitting else "no")
     console.print(table)
-    console.print("winner per metric: " + "; ".join(
-        f"{m}: {' = '.join(n) if len(n) < len(evaluations) or len(n) == 1 else 'tie (all)'}" for m, n in win.items()
-    ))
+    console.print(
+        "winner per metric: "
+        + "; ".join(
+            f"{m}: {' = '.join(n) if len(n) < len(evaluations) or len(n) == 1 else 'tie (all)'}" for m, n in win.items()
+        )
+    )
     console.print(f"[bold]recommendation[/]: {escape(text)}")

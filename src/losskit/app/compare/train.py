@@ -107,7 +107,11 @@ def train_candidate(
             result.best_epoch = epoch
             result.state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
         if bar is not None:
-            progress.update(bar, advance=1, losses=f"train {result.train_loss[-1]:.4f}  val {val:.4f}  best epoch {result.best_epoch}")
+            progress.update(
+                bar,
+                advance=1,
+                losses=f"train {result.train_loss[-1]:.4f}  val {val:.4f}  best epoch {result.best_epoch}",
+            )
         if not math.isfinite(val) and not math.isfinite(result.train_loss[-1]):
             break
         if epoch - result.best_epoch >= PATIENCE:

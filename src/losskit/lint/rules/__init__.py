@@ -17,9 +17,17 @@ from losskit.lint.rules.lk113_log_of_softmax import LogOfSoftmax
 
 RULES: list[Rule] = sorted(
     [
-        SoftmaxBeforeCrossEntropy(), SigmoidBeforeBCEWithLogits(), BCEOnSigmoid(), SoftmaxBeforeNLL(),
-        OneHotTargets(), FloatClassTargets(), RegressionOnOneHot(), DeprecatedReduction(), MissingZeroGrad(),
-        LossAccumulated(), LogOfSoftmax(),
+        SoftmaxBeforeCrossEntropy(),
+        SigmoidBeforeBCEWithLogits(),
+        BCEOnSigmoid(),
+        SoftmaxBeforeNLL(),
+        OneHotTargets(),
+        FloatClassTargets(),
+        RegressionOnOneHot(),
+        DeprecatedReduction(),
+        MissingZeroGrad(),
+        LossAccumulated(),
+        LogOfSoftmax(),
     ],
     key=lambda r: r.code,
 )

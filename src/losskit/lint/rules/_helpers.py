@@ -61,5 +61,11 @@ def activation_fed_to_loss(ctx: Context, code: str, loss_name: str, activation: 
         if lc.name != loss_name or lc.input is None or activation not in ctx.kinds(lc.input, scope):
             continue
         inner = activation_input(ctx, lc.input)
-        fix = ctx.fix_for(lc.input, lambda node, inner=inner: inner, unsafe=True) if inner is not None else None
+        fix = None
+        if inner is not None:
+
+            def unwrap(node: cst.CSTNode, inner: cst.BaseExpression = inner) -> cst.CSTNode:
+                return inner
+
+            fix = ctx.fix_for(lc.input, unwrap, unsafe=True)
         yield ctx.finding(code, lc.input, message, fix)

@@ -14,7 +14,10 @@ class SoftmaxBeforeCrossEntropy(Rule):
 
     def check(self, ctx: Context) -> Iterable[Finding]:
         return activation_fed_to_loss(
-            ctx, self.code, "cross_entropy", "softmax",
+            ctx,
+            self.code,
+            "cross_entropy",
+            "softmax",
             "softmax output passed to cross-entropy, which applies log_softmax itself (a double softmax: "
             "small gradients, slow training); pass the raw logits and keep softmax for predictions",
         )

@@ -14,7 +14,10 @@ class SigmoidBeforeBCEWithLogits(Rule):
 
     def check(self, ctx: Context) -> Iterable[Finding]:
         return activation_fed_to_loss(
-            ctx, self.code, "binary_cross_entropy_with_logits", "sigmoid",
+            ctx,
+            self.code,
+            "binary_cross_entropy_with_logits",
+            "sigmoid",
             "sigmoid output passed to binary_cross_entropy_with_logits, which applies the sigmoid itself; "
             "pass the raw logits",
         )

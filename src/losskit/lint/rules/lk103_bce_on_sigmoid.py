@@ -22,19 +22,22 @@ class BCEOnSigmoid(Rule):
                 continue
             fix = None
             logits = activation_input(ctx, lc.input)
-            if logits is None and dotted(lc.input) is not None:  # p = torch.sigmoid(z) ... bce(p, y)
-                value = ctx.resolve(dotted(lc.input), scope, ctx.pos(lc.call)[0])
+            name = dotted(lc.input)
+            if logits is None and name is not None:  # p = torch.sigmoid(z) ... bce(p, y)
+                value = ctx.resolve(name, scope, ctx.pos(lc.call)[0])
                 candidate = activation_input(ctx, value) if value is not None else None
                 logits = candidate if isinstance(candidate, cst.Name) else None
             functional = isinstance(lc.call.func, cst.Attribute) and lc.call.func.attr.value == "binary_cross_entropy"
             if logits is not None and functional:
+
                 def replace(call: cst.CSTNode, logits: cst.BaseExpression = logits) -> cst.CSTNode:
                     assert isinstance(call, cst.Call)
                     return replace_arg(rename_attr(call, "binary_cross_entropy_with_logits"), 0, "input", logits)
 
                 fix = ctx.fix_for(lc.call, replace)
             yield ctx.finding(
-                self.code, lc.call,
+                self.code,
+                lc.call,
                 "binary_cross_entropy on sigmoid output is numerically unstable (log(0) is clamped at -100); "
                 "use binary_cross_entropy_with_logits (BCEWithLogitsLoss) on the pre-sigmoid logits",
                 fix,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 import libcst as cst
 
@@ -21,11 +22,16 @@ class SoftmaxBeforeNLL(Rule):
             if "softmax" in ctx.kinds(lc.input, scope):
                 fix = None
                 expr = lc.input
-                if (isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value == "softmax"
-                        and ctx.resolve_anywhere(f"{dotted(expr.func)}") is None):
-                    fix = ctx.fix_for(expr, lambda node: rename_attr(node, "log_softmax"), unsafe=True)
+                if (
+                    isinstance(expr, cst.Call)
+                    and isinstance(expr.func, cst.Attribute)
+                    and expr.func.attr.value == "softmax"
+                    and ctx.resolve_anywhere(f"{dotted(expr.func)}") is None
+                ):
+                    fix = ctx.fix_for(expr, lambda node: rename_attr(cast(cst.Call, node), "log_softmax"), unsafe=True)
                 yield ctx.finding(
-                    self.code, lc.input,
+                    self.code,
+                    lc.input,
                     "softmax output passed to nll_loss, which expects log-probabilities; use log_softmax "
                     "(or cross_entropy on the logits)",
                     fix,

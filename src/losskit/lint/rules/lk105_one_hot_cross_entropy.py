@@ -17,7 +17,8 @@ class OneHotTargets(Rule):
                 continue
             if "one_hot" in ctx.kinds(lc.target, scope):
                 yield ctx.finding(
-                    self.code, lc.target,
+                    self.code,
+                    lc.target,
                     f"one_hot(...) targets passed to {lc.name}; pass the class indices (int64) instead -- cheaper, "
                     "and ignore_index and class weights work",
                 )

@@ -41,10 +41,14 @@ class FloatClassTargets(Rule):
             name = (dotted(receiver) or "").lower()
             if any(word in name for word in _SOFT_NAMES):
                 continue
-            inline = isinstance(t, cst.Call) and isinstance(t.func, cst.Attribute) and t.func.attr.value in (
-                "float", "double", "half", "bfloat16", "to", "type")
+            inline = (
+                isinstance(t, cst.Call)
+                and isinstance(t.func, cst.Attribute)
+                and t.func.attr.value in ("float", "double", "half", "bfloat16", "to", "type")
+            )
             yield ctx.finding(
-                self.code, lc.target,
+                self.code,
+                lc.target,
                 f"class-index targets cast to float for {lc.name}; class indices must be int64: use .long()",
                 ctx.fix_for(t, _to_long) if inline else None,
             )

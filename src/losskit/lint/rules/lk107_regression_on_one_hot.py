@@ -17,7 +17,8 @@ class RegressionOnOneHot(Rule):
                 continue
             if "one_hot" in ctx.kinds(lc.target, scope):
                 yield ctx.finding(
-                    self.code, lc.target,
+                    self.code,
+                    lc.target,
                     f"{lc.name} on one-hot class targets treats classification as regression (slow, uncalibrated); "
                     "use cross_entropy on the logits with the class indices",
                 )

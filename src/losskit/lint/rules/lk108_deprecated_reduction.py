@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 import libcst as cst
 
@@ -40,23 +41,34 @@ class DeprecatedReduction(Rule):
                 continue
             values = {k: _literal(keywords[k].value) for k in legacy}
             fixable = "reduction" not in keywords and all(v != "?" for v in values.values())
-            target = reduction_for(values.get("size_average"), values.get("reduce")) if fixable else None
+            target = reduction_for(values.get("size_average"), values.get("reduce")) if fixable else None  # type: ignore[arg-type]
             fix = None
             if fixable:
-                def replace(node: cst.CSTNode, target: str = target) -> cst.CSTNode:
+
+                def replace(node: cst.CSTNode, target: str | None = target) -> cst.CSTNode:
                     assert isinstance(node, cst.Call)
-                    kept = [a for a in node.args if not (a.keyword is not None and a.keyword.value in ("size_average", "reduce"))]
+                    kept = [
+                        a
+                        for a in node.args
+                        if not (a.keyword is not None and a.keyword.value in ("size_average", "reduce"))
+                    ]
                     last_comma = node.args[-1].comma
                     if kept and isinstance(kept[-1].comma, cst.MaybeSentinel):
                         kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
                     new = cst.Arg(
-                        value=cst.SimpleString(f'"{target}"'), keyword=cst.Name("reduction"),
-                        equal=cst.AssignEqual(whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")),
+                        value=cst.SimpleString(f'"{target}"'),
+                        keyword=cst.Name("reduction"),
+                        equal=cst.AssignEqual(
+                            whitespace_before=cst.SimpleWhitespace(""), whitespace_after=cst.SimpleWhitespace("")
+                        ),
                         comma=last_comma,
                     )
                     return node.with_changes(args=[*kept, new])
 
                 fix = ctx.fix_for(call, replace)
-            shown = ", ".join(f"{k}={keywords[k].value.value if isinstance(keywords[k].value, cst.Name) else '...'}" for k in legacy)
-            advice = f'use reduction="{target}"' if target else "use reduction= (\"mean\", \"sum\" or \"none\")"
+            shown = ", ".join(
+                f"{k}={cast(cst.Name, keywords[k].value).value if isinstance(keywords[k].value, cst.Name) else '...'}"
+                for k in legacy
+            )
+            advice = f'use reduction="{target}"' if target else 'use reduction= ("mean", "sum" or "none")'
             yield ctx.finding(self.code, call, f"deprecated {shown}; {advice}", fix)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, cast
 
 import libcst as cst
 
@@ -32,7 +33,9 @@ class _Body(cst.CSTVisitor):
 
     def visit_Call(self, node: cst.Call) -> None:
         func = node.func
-        name = func.attr.value if isinstance(func, cst.Attribute) else (func.value if isinstance(func, cst.Name) else "")
+        name = (
+            func.attr.value if isinstance(func, cst.Attribute) else (func.value if isinstance(func, cst.Name) else "")
+        )
         if name == "backward":
             self.backward.append(node)
         elif name == "step" and isinstance(func, cst.Attribute):
@@ -55,7 +58,7 @@ class _Body(cst.CSTVisitor):
 
 def _scan(loop: cst.CSTNode) -> _Body:
     body = _Body()
-    loop.body.visit(body)
+    cast(Any, loop).body.visit(body)  # a For or While node
     return body
 
 
@@ -70,11 +73,14 @@ class MissingZeroGrad(Rule):
             if not (scan.backward and scan.step) or scan.zero:
                 continue
             # report the innermost loop only
-            if any(id(inner) in scans and scans[id(inner)].backward and scans[id(inner)].step and not scans[id(inner)].zero
-                   for inner in scan.loops):
+            if any(
+                id(inner) in scans and scans[id(inner)].backward and scans[id(inner)].step and not scans[id(inner)].zero
+                for inner in scan.loops
+            ):
                 continue
             yield ctx.finding(
-                self.code, scan.backward[0],
+                self.code,
+                scan.backward[0],
                 "backward() and optimizer.step() run in this loop but zero_grad() is never called in it: gradients "
                 "accumulate across steps; call optimizer.zero_grad() each iteration (accumulation on purpose puts "
                 "zero_grad under a condition in the loop)",

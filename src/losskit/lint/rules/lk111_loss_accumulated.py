@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import libcst as cst
 
@@ -25,7 +26,7 @@ class LossAccumulated(Rule):
                 key = dotted(call.func.value)
                 if key:
                     backward_on.setdefault(scope, set()).add(key)
-        loop_ranges = {}
+        loop_ranges: dict[Any, Any] = {}
         for loop, scope in ctx.loops:
             r = ctx.positions[loop]
             loop_ranges.setdefault(scope, []).append((r.start.line, r.end.line))
@@ -45,10 +46,13 @@ class LossAccumulated(Rule):
             is_loss = ctx.loss_call(value) is not None if isinstance(value, cst.Call) else False
             if isinstance(value, cst.Name):
                 bound = ctx.resolve(value.value, scope, line)
-                is_loss = (isinstance(bound, cst.Call) and ctx.loss_call(bound) is not None) or value.value in backward_on.get(scope, set())
+                is_loss = (
+                    isinstance(bound, cst.Call) and ctx.loss_call(bound) is not None
+                ) or value.value in backward_on.get(scope, set())
             if is_loss:
                 yield ctx.finding(
-                    self.code, node,
+                    self.code,
+                    node,
                     f"loss tensor added to the running total {total!r} keeps every step's autograd graph alive "
                     "(memory grows each step); add loss.item() (or loss.detach())",
                     ctx.fix_for(node, _append_item),

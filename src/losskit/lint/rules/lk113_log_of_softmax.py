@@ -26,6 +26,14 @@ class LogOfSoftmax(Rule):
                 continue
             kinds = ctx.kinds(inner, scope)
             if "softmax" in kinds:
-                yield ctx.finding(self.code, call, "log(softmax(x)) underflows to -inf for small probabilities; use log_softmax(x) (or cross_entropy on the logits)")
+                yield ctx.finding(
+                    self.code,
+                    call,
+                    "log(softmax(x)) underflows to -inf for small probabilities; use log_softmax(x) (or cross_entropy on the logits)",
+                )
             elif "sigmoid" in kinds:
-                yield ctx.finding(self.code, call, "log(sigmoid(x)) underflows to -inf for negative x; use F.logsigmoid(x) (or binary_cross_entropy_with_logits)")
+                yield ctx.finding(
+                    self.code,
+                    call,
+                    "log(sigmoid(x)) underflows to -inf for negative x; use F.logsigmoid(x) (or binary_cross_entropy_with_logits)",
+                )
