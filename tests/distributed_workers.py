@@ -96,7 +96,9 @@ def case_vocab_parallel_linear_cross_entropy(rank: int, world: int) -> None:
                 h_our = h.clone().requires_grad_(True)
                 W_our = W[lo:hi].clone().requires_grad_(True)
                 b_our = b[lo:hi].clone().requires_grad_(True) if bias else None
-                ours = vocab_parallel_linear_cross_entropy(h_our, W_our, target, local_bias=b_our, weight=w, chunk_size=5, **kw)
+                ours = vocab_parallel_linear_cross_entropy(
+                    h_our, W_our, target, local_bias=b_our, weight=w, chunk_size=5, **kw
+                )
                 tag = f"{name} {reduction} bias={bias}"
                 torch.testing.assert_close(ours, ref.detach(), msg=f"{tag} value")
                 ours.backward(up)
@@ -159,7 +161,14 @@ def case_vocab_parallel_z_loss_and_softcap(rank: int, world: int) -> None:
             ref.backward(up)
             h_our, W_our = h.clone().requires_grad_(True), W[lo:hi].clone().requires_grad_(True)
             ours = vocab_parallel_linear_cross_entropy(
-                h_our, W_our, target, weight=w, reduction=reduction, label_smoothing=ls, z_loss=z, softcap=cap,
+                h_our,
+                W_our,
+                target,
+                weight=w,
+                reduction=reduction,
+                label_smoothing=ls,
+                z_loss=z,
+                softcap=cap,
                 chunk_size=4,
             )
             torch.testing.assert_close(ours, ref.detach(), msg=f"{name} {reduction} fused value")
@@ -188,39 +197,61 @@ def case_mismatches_raise_on_every_rank(rank: int, world: int) -> None:
     if rank == 1:
         _expect_error(lambda: vocab_parallel_cross_entropy(local, bad), "(rank 1)", "target has shape (22,)")
     else:
-        _expect_error(lambda: vocab_parallel_cross_entropy(local, bad), "rank(s) [1] passed inputs that failed the local checks")
+        _expect_error(
+            lambda: vocab_parallel_cross_entropy(local, bad), "rank(s) [1] passed inputs that failed the local checks"
+        )
     # different targets on different ranks
     other = target.clone()
     if rank == world - 1:
         other[0] = (other[0] + 1) % V
     _expect_error(lambda: vocab_parallel_cross_entropy(local, other), "target differs between ranks")
     # different reductions
-    _expect_error(lambda: vocab_parallel_cross_entropy(local, target, reduction="sum" if rank == 0 else "mean"), "reduction differs between ranks")
-    _expect_error(lambda: vocab_parallel_cross_entropy(local, target, z_loss=1e-4 if rank == 0 else 0.0), "z_loss differs between ranks, got [0.0001, 0.0")
-    _expect_error(lambda: vocab_parallel_cross_entropy(local, target, softcap=-1.0), "softcap must be None or a positive number")
+    _expect_error(
+        lambda: vocab_parallel_cross_entropy(local, target, reduction="sum" if rank == 0 else "mean"),
+        "reduction differs between ranks",
+    )
+    _expect_error(
+        lambda: vocab_parallel_cross_entropy(local, target, z_loss=1e-4 if rank == 0 else 0.0),
+        "z_loss differs between ranks, got [0.0001, 0.0",
+    )
+    _expect_error(
+        lambda: vocab_parallel_cross_entropy(local, target, softcap=-1.0), "softcap must be None or a positive number"
+    )
     # an id beyond the last shard
     high = target.clone()
     high[3] = V + 4
     _expect_error(lambda: vocab_parallel_cross_entropy(local, high), f"class id {V + 4} out of range", f"[0, {V - 1}]")
     # a local check failing on one rank only (float targets on rank 0): every rank stops
     if rank == 0:
-        _expect_error(lambda: vocab_parallel_cross_entropy(local, target.float()), "(rank 0)", "expected int64 global class ids")
+        _expect_error(
+            lambda: vocab_parallel_cross_entropy(local, target.float()), "(rank 0)", "expected int64 global class ids"
+        )
     else:
-        _expect_error(lambda: vocab_parallel_cross_entropy(local, target), "rank(s) [0] passed inputs that failed the local checks")
+        _expect_error(
+            lambda: vocab_parallel_cross_entropy(local, target),
+            "rank(s) [0] passed inputs that failed the local checks",
+        )
     # a bad option on one rank only
     _expect_error(
         lambda: vocab_parallel_cross_entropy(local, target, label_smoothing=1.5 if rank == world - 1 else 0.0),
         "label_smoothing" if rank == world - 1 else "failed the local checks",
     )
     # class weights: wrong length everywhere, or different lengths on different ranks
-    _expect_error(lambda: vocab_parallel_cross_entropy(local, target, weight=torch.ones(V - 1, dtype=torch.float64)),
-                  f"weight has length {V - 1} on every rank", f"({V},)")
-    _expect_error(lambda: vocab_parallel_cross_entropy(local, target, weight=torch.ones(V + rank, dtype=torch.float64)),
-                  "the length of weight (-1: none) differs between ranks")
+    _expect_error(
+        lambda: vocab_parallel_cross_entropy(local, target, weight=torch.ones(V - 1, dtype=torch.float64)),
+        f"weight has length {V - 1} on every rank",
+        f"({V},)",
+    )
+    _expect_error(
+        lambda: vocab_parallel_cross_entropy(local, target, weight=torch.ones(V + rank, dtype=torch.float64)),
+        "the length of weight (-1: none) differs between ranks",
+    )
     W = torch.randn(V, 3, dtype=torch.float64)
     h = torch.randn(23, 3, dtype=torch.float64)
-    _expect_error(lambda: vocab_parallel_linear_cross_entropy(h, W[lo:hi], target if rank else target[:5]),
-                  "(rank 0)" if rank == 0 else "rank(s) [0] passed inputs")
+    _expect_error(
+        lambda: vocab_parallel_linear_cross_entropy(h, W[lo:hi], target if rank else target[:5]),
+        "(rank 0)" if rank == 0 else "rank(s) [0] passed inputs",
+    )
     # the process group still works afterwards
     ok = vocab_parallel_cross_entropy(local, target)
     torch.testing.assert_close(ok, F.cross_entropy(full, target))

@@ -117,7 +117,9 @@ def test_no_private_name_is_borrowed_from_another_package():
         for target, names in _all_imports(path):
             if not target.startswith("losskit"):
                 continue
-            target_package = target if (SRC.parent / target.replace(".", "/") / "__init__.py").exists() else target.rsplit(".", 1)[0]
+            target_package = (
+                target if (SRC.parent / target.replace(".", "/") / "__init__.py").exists() else target.rsplit(".", 1)[0]
+            )
             private = [n for n in names if n.startswith("_") and not n.startswith("__")]
             if private and target_package != package:
                 wrong.append(f"{name} imports {private} from {target}")

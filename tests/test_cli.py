@@ -31,7 +31,13 @@ def test_demo_learns_digits():
     assert results[-1].train_loss < results[0].train_loss
 
 
-@pytest.mark.parametrize("argv,message", [(["demo", "--epochs", "0"], "expected a positive integer, got 0"), (["demo", "--lr", "x"], "expected a positive number, got 'x'")])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["demo", "--epochs", "0"], "expected a positive integer, got 0"),
+        (["demo", "--lr", "x"], "expected a positive number, got 'x'"),
+    ],
+)
 def test_bad_arguments_exit_2_with_a_message(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)

@@ -60,9 +60,18 @@ def _check_pngs(out: Path, expected: set[str]) -> None:
 @pytest.mark.parametrize(
     "dataset,task,losses,pngs",
     [
-        ("digits", "multiclass", ["cross_entropy", "cross_entropy+label_smoothing", "cross_entropy+class_weights", "focal"],
-         {"curves.png", "reliability.png", "confusion_matrices.png"}),
-        ("breast_cancer", "binary", ["bce_with_logits", "bce_with_logits+pos_weight", "focal"], {"curves.png", "reliability.png"}),
+        (
+            "digits",
+            "multiclass",
+            ["cross_entropy", "cross_entropy+label_smoothing", "cross_entropy+class_weights", "focal"],
+            {"curves.png", "reliability.png", "confusion_matrices.png"},
+        ),
+        (
+            "breast_cancer",
+            "binary",
+            ["bce_with_logits", "bce_with_logits+pos_weight", "focal"],
+            {"curves.png", "reliability.png"},
+        ),
         ("diabetes", "regression", ["mse", "l1", "huber", "smooth_l1"], {"curves.png", "predicted_vs_true.png"}),
         ("linnerud", "regression", ["mse", "l1", "huber", "smooth_l1"], {"curves.png", "predicted_vs_true.png"}),
     ],
@@ -76,7 +85,7 @@ def test_compare_bundled_datasets(dataset, task, losses, pngs, tmp_path, capsys)
     assert payload["dataset"] == dataset
     _check_pngs(out, pngs)
     html = (out / "report.html").read_text()
-    assert html.count("<img src=\"data:image/png;base64,") == len(pngs)
+    assert html.count('<img src="data:image/png;base64,') == len(pngs)
     for name in losses:
         assert name in printed and name in html
     assert "winner per metric" in printed and f"report: {out / 'report.html'}" in printed
@@ -157,16 +166,51 @@ def _write(tmp_path: Path, name: str, text: str) -> str:
         (lambda t: ["nope.csv", "--target", "y"], "'nope.csv' does not exist"),
         (lambda t: [str(t)], "is a folder"),
         (lambda t: [_write_bytes(t, "bin.csv", bytes(range(256)) * 8), "--target", "y"], "could not read"),
-        (lambda t: [_write(t, "d.csv", "x,y\n" + "1,0\n" * 30), "--target", "Y"], "target column(s) ['Y'] not found in"),
+        (
+            lambda t: [_write(t, "d.csv", "x,y\n" + "1,0\n" * 30), "--target", "Y"],
+            "target column(s) ['Y'] not found in",
+        ),
         (lambda t: [_write(t, "d.csv", "x,y\n" + "1,0\n" * 30)], "no target column given"),
-        (lambda t: ["--dataset", "mnist"], "dataset is 'mnist'; expected one of digits, iris, wine, breast_cancer, diabetes, linnerud"),
-        (lambda t: [_write(t, "one.csv", "x,y\n" + "".join(f"{i},cat\n" for i in range(30))), "--target", "y"], "the target has one class only ('cat' in every row)"),
-        (lambda t: [_write(t, "nofeat.csv", "x,y\n" + "".join(f",{i % 2}\n" for i in range(30))), "--target", "y"], "no usable feature column"),
-        (lambda t: [_write(t, "small.csv", "x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(12))), "--target", "y"], "12 labelled rows; expected at least 20"),
-        (lambda t: [_write(t, "rare.csv", "x,y\n" + "".join(f"{i},{'a' if i < 28 else 'b'}\n" for i in range(30))), "--target", "y"], "class(es) 'b' (2) have fewer than 3 rows"),
-        (lambda t: ["--dataset", "iris", "--losses", "mse"], "unknown for a multiclass task: mse; expected a comma-separated list from: cross_entropy"),
-        (lambda t: ["--dataset", "iris", "--device", "cuda"] if not torch.cuda.is_available() else ["--dataset", "iris", "--device", "nonsense"], "--device"),
-        (lambda t: ["--dataset", "iris", "--task", "binary"], "--task binary, but the target has 3 classes; expected 2"),
+        (
+            lambda t: ["--dataset", "mnist"],
+            "dataset is 'mnist'; expected one of digits, iris, wine, breast_cancer, diabetes, linnerud",
+        ),
+        (
+            lambda t: [_write(t, "one.csv", "x,y\n" + "".join(f"{i},cat\n" for i in range(30))), "--target", "y"],
+            "the target has one class only ('cat' in every row)",
+        ),
+        (
+            lambda t: [_write(t, "nofeat.csv", "x,y\n" + "".join(f",{i % 2}\n" for i in range(30))), "--target", "y"],
+            "no usable feature column",
+        ),
+        (
+            lambda t: [_write(t, "small.csv", "x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(12))), "--target", "y"],
+            "12 labelled rows; expected at least 20",
+        ),
+        (
+            lambda t: [
+                _write(t, "rare.csv", "x,y\n" + "".join(f"{i},{'a' if i < 28 else 'b'}\n" for i in range(30))),
+                "--target",
+                "y",
+            ],
+            "class(es) 'b' (2) have fewer than 3 rows",
+        ),
+        (
+            lambda t: ["--dataset", "iris", "--losses", "mse"],
+            "unknown for a multiclass task: mse; expected a comma-separated list from: cross_entropy",
+        ),
+        (
+            lambda t: (
+                ["--dataset", "iris", "--device", "cuda"]
+                if not torch.cuda.is_available()
+                else ["--dataset", "iris", "--device", "nonsense"]
+            ),
+            "--device",
+        ),
+        (
+            lambda t: ["--dataset", "iris", "--task", "binary"],
+            "--task binary, but the target has 3 classes; expected 2",
+        ),
     ],
 )
 def test_bad_input_one_line_exit_2(make_args, message, tmp_path, capsys):
@@ -184,7 +228,11 @@ def test_unwritable_out_exits_2(tmp_path, capsys):
     blocker.write_text("x")
     assert main(["compare", "--dataset", "iris", "--epochs", "1", "--out", str(blocker / "sub" / "report")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("losskit compare: ") and err.count("\n") == 1 and "is not a folder; expected a writable place" in err
+    assert (
+        err.startswith("losskit compare: ")
+        and err.count("\n") == 1
+        and "is not a folder; expected a writable place" in err
+    )
     assert blocker.read_text() == "x"
 
 
@@ -295,18 +343,32 @@ def _ev(**metrics):
 def test_recommendation_rules():
     base = dict(accuracy=0.9, precision=0.9, recall=0.9, auroc=0.95, log_loss=0.3)
     runs = {n: TrainResult(n, [1.0], [1.0], 1) for n in ("a", "b", "c")}
-    clear = {"a": _ev(f1=0.90, ece=0.01, **base), "b": _ev(f1=0.95, ece=0.10, **base), "c": _ev(f1=0.80, ece=0.02, **base)}
+    clear = {
+        "a": _ev(f1=0.90, ece=0.01, **base),
+        "b": _ev(f1=0.95, ece=0.10, **base),
+        "c": _ev(f1=0.80, ece=0.02, **base),
+    }
     assert recommendation(Task.multiclass, clear, runs).startswith("Pick b: best test macro F1 (0.95; next 0.9, a)")
-    tie = {"a": _ev(f1=0.951, ece=0.01, **base), "b": _ev(f1=0.953, ece=0.10, **base), "c": _ev(f1=0.80, ece=0.001, **base)}
+    tie = {
+        "a": _ev(f1=0.951, ece=0.01, **base),
+        "b": _ev(f1=0.953, ece=0.10, **base),
+        "c": _ev(f1=0.80, ece=0.001, **base),
+    }
     text = recommendation(Task.multiclass, tie, runs)
-    assert text.startswith("Pick a: its test macro F1 (0.951) is within 0.005 of the best (0.953), as is b; of those it is the best calibrated (ECE 0.01")
+    assert text.startswith(
+        "Pick a: its test macro F1 (0.951) is within 0.005 of the best (0.953), as is b; of those it is the best calibrated (ECE 0.01"
+    )
     runs["a"].overfitting = "validation loss rose"
     assert recommendation(Task.multiclass, tie, runs).startswith("Pick b:")  # the overfitting one loses the tie
     reg = {"a": _ev(mae=2.0, rmse=3.0, r2=0.5), "b": _ev(mae=1.5, rmse=3.001, r2=0.5)}
     runs = {n: TrainResult(n, [1.0], [1.0], 1) for n in reg}
-    assert recommendation(Task.regression, reg, runs).startswith("Pick b: its test RMSE (3.001) is within 0.005 of the best (3), as is a; of those it is the lowest MAE (1.5")
+    assert recommendation(Task.regression, reg, runs).startswith(
+        "Pick b: its test RMSE (3.001) is within 0.005 of the best (3), as is a; of those it is the lowest MAE (1.5"
+    )
     reg["a"].metrics["mae"] = 1.0
-    assert recommendation(Task.regression, reg, runs).startswith("Pick a: best test RMSE (3), with b within 0.005; of those it is the lowest MAE (1;")
+    assert recommendation(Task.regression, reg, runs).startswith(
+        "Pick a: best test RMSE (3), with b within 0.005; of those it is the lowest MAE (1;"
+    )
 
 
 # --------------------------------------------------------------------------- the page in a browser
@@ -329,14 +391,25 @@ def test_report_renders_in_headless_chromium(tmp_path, capsys):
     with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=_chromium(),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--disable-quic"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
         )
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto((out / "report.html").as_uri())
         page.wait_for_load_state("load")
-        images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight, i.getBoundingClientRect().width])")
-        rows = page.evaluate("Array.from(document.querySelectorAll('#results tbody tr')).map(r => r.querySelector('th').textContent)")
+        images = page.evaluate(
+            "Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.naturalHeight, i.getBoundingClientRect().width])"
+        )
+        rows = page.evaluate(
+            "Array.from(document.querySelectorAll('#results tbody tr')).map(r => r.querySelector('th').textContent)"
+        )
         visible = page.evaluate("document.querySelector('#results').getBoundingClientRect().height")
         browser.close()
     assert len(images) == 3  # curves, reliability, confusion matrices

@@ -29,7 +29,10 @@ def _run(world: int) -> dict[str, dict[int, str | None]]:
     ctx = mp.get_context("spawn")
     results = ctx.Queue()
     port = _free_port()
-    procs = [ctx.Process(target=workers.entry, args=(r, world, port, workers.CASES, results), daemon=True) for r in range(world)]
+    procs = [
+        ctx.Process(target=workers.entry, args=(r, world, port, workers.CASES, results), daemon=True)
+        for r in range(world)
+    ]
     for p in procs:
         p.start()
     outcome: dict[str, dict[int, str | None]] = {name: {} for name in workers.CASES}
@@ -52,7 +55,9 @@ def _run(world: int) -> dict[str, dict[int, str | None]]:
         p.kill()
     for name in workers.CASES:
         for r in range(world):
-            outcome[name].setdefault(r, "no result: the process died or hung" + (" (killed at the deadline)" if hung else ""))
+            outcome[name].setdefault(
+                r, "no result: the process died or hung" + (" (killed at the deadline)" if hung else "")
+            )
     return outcome
 
 
@@ -90,10 +95,13 @@ def test_single_process_helpers_and_normalizer_argument():
     assert float(count_targets([a, b], weight=w)) == 2.0 + 3.0 + 0.5 + 0.5
     assert float(global_normalizer([a, b])) == 4  # no process group: the local count
     logits = torch.randn(3, 3)
-    torch.testing.assert_close(LF.cross_entropy(logits, a, normalizer=10.0), LF.cross_entropy(logits, a, reduction="sum") / 10)
+    torch.testing.assert_close(
+        LF.cross_entropy(logits, a, normalizer=10.0), LF.cross_entropy(logits, a, reduction="sum") / 10
+    )
     h, W = torch.randn(3, 4), torch.randn(3, 4)
     torch.testing.assert_close(
-        LF.linear_cross_entropy(h, W, a, normalizer=torch.tensor(8.0)), LF.linear_cross_entropy(h, W, a, reduction="sum") / 8
+        LF.linear_cross_entropy(h, W, a, normalizer=torch.tensor(8.0)),
+        LF.linear_cross_entropy(h, W, a, reduction="sum") / 8,
     )
     # the modules take it too (keyword-only, after torch's (input, target))
     torch.testing.assert_close(
@@ -102,7 +110,8 @@ def test_single_process_helpers_and_normalizer_argument():
     )
     head = losskit.nn.LinearCrossEntropyLoss(4, 3)
     torch.testing.assert_close(
-        head(h, a, normalizer=2.0), LF.linear_cross_entropy(h, head.linear.weight, a, linear_bias=head.linear.bias, reduction="sum") / 2
+        head(h, a, normalizer=2.0),
+        LF.linear_cross_entropy(h, head.linear.weight, a, linear_bias=head.linear.bias, reduction="sum") / 2,
     )
     # an all-ignored micro-batch is fine under global normalization: it contributes 0, not NaN
     assert float(LF.cross_entropy(logits, torch.full((3,), -100), normalizer=5.0)) == 0.0
@@ -128,8 +137,19 @@ def test_tiny_lm_example_trains_under_torchrun():
     root = Path(__file__).resolve().parents[1]
     torchrun = Path(sys.executable).with_name("torchrun")
     out = subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", "--master_port", str(_free_port()), str(root / "examples" / "ddp_tiny_lm.py"), "--steps", "20"],
-        capture_output=True, text=True, timeout=240,
+        [
+            str(torchrun),
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            str(_free_port()),
+            str(root / "examples" / "ddp_tiny_lm.py"),
+            "--steps",
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     losses = [float(line.split("loss ")[1].split()[0]) for line in out.stdout.splitlines() if line.startswith("step")]

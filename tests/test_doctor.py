@@ -36,7 +36,9 @@ def test_a_correct_setup_passes_every_check():
     assert set(_statuses(report).values()) == {"pass"}, str(report)
     assert report.ok
     d = report.to_dict()
-    assert set(d) == {"checks"} and all(set(c) == {"name", "status", "measured", "expected", "advice"} for c in d["checks"])
+    assert set(d) == {"checks"} and all(
+        set(c) == {"name", "status", "measured", "expected", "advice"} for c in d["checks"]
+    )
     assert report["init_loss"].expected.startswith("ln 4 = 1.386")
 
 
@@ -71,7 +73,12 @@ def test_double_softmax_fails_final_layer_and_overfit():
     s = _statuses(report)
     assert s["final_layer"] == "fail" and "double softmax" in report["final_layer"].advice
     assert s["overfit_batch"] != "pass"
-    assert losskit.doctor(_mlp(d_out=10), losskit.nn.CrossEntropyLoss(), _batch(classes=10), steps=200)["overfit_batch"].status == "pass"
+    assert (
+        losskit.doctor(_mlp(d_out=10), losskit.nn.CrossEntropyLoss(), _batch(classes=10), steps=200)[
+            "overfit_batch"
+        ].status
+        == "pass"
+    )
     assert not report.ok
 
 
@@ -117,7 +124,11 @@ def test_wrong_label_dtype_fails_setup_and_labels():
     for loss in (losskit.nn.CrossEntropyLoss(), nn.CrossEntropyLoss()):  # torch's module gets losskit's guardrails
         report = losskit.doctor(_mlp(), loss, (x, y.float()), steps=5)
         s = _statuses(report)
-        assert s["setup"] == "fail" and "float class indices" in report["setup"].advice and "target.long()" in report["setup"].advice
+        assert (
+            s["setup"] == "fail"
+            and "float class indices" in report["setup"].advice
+            and "target.long()" in report["setup"].advice
+        )
         assert s["labels"] == "fail"
         assert s["init_loss"] == s["gradient_flow"] == s["overfit_batch"] == "skip"
 
@@ -151,7 +162,9 @@ def test_batch_mixing_reshape_fails_batch_independence():
     report = losskit.doctor(Mixing(), losskit.nn.CrossEntropyLoss(), _batch(), steps=5)
     check = report["batch_independence"]
     assert check.status == "fail" and "mixes the batch axis" in check.advice
-    assert losskit.doctor(_mlp(), losskit.nn.CrossEntropyLoss(), _batch(), steps=5)["batch_independence"].status == "pass"
+    assert (
+        losskit.doctor(_mlp(), losskit.nn.CrossEntropyLoss(), _batch(), steps=5)["batch_independence"].status == "pass"
+    )
 
 
 def test_batch_norm_in_training_mode_is_skipped_with_a_note():
@@ -240,7 +253,9 @@ def test_report_prints_as_a_table_and_bad_arguments():
 def test_doctor_demo_cli(capsys):
     assert main(["doctor", "--demo"]) == 0
     out = capsys.readouterr().out
-    assert "side by side" in out and "broken: Softmax head, float labels" in out and "fixed: logits, int64 labels" in out
+    assert (
+        "side by side" in out and "broken: Softmax head, float labels" in out and "fixed: logits, int64 labels" in out
+    )
     from losskit.app.doctor_demo import run_demo
 
     broken, fixed = run_demo().values()

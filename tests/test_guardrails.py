@@ -27,7 +27,10 @@ def test_error_classes():
 
 def test_class_index_out_of_range_names_value_and_range():
     x = torch.randn(4, 5)
-    with pytest.raises(LossInputError, match=r"cross_entropy: target has 1 class id\(s\) out of range \(e\.g\. 7.*expected ids in \[0, 4\]"):
+    with pytest.raises(
+        LossInputError,
+        match=r"cross_entropy: target has 1 class id\(s\) out of range \(e\.g\. 7.*expected ids in \[0, 4\]",
+    ):
         LF.cross_entropy(x, torch.tensor([0, 7, 1, 2]))
 
 
@@ -153,7 +156,10 @@ def test_bce_with_logits_multi_column_input_and_class_ids_suggest_cross_entropy(
 
 @pytest.mark.parametrize("fn", [LF.mse_loss, LF.l1_loss, LF.huber_loss, LF.smooth_l1_loss])
 def test_regression_shape_mismatch_suggests_squeeze(fn):
-    with pytest.raises(LossInputError, match=r"shapes differ, got input \(8, 1\) and target \(8,\).*broadcast them to \(8, 8\).*input\.squeeze\(-1\)"):
+    with pytest.raises(
+        LossInputError,
+        match=r"shapes differ, got input \(8, 1\) and target \(8,\).*broadcast them to \(8, 8\).*input\.squeeze\(-1\)",
+    ):
         fn(torch.randn(8, 1), torch.randn(8))
 
 

@@ -33,7 +33,16 @@ def test_recommend_bundled_datasets_json(name, capsys):
 def test_recommend_prints_balance_and_reasons(capsys):
     assert main(["recommend", "--dataset", "breast_cancer"]) == 0
     out = capsys.readouterr().out
-    for words in ["task", "binary", "class balance, largest / smallest = 1.68:1", "0 (malignant)", "212", "37.3%", "reasons", "no pos_weight"]:
+    for words in [
+        "task",
+        "binary",
+        "class balance, largest / smallest = 1.68:1",
+        "0 (malignant)",
+        "212",
+        "37.3%",
+        "reasons",
+        "no pos_weight",
+    ]:
         assert words in out, words
 
 
@@ -44,7 +53,9 @@ def test_recommend_defaults_to_digits(capsys):
 
 def test_recommend_csv_with_string_labels_and_missing_targets(tmp_path, capsys):
     path = tmp_path / "churn.csv"
-    rows = ["tenure,plan,churn"] + [f"{i},{'basic' if i % 2 else 'pro'},{'yes' if i % 5 == 0 else 'no'}" for i in range(100)]
+    rows = ["tenure,plan,churn"] + [
+        f"{i},{'basic' if i % 2 else 'pro'},{'yes' if i % 5 == 0 else 'no'}" for i in range(100)
+    ]
     rows.append("7,basic,")  # a missing target
     path.write_text("\n".join(rows) + "\n")
     before = path.read_bytes()

@@ -46,16 +46,25 @@ def test_options_are_real_arguments(name):
 def _sample(kind: str, g: torch.Generator):
     """A legitimate (input, target) of the kind the loss expects, float64."""
     if kind == "values":
-        return [torch.randn(6, 3, generator=g, dtype=torch.float64), torch.randn(6, 3, generator=g, dtype=torch.float64)]
+        return [
+            torch.randn(6, 3, generator=g, dtype=torch.float64),
+            torch.randn(6, 3, generator=g, dtype=torch.float64),
+        ]
     if kind == "probs":
         x = torch.rand(6, 3, generator=g, dtype=torch.float64) * 0.9 + 0.05
         return [x, torch.randint(0, 2, (6, 3), generator=g).double()]
     if kind == "binary_logits":
-        return [torch.randn(40, 3, generator=g, dtype=torch.float64) * 3, torch.randint(0, 2, (40, 3), generator=g).double()]
+        return [
+            torch.randn(40, 3, generator=g, dtype=torch.float64) * 3,
+            torch.randint(0, 2, (40, 3), generator=g).double(),
+        ]
     if kind == "logits":
         return [torch.randn(6, 5, generator=g, dtype=torch.float64) * 3, torch.randint(0, 5, (6,), generator=g)]
     if kind == "log_probs":
-        return [torch.log_softmax(torch.randn(6, 5, generator=g, dtype=torch.float64) * 3, 1), torch.randint(0, 5, (6,), generator=g)]
+        return [
+            torch.log_softmax(torch.randn(6, 5, generator=g, dtype=torch.float64) * 3, 1),
+            torch.randint(0, 5, (6,), generator=g),
+        ]
     if kind == "hidden":
         h, w = torch.randn(6, 4, generator=g, dtype=torch.float64), torch.randn(5, 4, generator=g, dtype=torch.float64)
         return [h, w, torch.randint(0, 5, (6,), generator=g)]
@@ -67,8 +76,15 @@ WITH_TORCH = [name for name, spec in SPECS.items() if spec.torch_function]
 
 def test_the_losses_torch_has_are_the_ones_with_a_twin():
     assert set(WITH_TORCH) == {
-        "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "binary_cross_entropy",
-        "binary_cross_entropy_with_logits", "cross_entropy", "nll_loss", "linear_cross_entropy",
+        "mse_loss",
+        "l1_loss",
+        "huber_loss",
+        "smooth_l1_loss",
+        "binary_cross_entropy",
+        "binary_cross_entropy_with_logits",
+        "cross_entropy",
+        "nll_loss",
+        "linear_cross_entropy",
     }
 
 
@@ -102,8 +118,14 @@ def test_the_task_table_is_what_loss_for_returns(task):
 
 def test_robust_regression_and_dice_read_the_registry():
     y = torch.randn(200)
-    assert type(losskit.loss_for("regression", targets=y, robust=True)).__name__ == registry.get(registry.ROBUST_REGRESSION).module
-    assert type(losskit.loss_for("segmentation", dice=True)).__name__ == registry.get(registry.SEGMENTATION_WITH_DICE).module
+    assert (
+        type(losskit.loss_for("regression", targets=y, robust=True)).__name__
+        == registry.get(registry.ROBUST_REGRESSION).module
+    )
+    assert (
+        type(losskit.loss_for("segmentation", dice=True)).__name__
+        == registry.get(registry.SEGMENTATION_WITH_DICE).module
+    )
 
 
 @pytest.mark.parametrize("task", registry.COMPARE_TASKS)

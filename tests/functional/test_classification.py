@@ -228,7 +228,11 @@ def test_binary_cross_entropy_with_logits_matches_torch(shape, dtype, reduction,
     y = (torch.rand(shape, dtype=torch.float64) > 0.5).to(dtype)
     kwargs = dict(reduction=reduction)
     if weighted:
-        kwargs["weight"] = torch.rand(shape[:1] + (1,) * (len(shape) - 1), dtype=torch.float64).to(dtype) if shape else torch.tensor(0.7, dtype=dtype)
+        kwargs["weight"] = (
+            torch.rand(shape[:1] + (1,) * (len(shape) - 1), dtype=torch.float64).to(dtype)
+            if shape
+            else torch.tensor(0.7, dtype=dtype)
+        )
     if pos_weighted:
         kwargs["pos_weight"] = (torch.rand(shape[-1:], dtype=torch.float64) * 3).to(dtype)
     assert_parity(LF.binary_cross_entropy_with_logits, F.binary_cross_entropy_with_logits, [x, y], **kwargs)
@@ -264,7 +268,14 @@ def test_cross_entropy_chunking_does_not_change_results(monkeypatch, chunk_bytes
     x = torch.randn(shape, dtype=torch.float64)
     target = _prob_target(shape, torch.float64) if prob else _index_target(shape, shape[1], 0.2)
     w = torch.rand(shape[1], dtype=torch.float64) + 0.1
-    assert_parity(LF.cross_entropy, F.cross_entropy, [x, target], grad_of=(0, 1) if prob else (0,),
-                  reduction="none", weight=w, label_smoothing=0.1)
+    assert_parity(
+        LF.cross_entropy,
+        F.cross_entropy,
+        [x, target],
+        grad_of=(0, 1) if prob else (0,),
+        reduction="none",
+        weight=w,
+        label_smoothing=0.1,
+    )
     bf = x.bfloat16()
     assert_parity(LF.cross_entropy, F.cross_entropy, [bf, target.bfloat16() if prob else target], reduction="sum")

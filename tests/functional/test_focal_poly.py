@@ -252,7 +252,9 @@ def test_poly1_matches_the_paper_formula(epsilon, reduction, smoothing, probs):
 
 def test_poly1_hand_values():
     # logits [0, 0], target 0: CE = ln 2, p_t = 1/2 -> ln 2 + 1 * (1 - 1/2)
-    torch.testing.assert_close(LF.poly1_cross_entropy(torch.zeros(1, 2), torch.tensor([0])), torch.tensor(math.log(2) + 0.5))
+    torch.testing.assert_close(
+        LF.poly1_cross_entropy(torch.zeros(1, 2), torch.tensor([0])), torch.tensor(math.log(2) + 0.5)
+    )
     # logits [ln 3, 0], target 0, epsilon 2: p_t = 3/4, CE = ln(4/3) -> ln(4/3) + 2 * 1/4
     got = LF.poly1_cross_entropy(torch.tensor([[math.log(3), 0.0]]), torch.tensor([0]), epsilon=2.0)
     torch.testing.assert_close(got, torch.tensor(math.log(4 / 3) + 0.5))
@@ -262,9 +264,7 @@ def test_poly1_gradcheck():
     x = torch.randn(4, 3, 2, dtype=torch.float64, requires_grad=True)
     y = torch.randint(0, 3, (4, 2))
     w = torch.rand(3, dtype=torch.float64)
-    assert torch.autograd.gradcheck(
-        lambda a: LF.poly1_cross_entropy(a, y, w, epsilon=2.0, label_smoothing=0.1), (x,)
-    )
+    assert torch.autograd.gradcheck(lambda a: LF.poly1_cross_entropy(a, y, w, epsilon=2.0, label_smoothing=0.1), (x,))
 
 
 def test_poly1_module():
@@ -283,7 +283,9 @@ def test_bce_with_logits_label_smoothing_is_bce_on_smoothed_targets(reduction, s
     y = torch.randint(0, 2, (6, 4)).double()
     pw = torch.tensor([1.0, 2.0, 3.0, 0.5], dtype=torch.float64)
     assert_parity(
-        lambda a: LF.binary_cross_entropy_with_logits(a, y, reduction=reduction, pos_weight=pw, label_smoothing=smoothing),
+        lambda a: LF.binary_cross_entropy_with_logits(
+            a, y, reduction=reduction, pos_weight=pw, label_smoothing=smoothing
+        ),
         lambda a: F.binary_cross_entropy_with_logits(
             a, y * (1 - smoothing) + smoothing / 2, reduction=reduction, pos_weight=pw
         ),
@@ -312,11 +314,23 @@ def test_bce_with_logits_label_smoothing_hand_value():
         (lambda: LF.sigmoid_focal_loss(torch.randn(4), torch.rand(4) * 3), r"outside \[0, 1\]"),
         (lambda: LF.focal_loss(torch.randn(4, 3), torch.tensor([0, 1, 2, 3])), r"out of range"),
         (lambda: LF.focal_loss(torch.randn(4, 3), torch.tensor([0.0, 1, 2, 1])), r"float class indices"),
-        (lambda: LF.focal_loss(torch.randn(4, 3), torch.softmax(torch.randn(4, 3), 1)), r"expected int64 class indices of shape \(4,\)\."),
+        (
+            lambda: LF.focal_loss(torch.randn(4, 3), torch.softmax(torch.randn(4, 3), 1)),
+            r"expected int64 class indices of shape \(4,\)\.",
+        ),
         (lambda: LF.focal_loss(torch.randn(4, 3), torch.tensor([0, 1, 2, 1]), gamma=float("nan")), r"gamma is nan"),
-        (lambda: LF.poly1_cross_entropy(torch.randn(4, 3), torch.tensor([0, 1, 2, 1]), epsilon=-1.0), r"epsilon is -1.0; expected a finite number > -1"),
-        (lambda: LF.poly1_cross_entropy(torch.randn(4, 3), torch.tensor([[0], [1], [2], [1]])), r"Use target.squeeze\(1\)"),
-        (lambda: LF.binary_cross_entropy_with_logits(torch.randn(4), torch.rand(4), label_smoothing=2.0), r"label_smoothing must lie in \[0, 1\]"),
+        (
+            lambda: LF.poly1_cross_entropy(torch.randn(4, 3), torch.tensor([0, 1, 2, 1]), epsilon=-1.0),
+            r"epsilon is -1.0; expected a finite number > -1",
+        ),
+        (
+            lambda: LF.poly1_cross_entropy(torch.randn(4, 3), torch.tensor([[0], [1], [2], [1]])),
+            r"Use target.squeeze\(1\)",
+        ),
+        (
+            lambda: LF.binary_cross_entropy_with_logits(torch.randn(4), torch.rand(4), label_smoothing=2.0),
+            r"label_smoothing must lie in \[0, 1\]",
+        ),
         (lambda: losskit.nn.FocalLoss(gamma=-2.0), r"FocalLoss|focal_loss: gamma"),
     ],
 )

@@ -364,7 +364,13 @@ def test_cross_entropy_z_loss_and_softcap(reduction, z_loss, softcap, kind):
 
     x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
     loss, z = LF.cross_entropy(
-        x1, t, weight=weight, reduction=reduction, label_smoothing=0.1, z_loss=z_loss, softcap=softcap,
+        x1,
+        t,
+        weight=weight,
+        reduction=reduction,
+        label_smoothing=0.1,
+        z_loss=z_loss,
+        softcap=softcap,
         return_z_loss=True,
     )
     ref, ref_z = reference(x2)

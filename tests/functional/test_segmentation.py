@@ -11,8 +11,21 @@ import losskit
 import losskit.functional as LF
 
 
-def smp_reference(logits, target, mode, *, alpha=0.5, beta=0.5, smooth=0.0, eps=1e-7, ignore_index=None,
-                  from_logits=True, log_loss=False, weight=None, reduction="mean"):
+def smp_reference(
+    logits,
+    target,
+    mode,
+    *,
+    alpha=0.5,
+    beta=0.5,
+    smooth=0.0,
+    eps=1e-7,
+    ignore_index=None,
+    from_logits=True,
+    log_loss=False,
+    weight=None,
+    reduction="mean",
+):
     """smp.losses.TverskyLoss (gamma=1) written out loop by loop in float64: per class, over the
     batch and every pixel; classes absent from the targets give 0 but count in the mean.
     alpha = beta = 1/2 with smooth = 0 is smp's DiceLoss."""
@@ -146,8 +159,8 @@ def test_dice_and_tversky_match_the_smp_algorithm(mode, reduction, options):
     ours = (LF.tversky_loss if tversky else LF.dice_loss)(logits, target, mode, **kw)
     ref = smp_reference(logits, target, mode, **kw)
     torch.testing.assert_close(ours, ref)
-    g_ours, = torch.autograd.grad(ours.sum(), logits)
-    g_ref, = torch.autograd.grad(ref.sum(), logits)
+    (g_ours,) = torch.autograd.grad(ours.sum(), logits)
+    (g_ref,) = torch.autograd.grad(ref.sum(), logits)
     torch.testing.assert_close(g_ours, g_ref)
 
 
@@ -180,24 +193,43 @@ def test_modules_match_functional():
     w = torch.tensor([0.5, 1.0, 2.0])
     combined = losskit.nn.CrossEntropyDiceLoss(w, dice_weight=0.5)
     torch.testing.assert_close(
-        combined(logits, ids), F.cross_entropy(logits, ids, w) + 0.5 * smp_reference(logits, ids, "multiclass", weight=w).float()
+        combined(logits, ids),
+        F.cross_entropy(logits, ids, w) + 0.5 * smp_reference(logits, ids, "multiclass", weight=w).float(),
     )
 
 
 @pytest.mark.parametrize(
     "call,pattern",
     [
-        (lambda: LF.dice_loss(torch.randn(2, 3, 4), torch.randint(0, 3, (2, 4)), "softmax"), r"mode is 'softmax'; expected one of"),
-        (lambda: LF.dice_loss(torch.randn(2, 3, 4), torch.randint(0, 3, (2, 4)).float()), r"expected int64 class ids of shape \(2, 4\)"),
+        (
+            lambda: LF.dice_loss(torch.randn(2, 3, 4), torch.randint(0, 3, (2, 4)), "softmax"),
+            r"mode is 'softmax'; expected one of",
+        ),
+        (
+            lambda: LF.dice_loss(torch.randn(2, 3, 4), torch.randint(0, 3, (2, 4)).float()),
+            r"expected int64 class ids of shape \(2, 4\)",
+        ),
         (lambda: LF.dice_loss(torch.randn(2, 3, 4), torch.randint(0, 3, (2, 1, 4))), r"Use target.squeeze\(1\)"),
         (lambda: LF.dice_loss(torch.randn(2, 3, 4), torch.randint(0, 3, (2, 3, 4))), r"Use target.argmax\(1\)"),
-        (lambda: LF.dice_loss(torch.randn(2, 3, 4), torch.tensor([[0, 1, 2, 3], [0, 0, 0, 0]])), r"class ids from 0 to 3; expected ids in \[0, 2\]"),
+        (
+            lambda: LF.dice_loss(torch.randn(2, 3, 4), torch.tensor([[0, 1, 2, 3], [0, 0, 0, 0]])),
+            r"class ids from 0 to 3; expected ids in \[0, 2\]",
+        ),
         (lambda: LF.dice_loss(torch.randn(2, 3, 4), torch.full((2, 4), 255)), r"pass ignore_index"),
         (lambda: LF.dice_loss(torch.randn(2, 3, 4), torch.rand(2, 2, 4), "multilabel"), r"mode='multilabel'"),
-        (lambda: LF.dice_loss(torch.randn(2, 1, 4), torch.randint(0, 2, (2, 1, 4)).float() * 2, "binary"), r"expected 0/1 masks"),
+        (
+            lambda: LF.dice_loss(torch.randn(2, 1, 4), torch.randint(0, 2, (2, 1, 4)).float() * 2, "binary"),
+            r"expected 0/1 masks",
+        ),
         (lambda: LF.dice_loss(torch.randn(2, 3, 4, 5), torch.rand(2, 4, 5), "binary"), r"3 channels in mode='binary'"),
-        (lambda: LF.dice_loss(torch.randn(2, 1, 4) * 5, torch.ones(2, 1, 4), "binary", from_logits=False), r"from_logits=False; expected probabilities"),
-        (lambda: LF.dice_loss(torch.randn(2, 3, 4), torch.randint(0, 3, (2, 4)), weight=torch.ones(2)), r"weight has shape \(2,\); expected one weight per class, shape \(3,\)"),
+        (
+            lambda: LF.dice_loss(torch.randn(2, 1, 4) * 5, torch.ones(2, 1, 4), "binary", from_logits=False),
+            r"from_logits=False; expected probabilities",
+        ),
+        (
+            lambda: LF.dice_loss(torch.randn(2, 3, 4), torch.randint(0, 3, (2, 4)), weight=torch.ones(2)),
+            r"weight has shape \(2,\); expected one weight per class, shape \(3,\)",
+        ),
         (lambda: LF.dice_loss(torch.randn(2, 3, 4), torch.randint(0, 3, (2, 4)), smooth=-1.0), r"smooth is -1.0"),
         (lambda: LF.dice_loss(torch.randn(4), torch.ones(4), "binary"), r"expected \(N, C, d1, ...\)"),
         (lambda: LF.tversky_loss(torch.randn(2, 3, 4), torch.randint(0, 3, (2, 4)), alpha=-0.1), r"alpha is -0.1"),

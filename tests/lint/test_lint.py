@@ -80,9 +80,13 @@ def _project(tmp_path: Path) -> Path:
         "import torch\nimport torch.nn.functional as F\n\n\ndef f(x, y):\n"
         "    return F.cross_entropy(x, y.float()) + F.cross_entropy(torch.softmax(x, 1), y)\n"
     )
-    (tmp_path / "pkg" / "clean.py").write_text("import torch.nn.functional as F\n\n\ndef f(x, y):\n    return F.cross_entropy(x, y)\n")
+    (tmp_path / "pkg" / "clean.py").write_text(
+        "import torch.nn.functional as F\n\n\ndef f(x, y):\n    return F.cross_entropy(x, y)\n"
+    )
     (tmp_path / "build").mkdir()
-    (tmp_path / "build" / "gen.py").write_text("import torch\nimport torch.nn.functional as F\nF.cross_entropy(torch.softmax(a, 1), b)\n")
+    (tmp_path / "build" / "gen.py").write_text(
+        "import torch\nimport torch.nn.functional as F\nF.cross_entropy(torch.softmax(a, 1), b)\n"
+    )
     (tmp_path / ".gitignore").write_text("build/\n")
     return tmp_path
 
@@ -134,7 +138,9 @@ def test_cli_fix_rewrites_atomically_and_keeps_unparsable_files(tmp_path, capsys
 def test_flake8_plugin(tmp_path):
     path = tmp_path / "m.py"
     path.write_text("import torch\nimport torch.nn.functional as F\n\nloss = F.cross_entropy(torch.softmax(x, 1), y)\n")
-    out = subprocess.run([sys.executable, "-m", "flake8", "--select", "LK", str(path)], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "flake8", "--select", "LK", str(path)], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 1, out.stderr
     assert f"{path}:4:24: LK101 softmax output passed to cross-entropy" in out.stdout
 
@@ -152,7 +158,9 @@ def test_real_code_run_is_clean_and_reviewed():
     from losskit.lint.runner import lint_paths
 
     torch_dir = Path(torch.__file__).parent
-    result = lint_paths([str(ROOT / "examples"), str(torch_dir / "nn"), str(torch_dir / "testing" / "_internal" / "common_nn.py")])
+    result = lint_paths(
+        [str(ROOT / "examples"), str(torch_dir / "nn"), str(torch_dir / "testing" / "_internal" / "common_nn.py")]
+    )
     assert result.files > 100
     codes = [f.code for f in result.findings]
     assert "LK000" not in codes
@@ -167,6 +175,10 @@ def test_real_code_run_is_clean_and_reviewed():
 #: - common_nn.py LK113: hand-written references -(t * sigmoid(i).log() + ...) of BCE tests.
 #: torch/nn itself: no finding. No false positive found.
 REVIEWED: set[tuple[str, str]] = {
-    ("guardrails_tour.py", "LK101"), ("guardrails_tour.py", "LK102"), ("guardrails_tour.py", "LK105"),
-    ("guardrails_tour.py", "LK106"), ("common_nn.py", "LK108"), ("common_nn.py", "LK113"),
+    ("guardrails_tour.py", "LK101"),
+    ("guardrails_tour.py", "LK102"),
+    ("guardrails_tour.py", "LK105"),
+    ("guardrails_tour.py", "LK106"),
+    ("common_nn.py", "LK108"),
+    ("common_nn.py", "LK113"),
 }
