@@ -22,6 +22,7 @@ ALLOWED = {
     "_core": {"types"},
     "checks": {"errors", "types"},
     "autograd": {"_core", "types"},
+    "fused": {"autograd"},  # the deprecated alias of autograd
     "functional": {"_core", "autograd", "checks", "errors", "types"},
     "nn": {"functional", "checks", "types", "errors"},
     "distributed": {"_core", "autograd", "checks", "errors", "types"},
@@ -178,3 +179,18 @@ def test_the_library_imports_with_only_torch_installed(module):
         """
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_the_old_fused_path_is_a_deprecated_alias_of_the_same_module():
+    out = _run(
+        """
+        import warnings
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            import losskit.fused.linear_cross_entropy as old
+        import losskit.autograd.linear_cross_entropy as new
+        print(old is new, [str(w.message)[:45] for w in caught if w.category is DeprecationWarning])
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True ['losskit.fused was renamed losskit.autograd; i']"
