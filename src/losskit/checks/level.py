@@ -19,33 +19,18 @@ Choose a level with :func:`set_checks` (also a context manager) or the environme
 
 from __future__ import annotations
 
-import os
 from types import TracebackType
-from typing import Literal
 
 import torch
 
 from losskit.errors import LossInputError
+from losskit.types import CHECK_MODES, CheckMode, checks_from_environment
 
 __all__ = ["CheckMode", "set_checks", "get_checks", "level"]
 
-CheckMode = Literal["off", "cheap", "full", "auto"]
+_MODES = CHECK_MODES
 
-
-_MODES = ("off", "cheap", "full", "auto")
-
-
-def _mode_from_env() -> str:
-    value = os.environ.get("LOSSKIT_CHECKS", "auto").strip().lower() or "auto"
-    if value not in _MODES:
-        raise LossInputError(
-            f"losskit: environment variable LOSSKIT_CHECKS is invalid, got {value!r}; "
-            f"expected one of {', '.join(map(repr, _MODES))}. Fix or unset LOSSKIT_CHECKS."
-        )
-    return value
-
-
-_state = {"mode": _mode_from_env()}
+_state = {"mode": checks_from_environment()}  # losskit/__init__ warned if it is invalid
 
 
 class _ChecksContext:

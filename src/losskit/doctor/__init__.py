@@ -11,6 +11,8 @@ and random state are left as they were.
 from __future__ import annotations
 
 import copy
+import sys
+import types
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -149,3 +151,15 @@ def doctor(
         checks.append(check_batch_independence(copy.deepcopy(model), x))
         checks.append(check_labels(loss_copy, out, y, seen))
     return DoctorReport(checks)
+
+
+class _CallableModule(types.ModuleType):
+    """``losskit.doctor`` is both this package and the function :func:`doctor`: whichever of the
+    two the attribute ``losskit.doctor`` holds (importing a submodule binds the package), calling
+    it runs the checks."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> DoctorReport:
+        return doctor(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

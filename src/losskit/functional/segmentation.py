@@ -269,8 +269,7 @@ def tversky_loss(
     with ``gamma=1``.
 
     Args:
-        input, target, mode, weight, from_logits, smooth, eps, ignore_index, log_loss,
-            reduction: as :func:`dice_loss`.
+        input, target, mode, weight, from_logits, smooth, eps, ignore_index, log_loss, reduction: as :func:`dice_loss`.
         alpha: weight of false positives ``>= 0``.
         beta: weight of false negatives ``>= 0``.
 

@@ -1,0 +1,11 @@
+"""The ``torch.autograd.Function`` s behind the cross-entropy losses, in plain torch operations.
+
+* :mod:`losskit.autograd.cross_entropy` -- the chunked kernel of ``cross_entropy`` (plain and
+  K-dimensional): saves one max and one log-sum per row instead of the ``log_softmax``.
+* :mod:`losskit.autograd.linear_cross_entropy` -- the fused output layer + cross-entropy that
+  never holds the ``N x V`` logits (gradients during forward, in chunks of :data:`~losskit.autograd.linear_cross_entropy.CHUNK_BYTES`).
+
+Both walk their chunks and call the row math of :mod:`losskit._core.cross_entropy`; the public
+functions are :func:`losskit.functional.cross_entropy` and
+:func:`losskit.functional.linear_cross_entropy`.
+"""
