@@ -124,7 +124,10 @@ def test_delta_and_beta():
 
 
 def test_pos_weight_of_wrong_length():
-    with pytest.raises(LossInputError, match=r"pos_weight has shape \(3,\); expected one weight per class.*\(5,\)"):
+    with pytest.raises(
+        LossInputError,
+        match=r"pos_weight has shape \(3,\), which does not broadcast to input \(4, 5\); expected one weight per class.*\(5,\)",
+    ):
         LF.binary_cross_entropy_with_logits(torch.randn(4, 5), torch.rand(4, 5), pos_weight=torch.ones(3))
 
 
@@ -362,7 +365,9 @@ def test_environment_variable_sets_the_level(tmp_path):
     )
     # the import goes on at the default level, with one warning naming the value
     assert bad.returncode == 0 and bad.stdout.strip() == "auto", bad.stderr
-    assert bad.stderr.count("LossUsageWarning: losskit: environment variable LOSSKIT_CHECKS is invalid, got 'bogus'") == 1
+    assert (
+        bad.stderr.count("LossUsageWarning: losskit: environment variable LOSSKIT_CHECKS is invalid, got 'bogus'") == 1
+    )
 
 
 def test_single_bad_value_in_a_large_bce_input_is_still_named():

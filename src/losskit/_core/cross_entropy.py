@@ -38,6 +38,7 @@ of rows; an explicit ``normalizer`` (global normalization) replaces either.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -314,7 +315,7 @@ def flatten_classes(x: Tensor) -> Tensor:
         return x.unsqueeze(0)
     if x.dim() == 2:
         return x
-    return x.reshape(x.shape[0], x.shape[1], -1)
+    return x.reshape(x.shape[0], x.shape[1], math.prod(x.shape[2:]))  # explicit: N may be 0
 
 
 def flatten_ids(t: Tensor, input_dim: int) -> Tensor:
@@ -322,7 +323,7 @@ def flatten_ids(t: Tensor, input_dim: int) -> Tensor:
         return t.reshape(1)
     if input_dim == 2:
         return t
-    return t.reshape(t.shape[0], -1)
+    return t.reshape(t.shape[0], math.prod(t.shape[1:]))
 
 
 def log_softmax_at_targets(input: Tensor, target: Tensor, ignore_index: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:

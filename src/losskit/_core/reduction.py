@@ -15,7 +15,7 @@ import torch
 
 from losskit.types import Reduction
 
-__all__ = ["reduce", "reduce_with_denominator", "reduce_index_rows"]
+__all__ = ["reduce", "reduce_with_denominator", "nan_where_empty", "reduce_index_rows"]
 
 
 def reduce(loss: torch.Tensor, reduction: Reduction) -> torch.Tensor:
@@ -39,7 +39,17 @@ def reduce_with_denominator(
     total = loss.sum()
     if reduction == "sum":
         return total
-    return total / denominator
+    return nan_where_empty(total / denominator, denominator)
+
+
+def nan_where_empty(mean: torch.Tensor, denominator: torch.Tensor | float) -> torch.Tensor:
+    """NaN where the mean's denominator is 0, as torch (``x / 0`` would give inf for a non-zero
+    sum, e.g. label smoothing with all class weights 0). The NaN is added as a constant, so the
+    gradients are those of ``sum / denominator``: zero for rows that do not count."""
+    if not isinstance(denominator, torch.Tensor):
+        return mean
+    nan = torch.full((), float("nan"), dtype=mean.dtype, device=mean.device)
+    return mean + torch.where(denominator == 0, nan, torch.zeros_like(nan))
 
 
 def reduce_index_rows(

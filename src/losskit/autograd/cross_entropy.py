@@ -140,7 +140,9 @@ class CrossEntropyFunction(torch.autograd.Function):
         opts: core.RowOptions = ctx.opts
         acc = row_max.dtype
         g = grad_loss.to(acc)
-        row_g = g if ctx.prob_target else g * use
+        # rows that do not count get exactly zero (not g * 0, which is NaN when the mean's
+        # denominator was 0 and g is inf: every target ignored gives zero gradients, as in torch)
+        row_g = g if ctx.prob_target else g.masked_fill(~use, 0.0)
         grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
         grad_t = torch.empty_like(target) if ctx.prob_target and ctx.needs_input_grad[1] else None
         for idx in _chunks(x):

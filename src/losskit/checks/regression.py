@@ -13,14 +13,30 @@ from losskit.checks.sampling import sample_rows
 __all__ = ["check_pair", "shape_mismatch"]
 
 
-def check_pair(fn: str, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> str:
-    """Checks shared by the regression losses; returns the effective check level."""
-    check_float_input(fn, "input", input)
+def check_pair(
+    fn: str, input: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, *, allow_complex: bool = False
+) -> str:
+    """Checks shared by the regression losses; returns the effective check level.
+
+    ``allow_complex``: complex ``input`` and ``target`` are accepted (torch's ``l1_loss`` takes
+    them and returns a real loss); the value heuristics then do not apply.
+    """
+    complex_pair = allow_complex and isinstance(input, torch.Tensor) and input.is_complex()
+    if complex_pair:
+        check_tensor(fn, "input", input)
+    else:
+        check_float_input(fn, "input", input)
     check_tensor(fn, "target", target)
     mode = level(input)
     if mode == "off":
         return mode
-    if target.dtype == torch.bool or target.is_complex():
+    if complex_pair and not (target.is_complex() or target.is_floating_point()):
+        fail(
+            f"{fn}: input is complex but target has {describe(target)}; expected a complex (or real) "
+            "target. Use target.to(input.dtype).",
+            dtype=True,
+        )
+    if target.dtype == torch.bool or (target.is_complex() and not complex_pair):
         fail(
             f"{fn}: target has {describe(target)}; expected a real-valued tensor. Use target.float().",
             dtype=True,
@@ -35,7 +51,7 @@ def check_pair(fn: str, input: torch.Tensor, target: torch.Tensor, weight: torch
                 f"{shape_str(input.shape)} (one weight per element). Expand it, e.g. "
                 "weight.expand_as(input), or multiply the unreduced loss yourself."
             )
-    if mode == "full" and input.dim() >= 2 and input.shape[-1] > 1 and input.numel() > 0:
+    if mode == "full" and not complex_pair and input.dim() >= 2 and input.shape[-1] > 1 and input.numel() > 0:
         rows = sample_rows(target.detach(), target.dim() - 1)
         one_hot = bool(((rows == 0) | (rows == 1)).all()) and bool((rows == 1).sum(-1).eq(1).all())
         if one_hot:

@@ -24,6 +24,7 @@ import torch.distributed as dist
 
 from losskit._core import cross_entropy as core
 from losskit._core.cross_entropy import RowOptions, accumulation_dtype
+from losskit._core.reduction import nan_where_empty
 from losskit.autograd.linear_cross_entropy import chunk_logits, rows_per_chunk
 from losskit.distributed.agreement import (
     exchange,
@@ -261,7 +262,8 @@ def vocab_parallel_cross_entropy(
     if reduction == "sum":
         return total.to(local_logits.dtype)
     denominator = _denominator(ids, opts.weight, ignore_index, n_classes, normalizer)
-    return (total / torch.as_tensor(denominator, dtype=acc)).to(local_logits.dtype)
+    denominator = torch.as_tensor(denominator, dtype=acc)
+    return nan_where_empty(total / denominator, denominator).to(local_logits.dtype)
 
 
 class _VocabParallelLinearCE(torch.autograd.Function):
@@ -448,4 +450,6 @@ def vocab_parallel_linear_cross_entropy(
     )
     if reduction == "none":
         return out.reshape(tuple(input.shape[:-1])).to(input.dtype)
+    if reduction == "mean":
+        out = nan_where_empty(out, torch.as_tensor(denominator))
     return out.to(input.dtype)

@@ -92,7 +92,7 @@ def binary_cross_entropy_with_logits(
         \ell_{i,c} = -w_{i,c}\big(p_c\, y_{i,c} \log \sigma(x_{i,c})
         + (1 - y_{i,c}) \log(1 - \sigma(x_{i,c}))\big)
 
-    ``pos_weight`` :math:`p_c` weighs positives per class (broadcast over the last dimension).
+    ``pos_weight`` :math:`p_c` weighs positives per class (broadcast with the target, as in torch).
     ``label_smoothing`` :math:`\varepsilon` (losskit-only) first pulls every target towards 1/2:
     :math:`y' = (1 - \varepsilon)\, y + \varepsilon / 2` (Szegedy et al. 2016 for two classes).
     torch equivalent: :func:`torch.nn.functional.binary_cross_entropy_with_logits` (torch's
@@ -104,7 +104,9 @@ def binary_cross_entropy_with_logits(
         weight: weights broadcastable to ``input``.
         size_average, reduce: deprecated; anything but ``None`` raises.
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
-        pos_weight: ``(C,)`` (``C = input.shape[-1]``) or ``(1,)`` weight of positive examples.
+        pos_weight: weight of positive examples, broadcast with ``target`` as in torch: ``(C,)``
+            (``C = input.shape[-1]``), ``(1,)``, ``(C, 1, 1)`` for ``(N, C, H, W)`` logits, or
+            input's full shape.
         label_smoothing: in ``[0, 1]``; 0 (the default) is torch's loss.
 
     Returns:
@@ -131,12 +133,19 @@ def binary_cross_entropy_with_logits(
     mode = checks.check_binary(fn, input, target, weight)
     if mode != "off" and pos_weight is not None:
         checks.check_tensor(fn, "pos_weight", pos_weight)
-        last = input.shape[-1] if input.dim() else 1
-        if pos_weight.dim() > 1 or pos_weight.numel() not in (1, last):
+        # torch broadcasts pos_weight with the target: (C,) along the last axis, (C, 1, 1) for
+        # (N, C, H, W), a full-shape tensor, a single value -- anything that does not grow input
+        try:
+            fits = torch.broadcast_shapes(pos_weight.shape, input.shape) == input.shape  # type: ignore[no-untyped-call]
+        except RuntimeError:
+            fits = False
+        if not fits:
+            last = input.shape[-1] if input.dim() else 1
             fail(
-                f"{fn}: pos_weight has shape {shape_str(pos_weight.shape)}; expected one weight "
-                f"per class along the last dimension, shape ({last},), or a single value (1,). "
-                "Compute it per class, e.g. losskit.pos_weight(targets) or "
+                f"{fn}: pos_weight has shape {shape_str(pos_weight.shape)}, which does not broadcast to "
+                f"input {shape_str(input.shape)}; expected one weight per class along the last dimension, "
+                f"shape ({last},), a single value (1,), or a shape that broadcasts to input (e.g. (C, 1, 1) "
+                "for (N, C, H, W) logits). Compute it per class, e.g. losskit.pos_weight(targets) or "
                 "(negatives / positives)."
             )
     if mode == "full":

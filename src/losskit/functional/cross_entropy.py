@@ -14,6 +14,7 @@ import torch
 
 from losskit import checks
 from losskit._core import cross_entropy as core
+from losskit._core.autocast import float32_under_autocast
 from losskit._core.reduction import reduce_with_denominator
 from losskit.autograd.cross_entropy import cross_entropy_unreduced
 from losskit.checks import fail
@@ -157,6 +158,10 @@ def cross_entropy(
     checks.check_normalizer(fn, normalizer, reduction)
     cap = None if softcap is None else float(softcap)
     mode, prob_target = checks.check_logits_and_target(fn, input, target, weight, ignore_index)
+    # a float32 op under torch.autocast, as torch's: inputs up-cast, a float32 loss
+    device = input.device.type
+    input, target = float32_under_autocast(input, device), float32_under_autocast(target, device)
+    weight = None if weight is None else float32_under_autocast(weight, device)
     class_dim = 0 if input.dim() == 1 else 1
     n_classes = input.shape[class_dim]
 
@@ -262,6 +267,8 @@ def nll_loss(
         checks.check_class_ids(fn, target, n_classes, ignore_index)
         checks.warn_if_not_log_probs(fn, input, class_dim)
 
+    input = float32_under_autocast(input, input.device.type)  # float32 under autocast, as torch's
+    weight = None if weight is None else float32_under_autocast(weight, input.device.type)
     x = core.flatten_classes(input)
     ids = core.flatten_ids(target.long(), input.dim())
     valid, use = core.counted_targets(ids, ignore_index, n_classes)

@@ -11,6 +11,7 @@ import torch
 from losskit import checks
 from losskit._core import cross_entropy as core
 from losskit._core.cross_entropy import accumulation_dtype
+from losskit._core.reduction import nan_where_empty
 from losskit.autograd.linear_cross_entropy import (
     LinearCrossEntropyFunction,
     rows_per_chunk,
@@ -259,6 +260,8 @@ def linear_cross_entropy(
         torch.is_grad_enabled(),
     )
     loss, z_term = result
+    if denominator is not None:  # NaN, not inf, when nothing counts (as torch); gradients stay zero
+        loss, z_term = nan_where_empty(loss, denominator), nan_where_empty(z_term, denominator)
     if reduction == "none":
         loss = loss.reshape(expected)
         z_term = z_term.reshape(expected)

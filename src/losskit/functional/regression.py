@@ -112,7 +112,7 @@ def l1_loss(
     fn = "l1_loss"
     checks.check_legacy(fn, size_average, reduce)
     checks.check_reduction(fn, reduction)
-    mode = checks.check_pair(fn, input, target, weight)
+    mode = checks.check_pair(fn, input, target, weight, allow_complex=True)
     if weight is None:
         loss = F.l1_loss(input, target, reduction=reduction)
     else:
