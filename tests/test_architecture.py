@@ -20,8 +20,8 @@ ALLOWED = {
     "types": {"errors"},
     "registry": {"errors", "types"},
     "_core": {"types"},
-    "checks": {"errors", "types"},
-    "autograd": {"_core", "types"},
+    "checks": {"_core", "errors", "types"},
+    "autograd": {"_core", "errors", "types"},
     "fused": {"autograd"},  # the deprecated alias of autograd
     "functional": {"_core", "autograd", "checks", "errors", "types"},
     "nn": {"functional", "checks", "types", "errors"},

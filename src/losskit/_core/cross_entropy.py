@@ -71,6 +71,8 @@ __all__ = [
     "flatten_classes",
     "flatten_ids",
     "log_softmax_at_targets",
+    "differentiable_rows",
+    "functorch_active",
 ]
 
 
@@ -165,7 +167,7 @@ def shifted_row_stats_(
             shifted_sum = x @ sum_weights
         else:
             shifted_sum = (x * sum_weights).sum(1)
-    log_sum = x.exp_().sum(1).log_()
+    log_sum = (x.exp_() if scratch else x.exp()).sum(1).log_()
     return m.squeeze(1), log_sum, shifted_target, shifted_sum
 
 
@@ -341,3 +343,57 @@ def log_softmax_at_targets(input: Tensor, target: Tensor, ignore_index: int) -> 
     safe = safe_targets(ids, counted)
     logp_t = logp.gather(1, safe.unsqueeze(1)).squeeze(1).masked_fill(~counted, 0.0)
     return logp, safe, counted, logp_t
+
+
+def differentiable_rows(
+    x: Tensor,
+    target: Tensor,
+    weight: Tensor | None,
+    ignore_index: int,
+    label_smoothing: float,
+    prob_target: bool,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The unreduced loss and z-loss term of ``x`` ``(N, C[, S])`` through ordinary autograd.
+
+    The same row functions as the chunked kernels, composed out of place on a copy of ``x``, so
+    autograd sees plain torch operations: double backward (``create_graph=True``) and
+    ``torch.func`` (``grad``, ``vmap``, ``jvp``) work, at the memory cost of torch's own
+    ``cross_entropy``. The chunked kernels use this path only where they cannot serve.
+    """
+    acc = accumulation_dtype(x.dtype)
+    opts = RowOptions(x.shape[1], None if weight is None else weight.to(acc), label_smoothing, z_loss, softcap)
+    xs = x.to(acc)
+    if softcap is not None:
+        xs, _ = softcap_(xs.clone(), softcap)
+    use: Tensor | None = None
+    if prob_target:
+        wy = smoothed_probabilities(target.to(acc), opts)
+        m, log_sum, _, shifted_sum = shifted_row_stats_(xs, None, wy, True, scratch=False)
+        loss = probability_row_loss(log_sum, wy.sum(1), shifted_sum)  # type: ignore[arg-type]
+    else:
+        valid, use = counted_targets(target, ignore_index, opts.n_classes)
+        safe = safe_targets(target, use)
+        sum_weights = None if opts.weight is None else class_view(opts.weight, xs)
+        m, log_sum, shifted_t, shifted_sum = shifted_row_stats_(
+            xs, safe, sum_weights, label_smoothing > 0, scratch=False
+        )
+        smooth_nll = None if shifted_sum is None else opts.total_weight * log_sum - shifted_sum
+        w_t = None if opts.weight is None else opts.weight[safe]
+        loss = index_row_loss_(log_sum - shifted_t, smooth_nll, w_t, opts)  # type: ignore[operator]
+        loss = mark_out_of_range_(loss.masked_fill(~use, 0.0), valid, use)
+    loss, z = add_z_term(loss, m + log_sum, opts, use)
+    return loss, z.detach() if z is not None else torch.zeros_like(loss).detach()
+
+
+def functorch_active(*tensors: Tensor | None) -> bool:
+    """Whether any of ``tensors`` is being transformed by ``torch.func`` (grad, vmap, jvp, ...):
+    autograd Functions written for eager autograd and value checks that read a number must then
+    step aside."""
+    if torch.compiler.is_compiling():  # dynamo traces plain tensors (and cannot call the test)
+        return False
+    is_wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+    if is_wrapped is None:  # pragma: no cover - torch without functorch
+        return False
+    return any(t is not None and isinstance(t, Tensor) and bool(is_wrapped(t)) for t in tensors)

@@ -132,10 +132,13 @@ class CrossEntropyFunction(torch.autograd.Function):
         ctx.save_for_backward(x, safe_target, row_max, log_sum, weight, use)
         ctx.opts = opts
         ctx.prob_target = prob_target
+        ctx.ignore_index = ignore_index
         return loss, z_rows
 
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor, grad_z: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        if torch.is_grad_enabled():  # backward(create_graph=True): a gradient that has a graph
+            return _differentiable_backward(ctx, grad_loss)
         x, target, row_max, log_sum, _, use = ctx.saved_tensors
         opts: core.RowOptions = ctx.opts
         acc = row_max.dtype
@@ -182,6 +185,23 @@ class CrossEntropyFunction(torch.autograd.Function):
         return grad_x, grad_t, None, None, None, None, None, None
 
 
+def _differentiable_backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+    """The gradient as torch's autograd would build it, for double backward: recompute the rows
+    from the saved inputs with :func:`~losskit._core.cross_entropy.differentiable_rows` and
+    differentiate them with ``create_graph=True``."""
+    x, target, _, _, weight, use = ctx.saved_tensors
+    opts: core.RowOptions = ctx.opts
+    ids = target if ctx.prob_target else target.masked_fill(~use, ctx.ignore_index)
+    wanted = [t for t, need in zip((x, target), ctx.needs_input_grad[:2]) if need]
+    rows, _ = core.differentiable_rows(
+        x, ids, weight, ctx.ignore_index, opts.label_smoothing, ctx.prob_target, opts.z_loss, opts.softcap
+    )
+    grads = iter(torch.autograd.grad(rows, wanted, grad_loss, create_graph=True))
+    grad_x = next(grads) if ctx.needs_input_grad[0] else None
+    grad_t = next(grads) if ctx.needs_input_grad[1] else None
+    return grad_x, grad_t, None, None, None, None, None, None
+
+
 def cross_entropy_unreduced(
     x: torch.Tensor,
     target: torch.Tensor,
@@ -194,6 +214,8 @@ def cross_entropy_unreduced(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row loss of ``x`` ``(N, C[, S])`` in the accumulation dtype (see module docstring),
     and the z-loss term of each row alone (detached; zeros without ``z_loss``)."""
+    if core.functorch_active(x, target, weight):  # torch.func: plain torch operations
+        return core.differentiable_rows(x, target, weight, ignore_index, label_smoothing, prob_target, z_loss, softcap)
     out: tuple[torch.Tensor, torch.Tensor] = CrossEntropyFunction.apply(  # type: ignore[no-untyped-call]
         x, target, weight, ignore_index, label_smoothing, prob_target, z_loss, softcap
     )

@@ -25,6 +25,7 @@ import torch
 
 from losskit._core import cross_entropy as core
 from losskit._core.cross_entropy import RowOptions, accumulation_dtype
+from losskit.errors import LossInputError
 
 __all__ = ["CHUNK_BYTES", "LinearCrossEntropyFunction", "chunk_logits", "rows_per_chunk"]
 
@@ -216,6 +217,14 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor, grad_z: torch.Tensor) -> tuple[Any, ...]:
+        if torch.is_grad_enabled():
+            raise LossInputError(
+                "linear_cross_entropy: backward was called with create_graph=True (double backward, "
+                "Hessian-vector products); expected a first-order backward, which is all the fused "
+                "kernel computes (its gradients are made in forward). Use losskit.functional.cross_entropy("
+                "torch.nn.functional.linear(input, linear_weight, linear_bias), target): it supports "
+                "double backward."
+            )
         if ctx.eager:
             finished = ctx.saved_tensors
         else:

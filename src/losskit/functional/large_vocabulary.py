@@ -245,20 +245,16 @@ def linear_cross_entropy(
     elif reduction == "sum":
         scale = torch.ones((), dtype=accumulation_dtype(input.dtype), device=input.device)
     rows = chunk_size or rows_per_chunk(h.shape[0], n_classes, input.dtype, softcap)
-    result: tuple[torch.Tensor, torch.Tensor] = LinearCrossEntropyFunction.apply(  # type: ignore[no-untyped-call]
-        h,
-        linear_weight,
-        linear_bias,
-        ids,
-        weight,
-        ignore_index,
-        label_smoothing,
-        z_loss,
-        None if softcap is None else float(softcap),
-        scale,
-        rows,
-        torch.is_grad_enabled(),
-    )
+    cap = None if softcap is None else float(softcap)
+    if core.functorch_active(h, linear_weight, linear_bias):
+        # torch.func (grad, vmap, jvp): the logits through plain torch operations
+        logits = torch.nn.functional.linear(h, linear_weight, linear_bias)
+        rows_, z_rows = core.differentiable_rows(logits, ids, weight, ignore_index, label_smoothing, False, z_loss, cap)
+        result = (rows_, z_rows) if scale is None else (rows_.sum() * scale, z_rows.sum() * scale)
+    else:
+        result = _fused(
+            h, linear_weight, linear_bias, ids, weight, ignore_index, label_smoothing, z_loss, cap, scale, rows
+        )
     loss, z_term = result
     if denominator is not None:  # NaN, not inf, when nothing counts (as torch); gradients stay zero
         loss, z_term = nan_where_empty(loss, denominator), nan_where_empty(z_term, denominator)
@@ -273,3 +269,11 @@ def linear_cross_entropy(
     if return_z_loss:
         return loss, z_term.to(out_dtype)
     return loss
+
+
+def _fused(*args: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chunked kernel (autograd records it when grad mode is on)."""
+    out: tuple[torch.Tensor, torch.Tensor] = LinearCrossEntropyFunction.apply(  # type: ignore[no-untyped-call]
+        *args, torch.is_grad_enabled()
+    )
+    return out
