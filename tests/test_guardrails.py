@@ -10,6 +10,7 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import losskit
 import losskit.functional as LF
@@ -74,22 +75,44 @@ def test_size_one_spatial_axis_is_not_mistaken_for_an_extra_class_axis():
     torch.testing.assert_close(LF.cross_entropy(x, t), torch.nn.functional.cross_entropy(x, t))
 
 
-def test_negative_probabilities():
-    y = torch.tensor([[0.5, 0.7, -0.2]])
-    with pytest.raises(LossInputError, match=r"negative class probabilities"):
-        LF.cross_entropy(torch.randn(1, 3), y)
+def test_negative_probabilities_warn_and_compute_torch_value():
+    y, x = torch.tensor([[0.5, 0.7, -0.2]]), torch.randn(1, 3)
+    with pytest.warns(LossUsageWarning, match=r"negative class probabilities \(min -0\.2\).*computed as torch does"):
+        loss = LF.cross_entropy(x, y)
+    torch.testing.assert_close(loss, F.cross_entropy(x, y))
 
 
-def test_probability_rows_not_summing_to_one():
-    y = torch.tensor([[0.5, 0.2, 0.2], [0.3, 0.3, 0.4]])
-    with pytest.raises(LossInputError, match=r"do not sum to 1 \(worst row sums to 0\.9"):
-        LF.cross_entropy(torch.randn(2, 3), y)
+def test_probability_rows_not_summing_to_one_warn_and_compute_torch_value():
+    y, x = torch.tensor([[0.5, 0.2, 0.2], [0.3, 0.3, 0.4]]), torch.randn(2, 3)
+    with pytest.warns(LossUsageWarning, match=r"do not sum to 1 \(worst row sums to 0\.9"):
+        loss = LF.cross_entropy(x, y, label_smoothing=0.1)
+    torch.testing.assert_close(loss, F.cross_entropy(x, y, label_smoothing=0.1))
 
 
 def test_multi_hot_rows_suggest_bce_with_logits():
-    y = torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0]])
-    with pytest.raises(LossInputError, match=r"multi-hot.*binary_cross_entropy_with_logits"):
-        LF.cross_entropy(torch.randn(2, 3), y)
+    y, x = torch.tensor([[1.0, 1.0, 0.0], [0.0, 1.0, 1.0]]), torch.randn(2, 3)
+    with pytest.warns(LossUsageWarning, match=r"multi-hot.*binary_cross_entropy_with_logits"):
+        loss = LF.cross_entropy(x, y)
+    torch.testing.assert_close(loss, F.cross_entropy(x, y))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        # bfloat16 rounding: softmax rows rounded to bf16 sum to 1 +- ~1e-3
+        lambda: torch.softmax(torch.randn(64, 50) * 3, 1).bfloat16(),
+        lambda: torch.softmax(torch.randn(64, 50), 1).half(),
+        # residue of float arithmetic: 1 - sum of the others can be -1e-9
+        lambda: torch.tensor([[0.3, 0.7, -1e-9], [0.0, 0.0, 0.0], [0.25, 0.25, 0.5]]),
+        # all-zero rows: how probability targets leave a sample out
+        lambda: torch.tensor([[0.0, 0.0, 0.0], [0.1, 0.6, 0.3]]),
+    ],
+)
+def test_legitimate_probability_targets_stay_quiet(make):
+    y = make()
+    x = torch.randn(y.shape, dtype=y.dtype)
+    loss = LF.cross_entropy(x, y)  # LossUsageWarning is an error in this suite
+    torch.testing.assert_close(loss, F.cross_entropy(x, y))
 
 
 @pytest.mark.parametrize(
@@ -108,9 +131,14 @@ def test_cross_entropy_invalid_arguments(kwargs, pattern):
         LF.cross_entropy(torch.randn(2, 3), torch.tensor([0, 1]), **kwargs)
 
 
-def test_ignore_index_with_probabilities():
+def test_ignore_index_with_probabilities_as_torch():
+    x, p = torch.randn(2, 3), torch.softmax(torch.randn(2, 3), 1)
     with pytest.raises(LossInputError, match=r"ignore_index=0 was given with class-probability targets"):
-        LF.cross_entropy(torch.randn(2, 3), torch.softmax(torch.randn(2, 3), 1), ignore_index=0)
+        LF.cross_entropy(x, p, ignore_index=0)
+    with pytest.raises(RuntimeError):  # torch rejects it too
+        F.cross_entropy(x, p, ignore_index=0)
+    # a negative ignore_index is unused with probabilities, in torch and here
+    torch.testing.assert_close(LF.cross_entropy(x, p, ignore_index=-5), F.cross_entropy(x, p, ignore_index=-5))
 
 
 def test_delta_and_beta():

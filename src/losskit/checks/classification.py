@@ -123,41 +123,50 @@ def probability_tolerance(dtype: torch.dtype) -> float:
 
 
 def check_probability_target(fn: str, target: torch.Tensor, class_dim: int) -> None:
-    """Full-level check of class-probability targets: non-negative rows that sum to 1."""
+    """Full-level check of class-probability targets; torch computes any values, so this warns.
+
+    Warns (:class:`~losskit.LossUsageWarning`) when values are clearly negative or rows are far
+    from summing to 1 (multi-hot rows get the BCE advice), and for one-hot float rows. Quiet for
+    rounding: float16/bfloat16 rows off by ~1e-3, residue like -1e-9 from float arithmetic, and
+    all-zero rows (a zeroed row is how probability targets leave a sample out).
+    """
     if target.numel() == 0:
         return
     t = target.detach()
+    tol = probability_tolerance(target.dtype) * max(1.0, t.shape[class_dim] ** 0.5 / 8)
     minimum = float(t.amin())
     sums = t.sum(class_dim, dtype=torch.float32)
-    worst = float((sums - 1).abs().amax())
-    tol = probability_tolerance(target.dtype)
-    if minimum >= 0 and worst <= tol * max(1.0, t.shape[class_dim] ** 0.5 / 8):
+    off = (sums - 1).abs().masked_fill(sums == 0, 0.0)  # all-zero rows are left out on purpose
+    worst = float(off.amax())
+    if minimum >= -tol and worst <= tol:
         rows = sample_rows(t, class_dim)
-        if bool(((rows == 0) | (rows == 1)).all()):
+        if bool(((rows == 0) | (rows == 1)).all()) and bool((rows.sum(-1) == 1).all()):
             warn(
                 f"{fn}: target of {describe(target)} holds one-hot float rows; expected class "
                 f"indices for hard labels. Use target.argmax(dim={class_dim}): it is faster, uses "
                 "less memory and supports ignore_index."
             )
         return
-    if minimum < 0:
-        fail(
+    if minimum < -tol:
+        warn(
             f"{fn}: target holds negative class probabilities (min {minimum:.4g}); expected "
-            "probabilities >= 0 with each row summing to 1. If these are logits, use "
-            f"target.softmax(dim={class_dim})."
+            "probabilities >= 0 with each row summing to 1. The loss is computed as torch does; if "
+            f"these are logits, use target.softmax(dim={class_dim})."
         )
-    multi_hot = bool(((t == 0) | (t == 1)).all())
-    if multi_hot:
-        fail(
+        return
+    if bool(((t == 0) | (t == 1)).all()):
+        warn(
             f"{fn}: target rows contain several 1s (multi-hot labels, a row sums to "
             f"{float(sums.amax()):.4g}); expected one class per sample, rows summing to 1. For "
             "multi-label classification use losskit.functional.binary_cross_entropy_with_logits"
             "(input, target)."
         )
-    fail(
+        return
+    warn(
         f"{fn}: target probability rows do not sum to 1 (worst row sums to "
-        f"{float(sums.flatten()[(sums - 1).abs().flatten().argmax()]):.4g}); expected each row "
-        f"to sum to 1. Normalise with target / target.sum(dim={class_dim}, keepdim=True)."
+        f"{float(sums.flatten()[off.flatten().argmax()]):.4g}); expected each row to sum to 1 "
+        f"(within {tol:.2g}). The loss is computed as torch does, weighting such rows by their sum; "
+        f"normalise with target / target.sum(dim={class_dim}, keepdim=True)."
     )
 
 
@@ -221,11 +230,11 @@ def check_logits_and_target(
     else:
         prob_target = classify_target(fn, input, target, allow_probs=allow_probs)
         check_class_weight(fn, weight, n_classes)
-        if prob_target and ignore_index != -100:
+        if prob_target and ignore_index >= 0:  # torch raises for these (negative ones are unused)
             fail(
                 f"{fn}: ignore_index={ignore_index} was given with class-probability targets; "
-                "expected ignore_index only with class indices. Drop ignore_index, or zero the "
-                "rows you want to ignore and use reduction='sum'."
+                "expected ignore_index only with class indices (torch rejects it too). Drop "
+                "ignore_index, or zero the rows you want to leave out and use reduction='sum'."
             )
     if mode == "full":
         if prob_target:
