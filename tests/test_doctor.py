@@ -265,3 +265,25 @@ def test_doctor_demo_cli(capsys):
     assert fixed.ok and [c.status for c in fixed.checks] == ["pass"] * 7
     assert main(["doctor"]) == 2
     assert "losskit doctor --demo" in capsys.readouterr().err
+
+
+def test_regression_loss_on_float_class_ids_is_a_warning_and_the_summary_says_so():
+    """A regression loss fed class ids stored as floats: computable, so a warning (not a pass
+    with advice), and the report's summary line says there are warnings."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 4)
+    y = (torch.arange(64) % 3).float().unsqueeze(1)  # class ids 0, 1, 2 as floats
+    report = losskit.doctor(torch.nn.Linear(4, 1), losskit.nn.MSELoss(), (x, y), steps=5)
+    assert report["setup"].status == "warn"
+    assert "regression loss but the targets look like class ids" in report["setup"].advice
+    expected = "problems found" if not report.ok else "ok, with warnings"
+    assert report.summary == expected
+    assert f"losskit doctor: {expected}" in str(report)
+
+
+def test_summary_of_a_clean_report_is_ok():
+    from losskit.doctor.report import Check, DoctorReport
+
+    assert DoctorReport([Check("setup", "pass"), Check("labels", "skip")]).summary == "ok"
+    assert DoctorReport([Check("setup", "pass"), Check("labels", "warn")]).summary == "ok, with warnings"
+    assert DoctorReport([Check("setup", "fail"), Check("labels", "warn")]).summary == "problems found"

@@ -152,6 +152,14 @@ def check_setup(
         )
     if problems:
         return Check("setup", "fail", measured, expected, " ".join(problems)), loss, seen
+    if kind == "regression" and classification and seen is not None:
+        # float targets holding only class ids: computable, but most likely classes
+        notes.append(
+            f"{name} is a regression loss but the targets look like class ids ({seen.value}: "
+            f"{guess.reason if guess else 'integer values'}); regression treats class 3 as 'closer' to 4 "
+            "than to 0. If these are classes, use CrossEntropyLoss on logits with target.long() "
+            "(losskit.loss_for(task, targets=...) picks it)."
+        )
     if notes:
         return Check("setup", "warn", measured, expected, " ".join(notes)), loss, seen
     reason = (

@@ -40,6 +40,13 @@ class DoctorReport:
     def ok(self) -> bool:
         return all(c.status != "fail" for c in self.checks)
 
+    @property
+    def summary(self) -> str:
+        """``"ok"``, ``"ok, with warnings"`` or ``"problems found"``."""
+        if not self.ok:
+            return "problems found"
+        return "ok, with warnings" if any(c.status == "warn" for c in self.checks) else "ok"
+
     def __getitem__(self, name: str) -> Check:
         for check in self.checks:
             if check.name == name:
@@ -54,7 +61,7 @@ class DoctorReport:
         from rich.table import Table
 
         colour = {"pass": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
-        table = Table(title=f"{title}: {'ok' if self.ok else 'problems found'}", title_justify="left", show_lines=True)
+        table = Table(title=f"{title}: {self.summary}", title_justify="left", show_lines=True)
         for column in ("check", "status", "measured", "expected", "advice"):
             table.add_column(column, overflow="fold")
         for c in self.checks:
