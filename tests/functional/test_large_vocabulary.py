@@ -290,7 +290,12 @@ def test_torch_compile_fullgraph():
         (lambda h, w, t: (h, w, t.unsqueeze(-1)), r"target has shape \(10, 1\).*squeeze\(-1\)", LossInputError),
         (lambda h, w, t: (h, w[:, :3], t), r"linear_weight has shape \(7, 3\); expected \(V, 4\)", LossInputError),
         (lambda h, w, t: (h, w.double(), t), r"linear_weight has dtype float64.*same dtype", LossInputError),
-        (lambda h, w, t: (h[0], w, t), r"input has shape \(4,\); expected hidden states", LossInputError),
+        (
+            lambda h, w, t: (h.reshape(1, 1, 10, 4), w, t),
+            r"input has shape \(1, 1, 10, 4\); expected hidden states",
+            LossInputError,
+        ),
+        (lambda h, w, t: (h[0], w, t), r"target has shape \(10,\); expected \(\) \(one class id", LossInputError),
         (lambda h, w, t: (h, w, torch.where(t == 0, 9, t)), r"class id\(s\) out of range \(e\.g\. 9", LossInputError),
     ],
 )
@@ -400,3 +405,78 @@ def test_linear_cross_entropy_gradcheck():
             ),
             (h, w, b),
         )
+
+
+# --------------------------------------------------------------------------- torch 2.13 drop-in (issue 15, item 7)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_unbatched_input_with_a_0_dim_target_as_torch(reduction):
+    h, w = torch.randn(4, dtype=torch.float64, requires_grad=True), torch.randn(6, 4, dtype=torch.float64)
+    t = torch.tensor(3)
+    ours = LF.linear_cross_entropy(h, w, t, reduction=reduction)
+    theirs = F.linear_cross_entropy(h, w, t, reduction=reduction)
+    torch.testing.assert_close(ours, theirs)
+    assert ours.shape == theirs.shape == ()
+
+
+def test_ignore_index_none_is_torchs_default():
+    h, w = torch.randn(5, 4, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64)
+    t = torch.tensor([1, -100, 2, 5, -100])
+    torch.testing.assert_close(LF.linear_cross_entropy(h, w, t, ignore_index=None), F.linear_cross_entropy(h, w, t))
+    torch.testing.assert_close(LF.linear_cross_entropy(h, w, t), F.linear_cross_entropy(h, w, t))
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_probability_targets_as_torch(smoothing):
+    h = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    p = torch.softmax(torch.randn(5, 6, dtype=torch.float64), 1)
+    ours = LF.linear_cross_entropy(h, w, p, label_smoothing=smoothing)
+    theirs = F.linear_cross_entropy(h, w, p, label_smoothing=smoothing)
+    torch.testing.assert_close(ours, theirs)
+    g_ours = torch.autograd.grad(ours, (h, w))
+    g_theirs = torch.autograd.grad(theirs, (h, w))
+    for a, b in zip(g_ours, g_theirs):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(losskit.LossInputError, match=r"ignore_index=-100 was given with class-probability targets"):
+        LF.linear_cross_entropy(h, w, p, ignore_index=-100)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"bias": True, "label_smoothing": 0.1, "ignore_index": 2, "reduction": "sum"},
+        {"out_features": (2,)},
+        {"bias": True, "out_features": (2, 3), "reduction": "none"},
+        {"weight": torch.rand(5) + 0.1, "options": torch.nn.LinearCrossEntropyOptions(batch_chunk_size=2)},
+    ],
+    ids=["defaults", "bias+smoothing+ignore", "out_features", "out_features 2-d", "weight+options"],
+)
+def test_module_is_a_drop_in_for_torchs(kwargs):
+    torch.manual_seed(0)
+    theirs = torch.nn.LinearCrossEntropyLoss(3, 5, **kwargs)
+    ours = losskit.nn.LinearCrossEntropyLoss(3, 5, **kwargs)
+    assert ours.state_dict().keys() == theirs.state_dict().keys()
+    ours.load_state_dict(theirs.state_dict())
+    h = torch.randn(4, 3)
+    t = torch.randint(0, 5, (4, *kwargs.get("out_features", ())))
+    torch.testing.assert_close(ours(h, t), theirs(h, t))
+    ours(h, t).sum().backward()
+    theirs(h, t).sum().backward()
+    torch.testing.assert_close(ours.linear.weight.grad, theirs.linear.weight.grad)
+
+
+def test_from_linear_on_a_computed_weight_passes_gradients_back():
+    """Scaled (or tied) embeddings computed in forward: the loss must not detach them."""
+    base = torch.randn(5, 3, requires_grad=True)
+    h, t = torch.randn(4, 3), torch.randint(0, 5, (4,))
+    losskit.nn.LinearCrossEntropyLoss.from_linear(base * 2.0)(h, t).backward()
+    ours = base.grad.clone()
+    base.grad = None
+    F.cross_entropy(h @ (base * 2.0).T, t).backward()
+    torch.testing.assert_close(ours, base.grad)
+    leaf = torch.randn(5, 3, requires_grad=True)  # a plain leaf tensor, not a Parameter
+    losskit.nn.LinearCrossEntropyLoss.from_linear(leaf)(h, t).backward()
+    torch.testing.assert_close(leaf.grad, torch.autograd.grad(F.cross_entropy(h @ leaf.T, t), leaf)[0])

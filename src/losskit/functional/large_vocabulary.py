@@ -17,6 +17,7 @@ from losskit.autograd.linear_cross_entropy import (
     rows_per_chunk,
 )
 from losskit.checks import describe, fail, shape_str
+from losskit.functional.cross_entropy import cross_entropy
 from losskit.types import Reduction
 
 __all__ = ["linear_cross_entropy"]
@@ -31,7 +32,7 @@ def linear_cross_entropy(
     linear_bias: torch.Tensor | None = None,
     weight: torch.Tensor | None = None,
     reduction: Reduction = "mean",
-    ignore_index: int = -100,
+    ignore_index: int | None = None,
     label_smoothing: float = 0.0,
     options: object | None = None,
     z_loss: float = 0.0,
@@ -51,7 +52,7 @@ def linear_cross_entropy(
     linear_bias: torch.Tensor | None = None,
     weight: torch.Tensor | None = None,
     reduction: Reduction = "mean",
-    ignore_index: int = -100,
+    ignore_index: int | None = None,
     label_smoothing: float = 0.0,
     options: object | None = None,
     z_loss: float = 0.0,
@@ -71,7 +72,7 @@ def linear_cross_entropy(
     linear_bias: torch.Tensor | None = None,
     weight: torch.Tensor | None = None,
     reduction: Reduction = "mean",
-    ignore_index: int = -100,
+    ignore_index: int | None = None,
     label_smoothing: float = 0.0,
     options: object | None = None,
     z_loss: float = 0.0,
@@ -90,7 +91,7 @@ def linear_cross_entropy(
     linear_bias: torch.Tensor | None = None,
     weight: torch.Tensor | None = None,
     reduction: Reduction = "mean",
-    ignore_index: int = -100,
+    ignore_index: int | None = None,
     label_smoothing: float = 0.0,
     options: object | None = None,
     z_loss: float = 0.0,
@@ -121,13 +122,15 @@ def linear_cross_entropy(
     chunk's logits in backward so any per-token upstream gradient is exact.
 
     Args:
-        input: hidden states ``(N, D)`` or ``(B, T, D)``.
+        input: hidden states ``(N, D)``, ``(B, T, D)``, or one unbatched ``(D,)``.
         linear_weight: the output layer's weight ``(V, D)`` (``nn.Linear(D, V).weight``).
-        target: int64 class indices ``(N,)`` or ``(B, T)``.
+        target: int64 class indices ``(N,)`` / ``(B, T)`` / ``()``; or class probabilities
+            with a last axis of ``V`` (computed from the full logits, as torch does).
         linear_bias: ``(V,)`` bias, optional.
         weight: ``(V,)`` rescaling weight per class.
         reduction: ``"none"`` | ``"mean"`` | ``"sum"``.
-        ignore_index: class id whose targets count neither in the loss nor in the mean.
+        ignore_index: class id whose targets count neither in the loss nor in the mean; ``None``
+            (torch's default) means -100 for class indices. Not accepted with probabilities.
         label_smoothing: in ``[0, 1]``.
         options: accepted for drop-in compatibility with torch 2.13; losskit always chunks.
             A ``LinearCrossEntropyOptions(batch_chunk_size=k)`` sets the rows per chunk
@@ -178,12 +181,30 @@ def linear_cross_entropy(
         low = torch.get_autocast_dtype(input.device.type)
         input, linear_weight = input.to(low), linear_weight.to(low)
         linear_bias = None if linear_bias is None else linear_bias.to(low)
-    if input.dim() not in (2, 3):
+    if input.dim() not in (1, 2, 3):
         fail(
-            f"{fn}: input has shape {shape_str(input.shape)}; expected hidden states (N, D) or "
+            f"{fn}: input has shape {shape_str(input.shape)}; expected hidden states (D,), (N, D) or "
             "(B, T, D). Flatten extra axes first, e.g. input.flatten(0, -2)."
         )
     d = input.shape[-1]
+    if linear_weight.dim() > 2 and linear_weight.shape[-1] == d and input.dim() <= 2:
+        # (C, *out_features, D), as torch: K-dimensional classes per row, from the full logits
+        flat_bias = None if linear_bias is None else linear_bias.reshape(-1)
+        logits = torch.nn.functional.linear(input, linear_weight.reshape(-1, d), flat_bias)
+        logits = logits.reshape(*input.shape[:-1], *linear_weight.shape[:-1])
+        loss_k, z_k = cross_entropy(
+            logits,
+            target,
+            weight,
+            ignore_index=-100 if ignore_index is None else ignore_index,
+            reduction=reduction,
+            label_smoothing=label_smoothing,
+            z_loss=z_loss,
+            softcap=softcap,
+            normalizer=normalizer,
+            return_z_loss=True,
+        )
+        return (loss_k.to(out_dtype), z_k.to(out_dtype)) if return_z_loss else loss_k.to(out_dtype)
     if linear_weight.dim() != 2 or linear_weight.shape[1] != d:
         fail(
             f"{fn}: linear_weight has shape {shape_str(linear_weight.shape)}; expected (V, {d}) "
@@ -205,11 +226,35 @@ def linear_cross_entropy(
                 f"and dtype {str(input.dtype).replace('torch.', '')}. Pass the layer's bias, or None."
             )
     expected = tuple(input.shape[:-1])
+    if target.is_floating_point() and tuple(target.shape) == expected + (n_classes,):
+        # class probabilities: torch computes them from the full logits; so does losskit
+        if ignore_index is not None:
+            fail(
+                f"{fn}: ignore_index={ignore_index} was given with class-probability targets; expected "
+                "ignore_index=None (torch rejects it too). Drop ignore_index, or zero the rows to leave out."
+            )
+        logits = torch.nn.functional.linear(input, linear_weight, linear_bias)
+        if logits.dim() == 3:  # (B, T, V) -> classes on dim 1, as cross_entropy wants them
+            logits, target = logits.transpose(1, 2), target.transpose(1, 2)
+        loss_p, z_p = cross_entropy(
+            logits,
+            target,
+            weight,
+            reduction=reduction,
+            label_smoothing=label_smoothing,
+            z_loss=z_loss,
+            softcap=softcap,
+            normalizer=normalizer,
+            return_z_loss=True,
+        )
+        return (loss_p.to(out_dtype), z_p.to(out_dtype)) if return_z_loss else loss_p.to(out_dtype)
+    if ignore_index is None:
+        ignore_index = -100
     if target.is_floating_point() or target.dtype == torch.bool or target.is_complex():
         fail(
             f"{fn}: target has {describe(target)}; expected int64 class indices of shape "
-            f"{shape_str(expected)}. Use target.long() (for class-probability targets use "
-            "cross_entropy(F.linear(input, linear_weight, linear_bias), target)).",
+            f"{shape_str(expected)}, or class probabilities of shape {shape_str(expected + (n_classes,))}. "
+            "Use target.long() for class ids.",
             dtype=True,
         )
     if tuple(target.shape) != expected:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -43,13 +46,15 @@ class LinearCrossEntropyLoss(WeightedLoss):
         in_features: int,
         num_classes: int,
         *,
+        out_features: tuple[int, ...] = (),
         bias: bool = False,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-        weight: torch.Tensor | None = None,
         reduction: Reduction = "mean",
-        ignore_index: int = -100,
+        weight: torch.Tensor | None = None,
+        ignore_index: int | None = None,
         label_smoothing: float = 0.0,
+        options: object | None = None,
         z_loss: float = 0.0,
         softcap: float | None = None,
         chunk_size: int | None = None,
@@ -57,7 +62,12 @@ class LinearCrossEntropyLoss(WeightedLoss):
         super().__init__(weight, reduction)
         checks.check_z_loss_and_softcap(type(self).__name__, z_loss, softcap)
         checks.check_label_smoothing("cross_entropy", label_smoothing)
-        self.linear = nn.Linear(in_features, num_classes, bias=bias, device=device, dtype=dtype)
+        self.num_classes = num_classes
+        self.out_features = tuple(out_features)
+        outputs = num_classes * math.prod(self.out_features)
+        #: the output layer: an nn.Linear (torch's state_dict keys), or a shared head's tensors
+        self.linear: nn.Module = nn.Linear(in_features, outputs, bias=bias, device=device, dtype=dtype)
+        self.options = options
         self.ignore_index = ignore_index
         self.label_smoothing = label_smoothing
         self.z_loss = z_loss
@@ -77,12 +87,16 @@ class LinearCrossEntropyLoss(WeightedLoss):
                     "LinearCrossEntropyLoss.from_linear: bias was given together with an nn.Linear; "
                     "expected the bias to come from the layer. Drop the bias argument."
                 )
-            linear = layer
+            linear: nn.Module = layer
+        elif isinstance(layer, nn.Parameter) and layer.dim() == 2 and (bias is None or isinstance(bias, nn.Parameter)):
+            head = nn.Linear(layer.shape[1], layer.shape[0], bias=False, device="meta")
+            head.weight = layer
+            head.register_parameter("bias", bias)
+            linear = head
         elif isinstance(layer, torch.Tensor) and layer.dim() == 2:
-            linear = nn.Linear(layer.shape[1], layer.shape[0], bias=False, device="meta")
-            linear.weight = layer if isinstance(layer, nn.Parameter) else nn.Parameter(layer)
-            if bias is not None:
-                linear.bias = bias if isinstance(bias, nn.Parameter) else nn.Parameter(bias)
+            # a plain tensor (e.g. scaled or tied embeddings computed in forward) is held by
+            # reference, not wrapped in a new Parameter: its gradient flows back to its source
+            linear = _TensorHead(layer, bias)
         else:
             got = checks.describe(layer) if isinstance(layer, torch.Tensor) else type(layer).__name__
             checks.fail(
@@ -91,17 +105,25 @@ class LinearCrossEntropyLoss(WeightedLoss):
             )
         module = cls(1, 1, device="meta", **kwargs)  # type: ignore[arg-type]
         module.linear = linear
+        module.num_classes = int(cast(torch.Tensor, linear.weight).shape[0])
         return module
 
     def forward(
         self, input: torch.Tensor, target: torch.Tensor, *, normalizer: float | torch.Tensor | None = None
     ) -> torch.Tensor:
         """``normalizer``: as :meth:`CrossEntropyLoss.forward`."""
+        linear_weight = cast(torch.Tensor, self.linear.weight)
+        linear_bias = cast("torch.Tensor | None", self.linear.bias)
+        if self.out_features:  # (C, *out_features, D), as torch's module: K-dim classes per row
+            linear_weight = linear_weight.reshape(self.num_classes, *self.out_features, linear_weight.shape[-1])
+            if linear_bias is not None:
+                linear_bias = linear_bias.reshape(self.num_classes, *self.out_features)
         loss, z_term = LF.linear_cross_entropy(
             input,
-            self.linear.weight,
+            linear_weight,
             target,
-            linear_bias=self.linear.bias,
+            linear_bias=linear_bias,
+            options=self.options,
             weight=self.weight,
             reduction=self.reduction,
             ignore_index=self.ignore_index,
@@ -117,14 +139,27 @@ class LinearCrossEntropyLoss(WeightedLoss):
 
     def extra_repr(self) -> str:
         head = (
-            f"in_features={self.linear.in_features}, num_classes={self.linear.out_features}, "
+            f"in_features={self.linear.in_features}, num_classes={self.num_classes}, "
             f"bias={self.linear.bias is not None}, "
         )
         return head + self._settings(
             "reduction",
-            ("ignore_index", -100),
+            ("ignore_index", None),
             ("label_smoothing", 0.0),
+            ("out_features", ()),
             ("z_loss", 0.0),
             ("softcap", None),
             ("weight", None),
         )
+
+
+class _TensorHead(nn.Module):
+    """An output layer made of tensors held by reference (not Parameters), so that gradients
+    reach whatever they were computed from (tied or scaled embeddings). A weight computed in a
+    step's forward must be handed over again the next step."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        self.weight = weight
+        self.bias = bias
+        self.in_features, self.out_features = weight.shape[1], weight.shape[0]
