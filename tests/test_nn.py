@@ -145,3 +145,40 @@ def test_cross_entropy_module_z_loss_for_logging():
     loss = loss_fn(torch.zeros(2, 4), torch.tensor([0, 3]))
     torch.testing.assert_close(loss_fn.last_z_loss, torch.tensor(0.5 * math.log(4) ** 2))
     torch.testing.assert_close(loss, torch.tensor(math.log(4) + 0.5 * math.log(4) ** 2))
+
+
+TWIN_CASES = [
+    ("MSELoss", {}, "regression"),
+    ("L1Loss", {}, "regression"),
+    ("HuberLoss", {"delta": 0.5, "reduction": "sum"}, "regression"),
+    ("SmoothL1Loss", {"beta": 2.0}, "regression"),
+    ("BCELoss", {"weight": torch.rand(3) + 0.5}, "probs"),
+    ("BCEWithLogitsLoss", {"pos_weight": torch.rand(3) + 0.5, "reduction": "none"}, "binary"),
+    ("CrossEntropyLoss", {"weight": torch.rand(3) + 0.1, "ignore_index": 1, "label_smoothing": 0.1}, "ids"),
+    ("NLLLoss", {"weight": torch.rand(3) + 0.1}, "ids"),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "kind"), TWIN_CASES, ids=[c[0] for c in TWIN_CASES])
+def test_torchscript_scripts_every_module_with_a_torch_twin(name, kwargs, kind):
+    """torch.jit.script(losskit module) works as it does for torch's module, with torch's values."""
+    ours = getattr(losskit.nn, name)(**kwargs)
+    scripted = torch.jit.script(ours)
+    x = torch.rand(6, 3) if kind != "ids" else torch.randn(6, 3)
+    if name == "NLLLoss":
+        x = torch.log_softmax(x, 1)
+    y = torch.randint(0, 3, (6,)) if kind == "ids" else torch.rand(6, 3)
+    torch.testing.assert_close(scripted(x, y), getattr(torch.nn, name)(**kwargs)(x, y))
+
+
+def test_torchscript_of_losskit_only_settings_is_a_clear_error():
+    with pytest.raises(losskit.LossInputError, match=r"z_loss=0\.0001 is losskit-only.*torch\.compile"):
+        torch.jit.script(losskit.nn.CrossEntropyLoss(z_loss=1e-4))
+    with pytest.raises(losskit.LossInputError, match=r"label_smoothing=0\.1 is losskit-only"):
+        torch.jit.script(losskit.nn.BCEWithLogitsLoss(label_smoothing=0.1))
+    with pytest.raises(
+        losskit.LossInputError, match=r"FocalLoss: torch\.jit\.script was asked for a loss that torch does not have"
+    ):
+        torch.jit.script(losskit.nn.FocalLoss())
+    with pytest.raises(losskit.LossInputError, match=r"cannot script the fused loss"):
+        torch.jit.script(losskit.nn.LinearCrossEntropyLoss(3, 5))

@@ -4,6 +4,9 @@ records."""
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -19,6 +22,12 @@ def _values(t: torch.Tensor) -> str:
     if flat.numel() <= 10:
         return "[" + ", ".join(f"{float(v):.4g}" for v in flat) + "]"
     return f"<{flat.numel()} values in [{float(flat.min()):.4g}, {float(flat.max()):.4g}]>"
+
+
+def _is_default(value: object, default: object) -> bool:
+    if isinstance(value, torch.Tensor) or isinstance(default, torch.Tensor):
+        return value is default
+    return bool(value == default)
 
 
 class Loss(nn.Module):
@@ -37,6 +46,43 @@ class Loss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        """What ``torch.jit.script(module)`` scripts: torch's twin of this loss with the same
+        settings and buffers (the same values, by losskit's parity with torch).
+
+        Raises:
+            LossInputError: the loss has no torch twin, or a losskit-only option is set (z-loss,
+                soft-capping, BCE label smoothing, ...), which TorchScript cannot express.
+        """
+        name = type(self).__name__
+        twin_cls = getattr(nn, name, None)
+        if not (isinstance(twin_cls, type) and issubclass(twin_cls, nn.Module)):
+            checks.fail(
+                f"{name}: torch.jit.script was asked for a loss that torch does not have; expected one of "
+                "torch's losses (MSELoss, CrossEntropyLoss, ...). Use torch.compile, or keep the module eager."
+            )
+        ours = inspect.signature(type(self).__init__).parameters
+        theirs = inspect.signature(twin_cls.__init__).parameters
+        kwargs: dict[str, Any] = {}
+        for arg, param in ours.items():
+            if arg == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                continue
+            value = getattr(self, arg, param.default)
+            if arg in theirs:
+                if value is not inspect.Parameter.empty:
+                    kwargs[arg] = value
+            elif not _is_default(value, param.default):
+                checks.fail(
+                    f"{name}: {arg}={value!r} is losskit-only, so torch.jit.script cannot script this loss; "
+                    f"expected {arg}={param.default!r} (torch's {name} has no {arg}). Use torch.compile, or "
+                    "keep the module eager."
+                )
+        twin = self._torch_twin(twin_cls, kwargs)
+        return twin.train(self.training)
+
+    def _torch_twin(self, twin_cls: type[nn.Module], kwargs: dict[str, Any]) -> nn.Module:
+        return twin_cls(**kwargs)
 
     def _settings(self, *fields: str | tuple[str, object]) -> str:
         """``name=value`` for each field: a bare name is always shown, ``(name, default)`` only

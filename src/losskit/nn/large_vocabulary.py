@@ -137,6 +137,13 @@ class LinearCrossEntropyLoss(WeightedLoss):
         self.last_z_loss = z_term.detach()
         return loss
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        checks.fail(
+            "LinearCrossEntropyLoss: torch.jit.script cannot script the fused loss, got a request to script "
+            "it; expected an eager or torch.compile'd module (torch 2.13's own LinearCrossEntropyLoss cannot "
+            "be scripted either). Use torch.compile(model), or keep the loss eager."
+        )
+
     def extra_repr(self) -> str:
         head = (
             f"in_features={self.linear.in_features}, num_classes={self.num_classes}, "
