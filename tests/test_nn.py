@@ -70,11 +70,11 @@ def test_invalid_reduction_fails_at_construction():
 
 
 def test_repr_is_readable():
-    text = repr(losskit.nn.CrossEntropyLoss(weight=torch.ones(4), label_smoothing=0.1))
+    text = losskit.nn.CrossEntropyLoss(weight=torch.ones(4), label_smoothing=0.1).describe()
     assert text == "CrossEntropyLoss(reduction='mean', label_smoothing=0.1, weight=[1, 1, 1, 1])"
-    long = repr(losskit.nn.CrossEntropyLoss(weight=torch.arange(1.0, 13.0)))
+    long = losskit.nn.CrossEntropyLoss(weight=torch.arange(1.0, 13.0)).describe()
     assert long == "CrossEntropyLoss(reduction='mean', weight=<12 values in [1, 12]>)"
-    bce = repr(losskit.nn.BCEWithLogitsLoss(pos_weight=torch.tensor([2.5])))
+    bce = losskit.nn.BCEWithLogitsLoss(pos_weight=torch.tensor([2.5])).describe()
     assert bce == "BCEWithLogitsLoss(reduction='mean', pos_weight=[2.5])"
 
 
@@ -140,7 +140,7 @@ def test_linear_cross_entropy_module_shares_an_existing_head_or_tied_weight():
 
 def test_cross_entropy_module_z_loss_for_logging():
     loss_fn = losskit.nn.CrossEntropyLoss(z_loss=0.5, softcap=10.0)
-    assert repr(loss_fn) == "CrossEntropyLoss(reduction='mean', z_loss=0.5, softcap=10.0)"
+    assert loss_fn.describe() == "CrossEntropyLoss(reduction='mean', z_loss=0.5, softcap=10.0)"
     # zero logits: lse = ln 4, z-term = 0.5 ln(4)^2, loss = ln 4 + that
     loss = loss_fn(torch.zeros(2, 4), torch.tensor([0, 3]))
     torch.testing.assert_close(loss_fn.last_z_loss, torch.tensor(0.5 * math.log(4) ** 2))
@@ -182,3 +182,26 @@ def test_torchscript_of_losskit_only_settings_is_a_clear_error():
         torch.jit.script(losskit.nn.FocalLoss())
     with pytest.raises(losskit.LossInputError, match=r"cannot script the fused loss"):
         torch.jit.script(losskit.nn.LinearCrossEntropyLoss(3, 5))
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("MSELoss", {}),
+        ("HuberLoss", {"delta": 2.0, "reduction": "sum"}),
+        ("CrossEntropyLoss", {"weight": torch.ones(3), "label_smoothing": 0.1, "ignore_index": 1}),
+        ("BCEWithLogitsLoss", {"pos_weight": torch.ones(2)}),
+        ("NLLLoss", {"reduction": "none"}),
+    ],
+)
+def test_repr_is_torchs_for_the_same_arguments(name, kwargs):
+    assert repr(getattr(losskit.nn, name)(**kwargs)) == repr(getattr(torch.nn, name)(**kwargs))
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"bias": True, "label_smoothing": 0.1, "ignore_index": 2, "reduction": "sum", "out_features": (2,)}]
+)
+def test_linear_cross_entropy_repr_is_torchs(kwargs):
+    assert repr(losskit.nn.LinearCrossEntropyLoss(4, 3, **kwargs)) == repr(
+        torch.nn.LinearCrossEntropyLoss(4, 3, **kwargs)
+    )

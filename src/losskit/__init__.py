@@ -12,8 +12,8 @@ nor anything else: the ``losskit lint`` command and ``losskit --version`` run wi
 
 Example:
     >>> import losskit
-    >>> losskit.nn.CrossEntropyLoss(label_smoothing=0.1)
-    CrossEntropyLoss(reduction='mean', label_smoothing=0.1)
+    >>> losskit.nn.CrossEntropyLoss(label_smoothing=0.1).describe()
+    "CrossEntropyLoss(reduction='mean', label_smoothing=0.1)"
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "DoctorReport": ("losskit.doctor", "DoctorReport"),
     "set_checks": ("losskit.checks", "set_checks"),
     "get_checks": ("losskit.checks", "get_checks"),
+    "compare": ("losskit.app.compare", "compare"),
 }
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "DoctorReport",
     "set_checks",
     "get_checks",
+    "compare",
     "LossInputError",
     "LossDtypeError",
     "LossUsageWarning",
@@ -86,6 +88,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and IDEs
     from losskit import checks, functional, nn, registry
+    from losskit.app.compare import compare
     from losskit.checks import get_checks, set_checks
     from losskit.doctor import DoctorReport, doctor
     from losskit.tasks import LabelEncoder, TaskGuess, class_weights, infer_task, loss_for, pos_weight

@@ -15,7 +15,7 @@ Example:
     >>> spec.module, spec.torch_function
     ('CrossEntropyLoss', 'torch.nn.functional.cross_entropy')
     >>> spec.module_class()
-    CrossEntropyLoss(reduction='mean')
+    CrossEntropyLoss()
     >>> registry.TASK_DEFAULTS["binary"]
     'binary_cross_entropy_with_logits'
 """
@@ -46,6 +46,7 @@ __all__ = [
     "COMPARE_TASKS",
     "candidates_for",
     "default_candidates",
+    "plain_candidate",
     "markdown_table",
 ]
 
@@ -344,6 +345,11 @@ class Candidate:
     fitted: tuple[str, ...] = ()
     #: the tasks whose default set of candidates include it
     default_for: tuple[Task, ...] = ()
+    #: the plain loss of its tasks: the one every other candidate is tested against
+    plain: bool = False
+    #: the candidate this one is the same model as when its fitted option is neutral (all class
+    #: weights equal, a ``pos_weight`` of 1): then it is reported as such and not trained
+    same_as: str | None = None
 
     @property
     def spec(self) -> LossSpec:
@@ -360,13 +366,14 @@ _MC = (Task.multiclass,)
 
 #: ``losskit compare``'s candidates, in the order they are listed and trained.
 CANDIDATES: tuple[Candidate, ...] = (
-    Candidate("bce_with_logits", "binary_cross_entropy_with_logits", _BINARY, default_for=_BINARY),
+    Candidate("bce_with_logits", "binary_cross_entropy_with_logits", _BINARY, default_for=_BINARY, plain=True),
     Candidate(
         "bce_with_logits+pos_weight",
         "binary_cross_entropy_with_logits",
         _BINARY,
         fitted=("pos_weight",),
         default_for=_BINARY,
+        same_as="bce_with_logits",
     ),
     Candidate(
         "bce_with_logits+label_smoothing",
@@ -377,14 +384,21 @@ CANDIDATES: tuple[Candidate, ...] = (
     Candidate(
         "focal", "sigmoid_focal_loss", _BINARY, {"alpha": FOCAL_ALPHA, "gamma": FOCAL_GAMMA}, default_for=_BINARY
     ),
-    Candidate("cross_entropy", "cross_entropy", _MC, default_for=_MC),
+    Candidate("cross_entropy", "cross_entropy", _MC, default_for=_MC, plain=True),
     Candidate(
         "cross_entropy+label_smoothing", "cross_entropy", _MC, {"label_smoothing": LABEL_SMOOTHING}, default_for=_MC
     ),
-    Candidate("cross_entropy+class_weights", "cross_entropy", _MC, fitted=("weight",), default_for=_MC),
+    Candidate(
+        "cross_entropy+class_weights",
+        "cross_entropy",
+        _MC,
+        fitted=("weight",),
+        default_for=_MC,
+        same_as="cross_entropy",
+    ),
     Candidate("focal", "focal_loss", _MC, {"gamma": FOCAL_GAMMA}, default_for=_MC),
     Candidate("poly1", "poly1_cross_entropy", _MC, {"epsilon": 1.0}),
-    Candidate("mse", "mse_loss", _REG, default_for=_REG),
+    Candidate("mse", "mse_loss", _REG, default_for=_REG, plain=True),
     Candidate("l1", "l1_loss", _REG, default_for=_REG),
     # Huber's delta as loss_for sizes it (1.345 robust std of the standardized targets);
     # smooth-L1 keeps torch's beta=1 (one std): with delta = beta they would be the same loss up
@@ -401,6 +415,12 @@ def candidates_for(task: Task | str) -> dict[str, Candidate]:
     """``losskit compare``'s candidates for ``task`` by name, in order."""
     the_task = Task.parse(task)
     return {c.name: c for c in CANDIDATES if the_task in c.tasks}
+
+
+def plain_candidate(task: Task | str) -> str:
+    """The plain loss of ``task`` that ``losskit compare`` tests every other candidate against."""
+    the_task = Task.parse(task)
+    return next(c.name for c in CANDIDATES if the_task in c.tasks and c.plain)
 
 
 def default_candidates(task: Task | str) -> tuple[str, ...]:

@@ -75,7 +75,7 @@ def recommend(table: Table, *, task: str = "auto", imbalance: str = "auto") -> d
         "ambiguous": guess.ambiguous,
         "balance": balance,
         "imbalance_ratio": ratio,
-        "loss": repr(loss),
+        "loss": loss.describe(),
         "reasons": list(getattr(loss, "reasons", [])),
         "code": _code(guess, imbalance),
     }

@@ -1,6 +1,6 @@
-"""The base of every losskit module: ``reduction`` checked once at construction, a readable
-``repr``, class weights as buffers, and ``explain()`` for the reasons :func:`losskit.loss_for`
-records."""
+"""The base of every losskit module: ``reduction`` checked once at construction, torch's
+``repr`` (and a readable ``describe()``), class weights as buffers, ``explain()`` for the reasons
+:func:`losskit.loss_for` records, and TorchScript through torch's twin."""
 
 from __future__ import annotations
 
@@ -41,11 +41,28 @@ class Loss(nn.Module):
     def explain(self) -> str:
         """The reasons for this loss and its configuration, in plain words, one per line."""
         if not self.reasons:
-            return f"{self!r} was configured by hand; losskit.loss_for(...) records its reasons here."
+            return f"{self.describe()} was configured by hand; losskit.loss_for(...) records its reasons here."
         return "\n".join(f"- {reason}" for reason in self.reasons)
 
-    def extra_repr(self) -> str:
+    def settings_text(self) -> str:
+        """The settings that make this loss what it is, as ``name=value`` pairs."""
         return f"reduction={self.reduction!r}"
+
+    def describe(self) -> str:
+        """The loss and its settings, readable: ``CrossEntropyLoss(reduction='mean',
+        label_smoothing=0.1, weight=[1, 2])`` (weights by value, long ones summarised).
+
+        ``repr()`` is torch's -- the bare ``CrossEntropyLoss()`` -- for the losses torch has, so
+        that swapping in losskit changes no printed model; ``describe()`` shows the settings.
+        """
+        return f"{type(self).__name__}({self.settings_text()})"
+
+    def extra_repr(self) -> str:
+        # torch's losses print bare ("CrossEntropyLoss()"); losskit's twins print the same
+        twin = getattr(nn, type(self).__name__, None)
+        if isinstance(twin, type) and issubclass(twin, nn.Module):
+            return ""
+        return self.settings_text()
 
     def __prepare_scriptable__(self) -> nn.Module:
         """What ``torch.jit.script(module)`` scripts: torch's twin of this loss with the same

@@ -72,7 +72,7 @@ class BCEWithLogitsLoss(WeightedLoss):
             label_smoothing=self.label_smoothing,
         )
 
-    def extra_repr(self) -> str:
+    def settings_text(self) -> str:
         return self._settings("reduction", ("pos_weight", None), ("label_smoothing", 0.0), ("weight", None))
 
 
@@ -143,7 +143,7 @@ class CrossEntropyLoss(WeightedLoss):
         self.last_z_loss = z_term.detach()
         return loss
 
-    def extra_repr(self) -> str:
+    def settings_text(self) -> str:
         return self._settings(
             "reduction",
             ("ignore_index", -100),

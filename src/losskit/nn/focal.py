@@ -35,7 +35,7 @@ class SigmoidFocalLoss(Loss):
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return LF.sigmoid_focal_loss(input, target, self.alpha, self.gamma, self.reduction)
 
-    def extra_repr(self) -> str:
+    def settings_text(self) -> str:
         return self._settings("alpha", "gamma", "reduction")
 
 
@@ -70,7 +70,7 @@ class FocalLoss(WeightedLoss):
             input, target, self.weight, gamma=self.gamma, ignore_index=self.ignore_index, reduction=self.reduction
         )
 
-    def extra_repr(self) -> str:
+    def settings_text(self) -> str:
         return self._settings("gamma", "reduction", ("ignore_index", -100), ("weight", None))
 
 
@@ -114,7 +114,7 @@ class Poly1CrossEntropyLoss(WeightedLoss):
             label_smoothing=self.label_smoothing,
         )
 
-    def extra_repr(self) -> str:
+    def settings_text(self) -> str:
         return self._settings(
             "epsilon", "reduction", ("label_smoothing", 0.0), ("ignore_index", -100), ("weight", None)
         )

@@ -144,7 +144,7 @@ class LinearCrossEntropyLoss(WeightedLoss):
             "be scripted either). Use torch.compile(model), or keep the loss eager."
         )
 
-    def extra_repr(self) -> str:
+    def settings_text(self) -> str:
         head = (
             f"in_features={self.linear.in_features}, num_classes={self.num_classes}, "
             f"bias={self.linear.bias is not None}, "
@@ -158,6 +158,16 @@ class LinearCrossEntropyLoss(WeightedLoss):
             ("softcap", None),
             ("weight", None),
         )
+
+    def extra_repr(self) -> str:
+        # torch's LinearCrossEntropyLoss repr, field for field; losskit-only settings after them
+        torch_part = (
+            f"in_features={self.linear.in_features}, num_classes={self.num_classes}, out_features={self.out_features}, "
+            f"bias={self.linear.bias is not None}, reduction={self.reduction}, ignore_index={self.ignore_index}, "
+            f"label_smoothing={self.label_smoothing}, options={self.options}"
+        )
+        extra = self._settings(("z_loss", 0.0), ("softcap", None), ("chunk_size", None))
+        return torch_part + (", " + extra if extra else "")
 
 
 class _TensorHead(nn.Module):

@@ -73,7 +73,7 @@ class HuberLoss(Loss):
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return LF.huber_loss(input, target, reduction=self.reduction, delta=self.delta)
 
-    def extra_repr(self) -> str:
+    def settings_text(self) -> str:
         return f"reduction={self.reduction!r}, delta={self.delta}"
 
 
@@ -98,5 +98,5 @@ class SmoothL1Loss(Loss):
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return LF.smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta)
 
-    def extra_repr(self) -> str:
+    def settings_text(self) -> str:
         return f"reduction={self.reduction!r}, beta={self.beta}"

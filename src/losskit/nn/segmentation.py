@@ -64,7 +64,7 @@ class DiceLoss(WeightedLoss):
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return LF.dice_loss(input, target, self.mode, **self._kwargs())
 
-    def extra_repr(self) -> str:
+    def settings_text(self) -> str:
         return self._settings(
             "mode",
             "reduction",
@@ -98,8 +98,8 @@ class TverskyLoss(DiceLoss):
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return LF.tversky_loss(input, target, self.mode, alpha=self.alpha, beta=self.beta, **self._kwargs())
 
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}, beta={self.beta}, " + super().extra_repr()
+    def settings_text(self) -> str:
+        return f"alpha={self.alpha}, beta={self.beta}, " + super().settings_text()
 
 
 class CrossEntropyDiceLoss(WeightedLoss):
@@ -148,7 +148,7 @@ class CrossEntropyDiceLoss(WeightedLoss):
         )
         return ce + self.dice_weight * dice
 
-    def extra_repr(self) -> str:
+    def settings_text(self) -> str:
         return self._settings(
             "dice_weight", ("ignore_index", -100), ("label_smoothing", 0.0), ("smooth", 0.0), ("weight", None)
         )

@@ -120,8 +120,8 @@ def loss_for(
         >>> import torch, losskit
         >>> y = torch.tensor([0] * 90 + [1] * 10)
         >>> loss_fn = losskit.loss_for("binary", targets=y)
-        >>> loss_fn
-        BCEWithLogitsLoss(reduction='mean', pos_weight=[9])
+        >>> loss_fn.describe()
+        "BCEWithLogitsLoss(reduction='mean', pos_weight=[9])"
         >>> print(loss_fn.explain())
         - task: binary.
         - imbalance='auto': the classes are imbalanced 9:1 (counts 0: 90, 1: 10), at or above the 3:1 threshold, so positives are weighted.
