@@ -480,3 +480,25 @@ def test_from_linear_on_a_computed_weight_passes_gradients_back():
     leaf = torch.randn(5, 3, requires_grad=True)  # a plain leaf tensor, not a Parameter
     losskit.nn.LinearCrossEntropyLoss.from_linear(leaf)(h, t).backward()
     torch.testing.assert_close(leaf.grad, torch.autograd.grad(F.cross_entropy(h @ leaf.T, t), leaf)[0])
+
+
+def test_ignored_rows_are_dropped_before_any_matrix_product(monkeypatch):
+    """With 75 of 100 targets ignored, the kernel builds logits for the 25 counted rows only;
+    the values and gradients stay torch's (rows ignored get zero loss and zero gradient)."""
+    seen = []
+    original = fused.chunk_logits
+    monkeypatch.setattr(fused, "chunk_logits", lambda h, w, b, buf: seen.append(h.shape[0]) or original(h, w, b, buf))
+    h = torch.randn(100, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(7, 4, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 7, (100,))
+    t[torch.randperm(100)[:75]] = -100
+    for reduction in ("mean", "none"):
+        seen.clear()
+        ours = LF.linear_cross_entropy(h, w, t, reduction=reduction)
+        upstream = torch.ones_like(ours) if reduction == "mean" else torch.randn(100, dtype=torch.float64)
+        g_ours = torch.autograd.grad(ours, (h, w), upstream)
+        assert sum(seen) == 25 * (1 if reduction == "mean" else 2)  # "none" recomputes in backward
+        theirs = F.cross_entropy(h @ w.T, t, reduction=reduction)
+        torch.testing.assert_close(ours, theirs)
+        for a, b in zip(g_ours, torch.autograd.grad(theirs, (h, w), upstream)):
+            torch.testing.assert_close(a, b)

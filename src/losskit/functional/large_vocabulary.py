@@ -297,7 +297,7 @@ def linear_cross_entropy(
         rows_, z_rows = core.differentiable_rows(logits, ids, weight, ignore_index, label_smoothing, False, z_loss, cap)
         result = (rows_, z_rows) if scale is None else (rows_.sum() * scale, z_rows.sum() * scale)
     else:
-        result = _fused(
+        result = _fused_counted_rows(
             h, linear_weight, linear_bias, ids, weight, ignore_index, label_smoothing, z_loss, cap, scale, rows
         )
     loss, z_term = result
@@ -314,6 +314,52 @@ def linear_cross_entropy(
     if return_z_loss:
         return loss, z_term.to(out_dtype)
     return loss
+
+
+def _fused_counted_rows(
+    h: torch.Tensor,
+    linear_weight: torch.Tensor,
+    linear_bias: torch.Tensor | None,
+    ids: torch.Tensor,
+    weight: torch.Tensor | None,
+    ignore_index: int,
+    label_smoothing: float,
+    z_loss: float,
+    softcap: float | None,
+    scale: torch.Tensor | None,
+    rows: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kernel on the rows whose target is not ``ignore_index`` only: prompt and padding
+    tokens are dropped before any matrix product (they add nothing to the loss or the
+    gradients). With ``"none"`` the dropped rows come back as zeros. Under ``torch.compile``
+    every row is kept (a data-dependent row count would break the graph)."""
+    keep = None
+    if not torch.compiler.is_compiling() and h.shape[0]:
+        counted = ids != ignore_index
+        n_kept = int(counted.sum())
+        if n_kept < h.shape[0]:
+            keep = counted.nonzero().squeeze(1)
+    if keep is None:
+        return _fused(
+            h, linear_weight, linear_bias, ids, weight, ignore_index, label_smoothing, z_loss, softcap, scale, rows
+        )
+    loss, z_term = _fused(
+        h.index_select(0, keep),
+        linear_weight,
+        linear_bias,
+        ids.index_select(0, keep),
+        weight,
+        ignore_index,
+        label_smoothing,
+        z_loss,
+        softcap,
+        scale,
+        min(rows, max(int(keep.numel()), 1)),
+    )
+    if scale is not None:  # reduced: the dropped rows contribute nothing
+        return loss, z_term
+    full = loss.new_zeros(h.shape[0]).index_copy(0, keep, loss)
+    return full, z_term.new_zeros(h.shape[0]).index_copy(0, keep, z_term)
 
 
 def _fused(*args: object) -> tuple[torch.Tensor, torch.Tensor]:
