@@ -10,6 +10,7 @@ from losskit.functional.binary import (
 from losskit.functional.cross_entropy import cross_entropy, nll_loss
 from losskit.functional.focal import focal_loss, sigmoid_focal_loss
 from losskit.functional.large_vocabulary import linear_cross_entropy
+from losskit.functional.log_probs import TokenLogProbs, linear_log_probs
 from losskit.functional.poly import poly1_cross_entropy
 from losskit.functional.regression import huber_loss, l1_loss, mse_loss, smooth_l1_loss
 from losskit.functional.segmentation import dice_loss, tversky_loss
@@ -24,6 +25,8 @@ __all__ = [
     "cross_entropy",
     "nll_loss",
     "linear_cross_entropy",
+    "linear_log_probs",
+    "TokenLogProbs",
     "sigmoid_focal_loss",
     "focal_loss",
     "poly1_cross_entropy",
