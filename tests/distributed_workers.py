@@ -327,6 +327,58 @@ def case_vocab_parallel_head_with_global_normalization(rank: int, world: int) ->
     torch.testing.assert_close(W_local.grad, W_ref.grad[lo:hi])
 
 
+def case_vocab_parallel_dtensor_and_btv_logits(rank: int, world: int) -> None:
+    """(B, T, V_r) local logits, and DTensor logits sharded on the class axis (torch's
+    loss_parallel layout), with label smoothing and weight + ignore_index (which loss_parallel
+    lacks), against the single-process loss on the full logits."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import DTensor, Replicate, Shard
+
+    g = torch.Generator().manual_seed(7)
+    full = torch.randn(2, 5, V, generator=g, dtype=torch.float64) * 2
+    target = torch.randint(0, V, (2, 5), generator=g)
+    target[0, :2] = -100
+    weight = torch.rand(V, generator=g, dtype=torch.float64) + 0.1
+    mesh = init_device_mesh("cpu", (world,))
+    sizes = [c.shape[-1] for c in torch.chunk(full, world, -1)]  # DTensor's Shard split
+    lo = sum(sizes[:rank])
+    for name, kw in {
+        "plain": {},
+        "smoothing+weight": {"label_smoothing": 0.1, "weight": weight},
+        "z+cap": {"z_loss": 0.01, "softcap": 3.0},
+    }.items():
+        for reduction in ("mean", "none"):
+            up = (
+                torch.randn(2, 5, generator=g, dtype=torch.float64)
+                if reduction == "none"
+                else torch.ones((), dtype=torch.float64)
+            )
+            ref_in = full.clone().requires_grad_(True)
+            ref = _capped_reference(
+                ref_in.flatten(0, 1),
+                target.flatten(),
+                kw.get("weight"),
+                reduction,
+                kw.get("label_smoothing", 0.0),
+                kw.get("z_loss", 0.0),
+                kw.get("softcap"),
+            )
+            ref = ref.reshape(2, 5) if reduction == "none" else ref
+            ref.backward(up)
+            for form in ("btv", "dtensor"):
+                local = full[..., lo : lo + sizes[rank]].clone().requires_grad_(True)
+                logits = local if form == "btv" else DTensor.from_local(local, mesh, [Shard(2)], run_check=False)
+                t = target if form == "btv" else DTensor.from_local(target, mesh, [Replicate()], run_check=False)
+                ours = vocab_parallel_cross_entropy(logits, t, reduction=reduction, **kw)
+                torch.testing.assert_close(ours, ref.detach(), msg=f"{form} {name} {reduction} value")
+                ours.backward(up)
+                torch.testing.assert_close(
+                    local.grad, ref_in.grad[..., lo : lo + sizes[rank]], msg=f"{form} {name} {reduction} grad"
+                )
+    bad = DTensor.from_local(full[..., lo : lo + sizes[rank]].clone(), mesh, [Shard(0)], run_check=False)
+    _expect_error(lambda: vocab_parallel_cross_entropy(bad, target), "expected the logits sharded on their class axis")
+
+
 CASES = [name for name in dir() if name.startswith("case_")]
 
 

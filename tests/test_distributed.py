@@ -82,6 +82,7 @@ def test_cases_cover_the_issue():
         "case_ddp_gradient_accumulation_equals_one_big_batch",
         "case_vocab_parallel_head_with_global_normalization",
         "case_vocab_parallel_z_loss_and_softcap",
+        "case_vocab_parallel_dtensor_and_btv_logits",
     }
 
 

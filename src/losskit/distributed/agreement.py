@@ -19,7 +19,16 @@ from losskit import checks
 from losskit.checks import describe, fail, shape_str
 from losskit.errors import LossInputError
 
-__all__ = ["world", "exchange", "local_problem", "logits_problem", "hidden_problem", "shard_weight"]
+__all__ = [
+    "world",
+    "exchange",
+    "local_problem",
+    "logits_problem",
+    "hidden_problem",
+    "shard_weight",
+    "is_dtensor",
+    "dtensor_shard",
+]
 
 _REDUCTIONS = {"none": 0, "mean": 1, "sum": 2}
 
@@ -202,3 +211,35 @@ def shard_weight(
         )
     w = weight.to(acc)
     return w, w[offset : offset + v_local]
+
+
+def is_dtensor(tensor: object) -> bool:
+    """Whether ``tensor`` is a ``torch.distributed.tensor.DTensor``."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # pragma: no cover - torch without DTensor
+        return False
+    return isinstance(tensor, DTensor)
+
+
+def dtensor_shard(fn: str, logits: Any, target: Any) -> tuple[torch.Tensor, Any, Any]:
+    """``(local logits, local target, process group)`` of DTensor logits sharded on their last
+    axis over a 1-D mesh; a clear error for any other layout."""
+    from torch.distributed.tensor import Replicate, Shard
+
+    mesh, placements = logits.device_mesh, logits.placements
+    last = logits.dim() - 1
+    if mesh.ndim != 1 or not (isinstance(placements[0], Shard) and placements[0].dim in (last, -1)):
+        fail(
+            f"{fn}: local_logits is a DTensor with placements {tuple(placements)} on a {mesh.ndim}-D mesh; "
+            f"expected the logits sharded on their class axis, placements (Shard({last}),) on a 1-D mesh "
+            "(as a column-parallel output layer gives). Redistribute with logits.redistribute(mesh, [Shard(-1)])."
+        )
+    if is_dtensor(target):
+        if not all(isinstance(p, Replicate) for p in target.placements):
+            fail(
+                f"{fn}: target is a DTensor with placements {tuple(target.placements)}; expected a replicated "
+                "target (the same ids on every rank). Use target.full_tensor() or a plain tensor."
+            )
+        target = target.to_local()
+    return logits.to_local(), target, mesh.get_group()

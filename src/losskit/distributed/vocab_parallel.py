@@ -27,8 +27,10 @@ from losskit._core.cross_entropy import RowOptions, accumulation_dtype
 from losskit._core.reduction import nan_where_empty
 from losskit.autograd.linear_cross_entropy import chunk_logits, rows_per_chunk
 from losskit.distributed.agreement import (
+    dtensor_shard,
     exchange,
     hidden_problem,
+    is_dtensor,
     local_problem,
     logits_problem,
     shard_weight,
@@ -205,8 +207,11 @@ def vocab_parallel_cross_entropy(
     smoothing, z-loss or soft-cap); Megatron-LM's ``vocab_parallel_cross_entropy`` on GPUs.
 
     Args:
-        local_logits: ``(N, V_r)`` this rank's classes ``[offset_r, offset_r + V_r)``.
-        target: ``(N,)`` int64 global class ids, the same on every rank.
+        local_logits: ``(N, V_r)`` or ``(B, T, V_r)``: this rank's classes ``[offset_r, offset_r +
+            V_r)``; or a DTensor of the full logits sharded on its last (class) axis over a
+            1-D device mesh (then ``group`` is the mesh's).
+        target: ``(N,)`` / ``(B, T)`` int64 global class ids, the same on every rank (a
+            replicated DTensor is accepted).
         group: the process group holding the shards (default: the world).
         weight: ``(V,)`` full class-weight vector, the same on every rank.
         ignore_index: class id that counts neither in the loss nor in the mean.
@@ -239,6 +244,27 @@ def vocab_parallel_cross_entropy(
         >>> dist.destroy_process_group()
     """
     fn = "vocab_parallel_cross_entropy"
+    if is_dtensor(local_logits) or (
+        isinstance(local_logits, torch.Tensor) and local_logits.dim() == 3 and isinstance(target, torch.Tensor)
+    ):
+        # DTensor logits sharded on the class axis: their local shard over the mesh's group;
+        # (B, T, V_r) logits with (B, T) targets: the rows flattened, the per-token loss reshaped
+        if is_dtensor(local_logits):
+            local_logits, target, group = dtensor_shard(fn, local_logits, target)
+        shape = tuple(target.shape)
+        per_token = vocab_parallel_cross_entropy(
+            local_logits.flatten(0, -2) if local_logits.dim() > 2 else local_logits,
+            target.flatten() if target.dim() > 1 else target,
+            group=group,
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            label_smoothing=label_smoothing,
+            normalizer=normalizer,
+            z_loss=z_loss,
+            softcap=softcap,
+        )
+        return per_token.reshape(shape) if reduction == "none" else per_token
     problem = local_problem(fn, weight, reduction, label_smoothing, target, normalizer, z_loss, softcap)
     if problem is None:
         problem = logits_problem(local_logits, target)
