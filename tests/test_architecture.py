@@ -194,3 +194,28 @@ def test_the_old_fused_path_is_a_deprecated_alias_of_the_same_module():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True ['losskit.fused was renamed losskit.autograd; i']"
+
+
+def test_without_torch_the_library_says_how_to_install_it():
+    out = _run(
+        """
+        import sys, importlib.abc
+
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "torch":
+                    raise ModuleNotFoundError(f"No module named {name!r}", name="torch")
+                return None
+
+        sys.meta_path.insert(0, Block())
+        import losskit  # torch-free
+        print(losskit.__version__)
+        try:
+            losskit.nn
+        except ModuleNotFoundError as exc:
+            print(exc)
+        """
+    )
+    assert out.returncode == 0, out.stderr
+    version, message = out.stdout.strip().splitlines()
+    assert version and "losskit.nn needs PyTorch, which is not installed" in message and "losskit[torch]" in message

@@ -76,7 +76,16 @@ def __getattr__(name: str) -> Any:
     target = _LAZY.get(name)
     if target is None:
         raise AttributeError(f"module 'losskit' has no attribute {name!r}")
-    module = importlib.import_module(target[0])
+    try:
+        module = importlib.import_module(target[0])
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        raise ModuleNotFoundError(
+            f"losskit.{name} needs PyTorch, which is not installed; expected torch >= 2.4. Install the torch "
+            "build for your platform first, or pip install 'losskit[torch]'.",
+            name="torch",
+        ) from exc
     value = module if target[1] is None else getattr(module, target[1])
     globals()[name] = value  # later lookups skip __getattr__
     return value

@@ -109,7 +109,7 @@ def test_cli_json_github_select_ignore(tmp_path, capsys):
     assert main(["lint", str(root / "pkg"), "--format", "json"]) == 1
     data = json.loads(capsys.readouterr().out)
     assert [d["code"] for d in data] == ["LK106", "LK101"]
-    assert all(set(d) == {"code", "path", "line", "col", "message", "fixable"} for d in data)
+    assert all(set(d) == {"code", "path", "cell", "line", "col", "message", "fixable"} for d in data)
     assert data[0]["fixable"] is True and data[1]["fixable"] is False
     assert main(["lint", str(root / "pkg"), "--format", "github", "--select", "LK101"]) == 1
     line = capsys.readouterr().out.strip()
@@ -147,7 +147,7 @@ def test_flake8_plugin(tmp_path):
 
 def test_pre_commit_hook_file():
     text = (ROOT / ".pre-commit-hooks.yaml").read_text()
-    assert "id: losskit-lint" in text and "entry: losskit lint" in text and "types: [python]" in text
+    assert "id: losskit-lint" in text and "entry: losskit lint" in text and "types_or: [python, jupyter]" in text
 
 
 def test_real_code_run_is_clean_and_reviewed():

@@ -9,7 +9,8 @@ Needs the ``lint`` extra (libcst, pathspec). Suppress a finding with ``# losskit
 (or a bare ``# losskit: ignore``) on its line.
 """
 
-from losskit.lint.engine import Finding, fix_source, lint_source
+from losskit.lint.engine import Finding, lint_source
+from losskit.lint.fixing import fix_source
 from losskit.lint.runner import LintResult, format_findings, lint_paths
 
 __all__ = ["Finding", "lint_source", "fix_source", "lint_paths", "LintResult", "format_findings"]

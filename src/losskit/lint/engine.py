@@ -17,87 +17,36 @@ Aliases and ``from`` imports are understood through libcst's qualified names
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import libcst as cst
-from libcst.metadata import MetadataWrapper, PositionProvider, QualifiedNameProvider
+from libcst.metadata import MetadataWrapper, PositionProvider
 
-__all__ = ["Finding", "Fix", "Context", "Rule", "lint_source", "fix_source", "PARSE_ERROR"]
+from losskit.lint.names import (
+    ACTIVATION_CLASSES,
+    CLASSES,
+    FLOAT_CASTS,
+    FLOAT_DTYPES,
+    FUNCTIONAL,
+    LOG_SOFTMAX,
+    MODULE_MOVES,
+    ONE_HOT,
+    SEQUENTIAL,
+    SIGMOID,
+    SOFTMAX,
+    TRANSPARENT,
+    WRAPPERS,
+    last_layer,
+)
+from losskit.lint.prefilter import relevant_source
+
+__all__ = ["Finding", "Fix", "Context", "Rule", "lint_source", "PARSE_ERROR"]
 
 PARSE_ERROR = "LK000"
-
-#: loss name -> qualified names of its functional form and its module class
-LOSSES = {
-    "cross_entropy": ("CrossEntropyLoss",),
-    "nll_loss": ("NLLLoss",),
-    "binary_cross_entropy": ("BCELoss",),
-    "binary_cross_entropy_with_logits": ("BCEWithLogitsLoss",),
-    "mse_loss": ("MSELoss",),
-    "l1_loss": ("L1Loss",),
-    "smooth_l1_loss": ("SmoothL1Loss",),
-    "huber_loss": ("HuberLoss",),
-    "kl_div": ("KLDivLoss",),
-    "poisson_nll_loss": ("PoissonNLLLoss",),
-    "margin_ranking_loss": ("MarginRankingLoss",),
-    "hinge_embedding_loss": ("HingeEmbeddingLoss",),
-    "multilabel_margin_loss": ("MultiLabelMarginLoss",),
-    "soft_margin_loss": ("SoftMarginLoss",),
-    "multilabel_soft_margin_loss": ("MultiLabelSoftMarginLoss",),
-    "cosine_embedding_loss": ("CosineEmbeddingLoss",),
-    "multi_margin_loss": ("MultiMarginLoss",),
-}
-_FUNCTIONAL_PREFIXES = ("torch.nn.functional.", "losskit.functional.")
-_CLASS_PREFIXES = ("torch.nn.", "torch.nn.modules.loss.", "losskit.nn.")
-FUNCTIONAL = {p + name: name for p in _FUNCTIONAL_PREFIXES for name in LOSSES}
-CLASSES = {p + cls: name for p in _CLASS_PREFIXES for name, classes in LOSSES.items() for cls in classes}
-
-SOFTMAX = {"torch.softmax", "torch.nn.functional.softmax", "torch.special.softmax"}
-LOG_SOFTMAX = {"torch.log_softmax", "torch.nn.functional.log_softmax", "torch.special.log_softmax"}
-SIGMOID = {"torch.sigmoid", "torch.nn.functional.sigmoid", "torch.special.expit"}
-_ONE_HOT = {"torch.nn.functional.one_hot"}
-ACTIVATION_CLASSES = {
-    "torch.nn.Softmax": "softmax",
-    "torch.nn.Softmax2d": "softmax",
-    "torch.nn.LogSoftmax": "log_softmax",
-    "torch.nn.Sigmoid": "sigmoid",
-}
-_SEQUENTIAL = {"torch.nn.Sequential"}
-#: methods that keep what a value is (casts and reshapes)
-_TRANSPARENT = {
-    "float",
-    "double",
-    "half",
-    "bfloat16",
-    "to",
-    "type",
-    "contiguous",
-    "view",
-    "reshape",
-    "squeeze",
-    "unsqueeze",
-    "flatten",
-    "permute",
-    "transpose",
-    "clone",
-    "detach",
-    "cpu",
-    "cuda",
-    "long",
-    "int",
-}
-_FLOAT_CASTS = {"float", "double", "half", "bfloat16"}
-_FLOAT_DTYPES = {
-    "torch.float",
-    "torch.float32",
-    "torch.float64",
-    "torch.double",
-    "torch.half",
-    "torch.float16",
-    "torch.bfloat16",
-}
 
 
 @dataclass(frozen=True)
@@ -119,16 +68,33 @@ class Finding:
     col: int  # 1-based
     message: str
     fix: Fix | None = field(default=None, compare=False, repr=False)
+    #: the notebook cell (1-based, counting every cell) of a finding in an ``.ipynb``; ``line`` is
+    #: then the line in that cell
+    cell: int | None = None
+    #: "safe", "unsafe" or "" (no fix); kept when ``fix`` is dropped to send a finding between processes
+    fix_kind: str = field(default="", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.fix is not None and not self.fix_kind:
+            object.__setattr__(self, "fix_kind", "unsafe" if self.fix.unsafe else "safe")
 
     @property
     def fixable(self) -> bool:
         """A safe fix exists (``--fix`` applies it)."""
-        return self.fix is not None and not self.fix.unsafe
+        return self.fix_kind == "safe"
+
+    @property
+    def location(self) -> str:
+        """``path:line:col``, or ``notebook.ipynb:cell N:line M:col C``."""
+        if self.cell is not None:
+            return f"{self.path}:cell {self.cell}:line {self.line}:col {self.col}"
+        return f"{self.path}:{self.line}:{self.col}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "code": self.code,
             "path": self.path,
+            "cell": self.cell,
             "line": self.line,
             "col": self.col,
             "message": self.message,
@@ -163,10 +129,26 @@ def dotted(node: cst.BaseExpression) -> str | None:
     return None
 
 
+def _dotted_name(node: cst.BaseExpression) -> str:
+    if isinstance(node, cst.Attribute):
+        return f"{_dotted_name(node.value)}.{node.attr.value}"
+    return node.value if isinstance(node, cst.Name) else ""
+
+
+def _target_names(target: cst.CSTNode) -> list[str]:
+    """``a`` / ``self.a`` / each name of ``a, (b, c)`` / ``*rest``."""
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return [n for e in target.elements for n in _target_names(e.value)]
+    if isinstance(target, cst.StarredElement):
+        return _target_names(target.value)
+    key = dotted(target) if isinstance(target, cst.BaseExpression) else None
+    return [key] if key else []
+
+
 class _Collector(cst.CSTVisitor):
     """One pass over the module: assignments per scope, calls, loops, aug-assignments."""
 
-    METADATA_DEPENDENCIES = (PositionProvider, QualifiedNameProvider)
+    METADATA_DEPENDENCIES = (PositionProvider,)
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -190,20 +172,60 @@ class _Collector(cst.CSTVisitor):
 
     def visit_Assign(self, node: cst.Assign) -> None:
         for t in node.targets:
-            self._record(t.target, node.value, node)
+            target, value = t.target, node.value
+            if isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, (cst.Tuple, cst.List)):
+                if len(target.elements) == len(value.elements):  # a, b = 0, 0
+                    for te, ve in zip(target.elements, value.elements, strict=True):
+                        self._record(te.value, ve.value, node)
+                continue
+            self._record(target, value, node)
 
     def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
         if node.value is not None:
             self._record(node.target, node.value, node)
 
+    def _rebind(self, target: cst.CSTNode, node: cst.CSTNode) -> None:
+        line = self.ctx.pos(node)[0]
+        for name in _target_names(target):
+            self.ctx.rebinds.setdefault(name, []).append(line)
+
     def visit_Call(self, node: cst.Call) -> None:
         self.ctx.calls.append((node, self.scopes[-1]))
+        func = node.func  # z.mul_(2): an in-place change of z
+        if isinstance(func, cst.Attribute) and func.attr.value.endswith("_") and not func.attr.value.startswith("_"):
+            self._rebind(func.value, node)
 
     def visit_AugAssign(self, node: cst.AugAssign) -> None:
         self.ctx.aug_assigns.append((node, self.scopes[-1]))
+        self._rebind(node.target, node)
+
+    def visit_Import(self, node: cst.Import) -> None:
+        for alias in node.names:
+            full = _dotted_name(alias.name)
+            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                self.ctx.imports[alias.asname.name.value] = full  # import torch.nn.functional as F
+            else:
+                head = full.split(".")[0]
+                self.ctx.imports[head] = head  # import torch.nn binds torch
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+        if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
+            return
+        module = _dotted_name(node.module)
+        for alias in node.names:
+            name = _dotted_name(alias.name)
+            local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) else name
+            self.ctx.imports[local] = f"{module}.{name}"
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        self._rebind(node.target, node)
+
+    def visit_AsName(self, node: cst.AsName) -> None:
+        self._rebind(node.name, node)
 
     def visit_For(self, node: cst.For) -> None:
         self.ctx.loops.append((node, self.scopes[-1]))
+        self._rebind(node.target, node)
 
     def visit_While(self, node: cst.While) -> None:
         self.ctx.loops.append((node, self.scopes[-1]))
@@ -216,12 +238,16 @@ class Context:
         self.path = path
         self.source = source
         self.lines = source.splitlines()
+        self.module = wrapper.module
         self.positions = wrapper.resolve(PositionProvider)
-        self.qualified = wrapper.resolve(QualifiedNameProvider)
+        #: local name -> what it was imported as (``F`` -> ``torch.nn.functional``)
+        self.imports: dict[str, str] = {}
         self.assignments: dict[tuple[cst.CSTNode | None, str], list[tuple[int, cst.BaseExpression]]] = {}
         self.calls: list[tuple[cst.Call, cst.CSTNode | None]] = []
         self.aug_assigns: list[tuple[cst.AugAssign, cst.CSTNode | None]] = []
         self.loops: list[tuple[cst.CSTNode, cst.CSTNode | None]] = []
+        #: name -> lines where it is (re)bound or changed in place, in any scope
+        self.rebinds: dict[str, list[int]] = {}
         wrapper.visit(_Collector(self))
 
     # ----------------------------------------------------------------- basics
@@ -232,10 +258,19 @@ class Context:
         return start.line, start.column
 
     def names(self, node: cst.CSTNode) -> set[str]:
-        value: Any = self.qualified.get(node, ())
-        if not isinstance(value, (set, frozenset, list, tuple)):
-            value = value()  # libcst resolves some providers lazily
-        return {q.name for q in value}
+        """The qualified name of a name or attribute chain through the file's imports
+        (``F.softmax`` -> ``{"torch.nn.functional.softmax"}``), or an empty set. (libcst's
+        QualifiedNameProvider gives the same for these and costs most of the run.)"""
+        parts: list[str] = []
+        while isinstance(node, cst.Attribute):
+            parts.append(node.attr.value)
+            node = node.value
+        if not isinstance(node, cst.Name):
+            return set()
+        head = self.imports.get(node.value)
+        if head is None:
+            return set()
+        return {".".join([head, *reversed(parts)])}
 
     def finding(self, code: str, node: cst.CSTNode, message: str, fix: Fix | None = None) -> Finding:
         line, col = self.pos(node)
@@ -254,6 +289,19 @@ class Context:
             if candidates:
                 return candidates[-1]
         return None
+
+    def rebound_between(self, key: str, after: int, before: int) -> bool:
+        """``key`` is assigned or changed in place on a line in ``(after, before]``, or by a loop
+        around ``before`` (a loop target, or in a loop body)."""
+        lines = self.rebinds.get(key, [])
+        if any(after < ln <= before for ln in lines):
+            return True
+        for loop, _ in self.loops:
+            r = self.positions[loop]
+            around = r.start.line <= before <= r.end.line and not r.start.line <= after <= r.end.line
+            if around and any(r.start.line <= ln <= r.end.line for ln in lines):
+                return True
+        return False
 
     def resolve_anywhere(self, key: str) -> cst.BaseExpression | None:
         """The last value assigned to ``key`` in any scope (criteria are made once, used later)."""
@@ -277,27 +325,27 @@ class Context:
                 return {"log_softmax"}
             if names & SIGMOID:
                 return {"sigmoid"}
-            if names & _ONE_HOT:
+            if names & ONE_HOT:
                 return {"one_hot"}
             if isinstance(func, cst.Attribute):
                 attr = func.attr.value
                 if attr in ("softmax", "sigmoid", "log_softmax"):
                     return {attr}  # x.softmax(1), or a module stored as self.softmax
-                if attr in _TRANSPARENT:
+                if attr in TRANSPARENT:
                     inner = self.kinds(func.value, scope, line, depth + 1)
-                    if attr in _FLOAT_CASTS or (attr in ("to", "type") and self._float_dtype_arg(expr)):
+                    if attr in FLOAT_CASTS or (attr in ("to", "type") and self._float_dtype_arg(expr)):
                         inner = inner | {"float_cast"}
                     return inner
             key = dotted(func)
             if key is not None:
-                bound = self.resolve_anywhere(key)
+                bound = self.module_behind(self.resolve_anywhere(key))
                 if isinstance(bound, cst.Call):
                     cls = self.names(bound.func)
                     for q in cls:
                         if q in ACTIVATION_CLASSES:
                             return {ACTIVATION_CLASSES[q]}
-                    if cls & _SEQUENTIAL and bound.args:
-                        last = bound.args[-1].value
+                    if cls & SEQUENTIAL and bound.args:
+                        last = last_layer(bound.args[-1].value)
                         if isinstance(last, cst.Call):
                             for q in self.names(last.func):
                                 if q in ACTIVATION_CLASSES:
@@ -313,11 +361,29 @@ class Context:
     def _float_dtype_arg(self, call: cst.Call) -> bool:
         for arg in call.args:
             if arg.keyword is None or arg.keyword.value == "dtype":
-                if self.names(arg.value) & _FLOAT_DTYPES:
+                if self.names(arg.value) & FLOAT_DTYPES:
                     return True
                 if isinstance(arg.value, cst.Attribute) and arg.value.attr.value in ("FloatTensor", "DoubleTensor"):
                     return True
         return False
+
+    def module_behind(self, value: cst.BaseExpression | None) -> cst.BaseExpression | None:
+        """The module constructor behind ``nn.X(...).to(device)`` / ``.cuda()`` / ``.eval()`` and
+        ``nn.DataParallel(nn.X(...))`` / ``DistributedDataParallel(...)`` (also through a name)."""
+        for _ in range(6):
+            if not isinstance(value, cst.Call):
+                return value
+            func = value.func
+            if isinstance(func, cst.Attribute) and func.attr.value in MODULE_MOVES:
+                value = func.value
+            elif self.names(func) & WRAPPERS and value.args:
+                value = value.args[0].value
+            else:
+                return value
+            key = dotted(value)
+            if key is not None:
+                value = self.resolve_anywhere(key)
+        return value
 
     def loss_call(self, call: cst.Call) -> LossCall | None:
         """The loss this call computes, with its input and target expressions, or None."""
@@ -328,7 +394,7 @@ class Context:
         if name is None:
             key = dotted(call.func)
             if key is not None:
-                bound = self.resolve_anywhere(key)
+                bound = self.module_behind(self.resolve_anywhere(key))
                 if isinstance(bound, cst.Call):
                     name = next((CLASSES[q] for q in self.names(bound.func) if q in CLASSES), None)
         if name is None:
@@ -348,11 +414,29 @@ class Context:
 
 # --------------------------------------------------------------------------- running
 
-#: a file mentioning none of these cannot hold a finding (loss names, activations, backward,
-#: the deprecated arguments)
-_RELEVANT = ("Loss", "_loss", "cross_entropy", "backward", "size_average", "reduce", "softmax", "sigmoid", "expit")
-
 _SUPPRESS = re.compile(r"#\s*losskit:\s*ignore(?:\[([A-Za-z0-9_,\s]+)\])?")
+
+
+def _deepest_line(tree: ast.AST) -> int:
+    """The line of the most deeply nested node (walked without recursion)."""
+    best, best_line = 0, 1
+    stack: list[tuple[ast.AST, int, int]] = [(tree, 0, 1)]
+    while stack:
+        node, depth, line = stack.pop()
+        line = getattr(node, "lineno", line)
+        if depth > best:
+            best, best_line = depth, line
+        stack.extend((child, depth + 1, line) for child in ast.iter_child_nodes(node))
+    return best_line
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+
+
+def not_checked(path: str, why: str, line: int = 1, col: int = 1) -> Finding:
+    """The ``LK000`` finding of a file that was not checked (and is never rewritten)."""
+    return Finding(PARSE_ERROR, path, line, col, f"{why}; it was not checked and will not be rewritten")
 
 
 def _suppressed(ctx: Context, finding: Finding) -> bool:
@@ -379,75 +463,30 @@ def lint_source(
     """All findings in ``source`` (a parse error is one ``LK000`` finding), sorted by position."""
     from losskit.lint.rules import RULES
 
+    codes = [rule.code for rule in RULES if _selected(rule.code, select, ignore)]
     try:
-        module = cst.parse_module(source)
-        if not any(token in source for token in _RELEVANT):
-            return []  # no rule can fire: skip the (slow) name resolution
+        tree = ast.parse(source)  # CPython's own parser: fast, and its line numbers are the real ones
+    except SyntaxError as exc:
+        return [not_checked(path, f"could not parse the file ({exc.msg})", exc.lineno or 1, exc.offset or 1)]
+    except (RecursionError, MemoryError, ValueError) as exc:
+        return [not_checked(path, f"could not parse the file ({_short(exc)})")]
+    reduced = relevant_source(source, tree, codes)
+    if reduced is None:
+        return []  # no selected rule can fire here: skip libcst (the slow part)
+    try:
+        module = cst.parse_module(reduced)  # same lines as the source; unneeded code left out
+        ctx = Context(path, reduced, MetadataWrapper(module, unsafe_skip_copy=True))
+        findings: list[Finding] = []
+        for rule in RULES:
+            if rule.code not in codes:
+                continue
+            for f in rule.check(ctx):
+                if not _suppressed(ctx, f):
+                    findings.append(f)
     except cst.ParserSyntaxError as exc:
-        return [
-            Finding(
-                PARSE_ERROR,
-                path,
-                exc.raw_line,
-                exc.raw_column + 1,
-                f"could not parse the file ({exc.message}); it was not checked and will not be rewritten",
-            )
-        ]
-    ctx = Context(path, source, MetadataWrapper(module, unsafe_skip_copy=True))
-    findings: list[Finding] = []
-    for rule in RULES:
-        if not _selected(rule.code, select, ignore):
-            continue
-        for f in rule.check(ctx):
-            if not _suppressed(ctx, f):
-                findings.append(f)
+        return [not_checked(path, f"libcst could not parse the file ({exc.message})", exc.raw_line, exc.raw_column + 1)]
+    except RecursionError:
+        line = _deepest_line(tree)
+        return [not_checked(path, "an expression is nested too deeply for libcst (recursion limit)", line)]
     unique = {(f.line, f.col, f.code): f for f in findings}
     return sorted(unique.values(), key=lambda f: (f.line, f.col, f.code))
-
-
-class _Apply(cst.CSTTransformer):
-    METADATA_DEPENDENCIES = (PositionProvider,)
-
-    def __init__(self, fixes: list[Fix]) -> None:
-        super().__init__()
-        self.todo = {(f.node_type, f.line, f.col): f for f in fixes}
-        self.done = 0
-
-    def on_leave(self, original_node: cst.CSTNode, updated_node: cst.CSTNode) -> cst.CSTNode:  # type: ignore[override]
-        try:
-            start = self.get_metadata(PositionProvider, original_node).start
-        except KeyError:
-            return updated_node
-        fix = self.todo.pop((type(original_node), start.line, start.column), None)
-        if fix is None:
-            return updated_node
-        self.done += 1
-        return fix.replace(updated_node)
-
-
-def fix_source(
-    source: str,
-    path: str = "<string>",
-    *,
-    unsafe: bool = False,
-    select: Iterable[str] | None = None,
-    ignore: Iterable[str] | None = None,
-    max_passes: int = 5,
-) -> tuple[str, int]:
-    """Apply the (safe, or also unsafe) fixes until none is left; returns the new source and the
-    number of fixes applied. A source that does not parse is returned unchanged."""
-    applied = 0
-    for _ in range(max_passes):
-        findings = lint_source(source, path, select=select, ignore=ignore)
-        fixes = [f.fix for f in findings if f.fix is not None and (unsafe or not f.fix.unsafe)]
-        if not fixes:
-            break
-        wrapper = MetadataWrapper(cst.parse_module(source), unsafe_skip_copy=True)
-        transformer = _Apply(fixes)
-        new = wrapper.visit(transformer).code
-        if transformer.done == 0 or new == source:
-            break
-        cst.parse_module(new)  # a fix must never produce code that does not parse
-        applied += transformer.done
-        source = new
-    return source, applied

@@ -14,7 +14,8 @@ _ACTIVATIONS = {"softmax", "sigmoid", "log_softmax"}
 def activation_input(ctx: Context, expr: cst.BaseExpression) -> cst.BaseExpression | None:
     """For an inline ``torch.softmax(x, 1)`` / ``F.sigmoid(x)`` / ``x.softmax(1)`` /
     ``self.softmax(x)`` call, the ``x`` it is applied to; else None."""
-    from losskit.lint.engine import ACTIVATION_CLASSES, LOG_SOFTMAX, SIGMOID, SOFTMAX, dotted
+    from losskit.lint.engine import dotted
+    from losskit.lint.names import ACTIVATION_CLASSES, LOG_SOFTMAX, SIGMOID, SOFTMAX
 
     if not isinstance(expr, cst.Call) or not ctx.kinds(expr) & _ACTIVATIONS:
         return None

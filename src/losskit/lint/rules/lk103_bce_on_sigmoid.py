@@ -24,9 +24,17 @@ class BCEOnSigmoid(Rule):
             logits = activation_input(ctx, lc.input)
             name = dotted(lc.input)
             if logits is None and name is not None:  # p = torch.sigmoid(z) ... bce(p, y)
-                value = ctx.resolve(name, scope, ctx.pos(lc.call)[0])
+                line = ctx.pos(lc.call)[0]
+                value = ctx.resolve(name, scope, line)
                 candidate = activation_input(ctx, value) if value is not None else None
                 logits = candidate if isinstance(candidate, cst.Name) else None
+                if value is not None and logits is not None:
+                    # the fix reads z where p was used: only if z still holds what p was made from
+                    # (not rebound, changed in place, or a loop variable since), and p was
+                    # assigned once
+                    since = ctx.pos(value)[0]
+                    if ctx.rebound_between(logits.value, since, line) or ctx.rebound_between(name, since, line):
+                        logits = None
             functional = isinstance(lc.call.func, cst.Attribute) and lc.call.func.attr.value == "binary_cross_entropy"
             if logits is not None and functional:
 

@@ -7,7 +7,8 @@ from typing import cast
 
 import libcst as cst
 
-from losskit.lint.engine import CLASSES, FUNCTIONAL, Context, Finding, Rule
+from losskit.lint.engine import Context, Finding, Rule
+from losskit.lint.names import CLASSES, FUNCTIONAL
 
 
 def reduction_for(size_average: bool | None, reduce: bool | None) -> str:

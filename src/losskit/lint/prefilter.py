@@ -1,0 +1,198 @@
+"""A cheap first look with the standard ``ast`` module: which files need libcst at all.
+
+libcst's parse and name resolution cost ~100x CPython's own parser, and most files of a model
+repository hold no loss call, no ``backward`` and no deprecated argument: no rule can fire there.
+:func:`needs_rules` reads the identifiers of an ``ast`` tree (names, attributes, imported names,
+keyword arguments) and answers whether any of the selected rules could.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterable
+
+#: the loss functions and classes the rules recognise (kept in step with ``engine.LOSSES``)
+LOSS_WORDS = frozenset(
+    {
+        "cross_entropy",
+        "nll_loss",
+        "binary_cross_entropy",
+        "binary_cross_entropy_with_logits",
+        "mse_loss",
+        "l1_loss",
+        "smooth_l1_loss",
+        "huber_loss",
+        "kl_div",
+        "poisson_nll_loss",
+        "margin_ranking_loss",
+        "hinge_embedding_loss",
+        "multilabel_margin_loss",
+        "soft_margin_loss",
+        "multilabel_soft_margin_loss",
+        "cosine_embedding_loss",
+        "multi_margin_loss",
+        "CrossEntropyLoss",
+        "NLLLoss",
+        "BCELoss",
+        "BCEWithLogitsLoss",
+        "MSELoss",
+        "L1Loss",
+        "SmoothL1Loss",
+        "HuberLoss",
+        "KLDivLoss",
+        "PoissonNLLLoss",
+        "MarginRankingLoss",
+        "HingeEmbeddingLoss",
+        "MultiLabelMarginLoss",
+        "SoftMarginLoss",
+        "MultiLabelSoftMarginLoss",
+        "CosineEmbeddingLoss",
+        "MultiMarginLoss",
+    }
+)
+ACTIVATION_WORDS = frozenset({"softmax", "sigmoid", "expit", "log_softmax", "Softmax", "Softmax2d", "Sigmoid"})
+
+#: rule code -> the words one of which must occur for the rule to be able to fire
+_NEEDS: dict[str, tuple[frozenset[str], ...]] = {
+    "LK108": (frozenset({"size_average", "reduce"}),),
+    "LK110": (frozenset({"backward"}),),
+    "LK111": (frozenset({"backward"}),),
+    "LK113": (frozenset({"log"}), ACTIVATION_WORDS),  # both
+}
+
+
+def identifiers(tree: ast.AST) -> set[str]:
+    """Every name, attribute, imported name and keyword argument in ``tree``."""
+    words: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            words.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            words.add(node.attr)
+        elif isinstance(node, ast.alias):
+            words.update(node.name.split("."))
+        elif isinstance(node, ast.keyword) and node.arg:
+            words.add(node.arg)
+    return words
+
+
+def needs_rules(tree: ast.AST, codes: Iterable[str], losses: frozenset[str] = LOSS_WORDS) -> bool:
+    """Could any rule of ``codes`` report something in ``tree``? (False means: skip the file.)
+    ``losses``: the words that name a loss here (torch's, and the file's criteria)."""
+    words = identifiers(tree)
+    for code in codes:
+        needs = _NEEDS.get(code, (losses,))  # the loss-call rules need a loss name
+        if all(words & group for group in needs):
+            return True
+    return False
+
+
+def _span(node: ast.stmt) -> tuple[int, int]:
+    decorators = getattr(node, "decorator_list", [])
+    start = min([node.lineno, *(d.lineno for d in decorators)])
+    return start, node.end_lineno or node.lineno
+
+
+def _words_pattern(words: Iterable[str]) -> re.Pattern[str]:
+    return re.compile(r"\b(?:" + "|".join(sorted(words, key=len, reverse=True)) + r")\b")
+
+
+#: the same needs, on the text: a file none of whose needs appear as words is skipped unread
+_TEXT_NEEDS: dict[str, tuple[re.Pattern[str], ...]] = {
+    **{code: tuple(_words_pattern(group) for group in groups) for code, groups in _NEEDS.items()},
+    "LK108": (re.compile(r"\b(?:size_average|reduce)\s*=(?!=)"),),  # keywords, not functools.reduce
+}
+_TEXT_LOSS = (_words_pattern(LOSS_WORDS),)
+
+
+def _text_could_match(source: str, codes: list[str]) -> bool:
+    return any(all(rx.search(source) for rx in _TEXT_NEEDS.get(code, _TEXT_LOSS)) for code in codes)
+
+
+def _fires(words: set[str], codes: list[str], losses: frozenset[str]) -> bool:
+    return any(all(words & group for group in _NEEDS.get(code, (losses,))) for code in codes)
+
+
+def _criteria(tree: ast.Module, words: set[str]) -> frozenset[str]:
+    """Names the file gives to losses: ``criterion = nn.CrossEntropyLoss()``, ``self.loss_fn = ...``,
+    ``from torch.nn import CrossEntropyLoss as CE``."""
+    names = set(LOSS_WORDS)
+    if not words & LOSS_WORDS:
+        return frozenset(names)
+    nodes = list(ast.walk(tree))
+    for node in nodes:
+        if isinstance(node, ast.alias) and node.asname and node.name.split(".")[-1] in LOSS_WORDS:
+            names.add(node.asname)
+    for node in nodes:
+        if isinstance(node, ast.Assign):
+            value, targets = node.value, node.targets
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            value, targets = node.value, [node.target]
+        else:
+            continue
+        if identifiers(value) & names:
+            for t in targets:
+                names.update(identifiers(t) - {"self"})
+    return frozenset(names)
+
+
+def relevant_source(source: str, tree: ast.Module, codes: Iterable[str]) -> str | None:
+    """``source`` with the top-level statements (and methods of classes) no selected rule needs
+    replaced by empty lines -- so every kept line keeps its number and text -- or None when no
+    statement is needed (the file cannot hold a finding). libcst then reads only what matters.
+
+    Kept: imports, assignments at module and class level (criteria, models, optimizers), every
+    statement or method in which a selected rule could fire, ``__init__`` of a kept class, and
+    for LK110 the functions those call (a helper may zero the gradients)."""
+    codes = list(codes)
+    if not _text_could_match(source, codes):
+        return None
+    # the words of each top-level statement, and of each method of a class: one walk each
+    units: list[tuple[ast.stmt, set[str], list[tuple[ast.stmt, set[str]]]]] = []
+    for node in tree.body:
+        members: list[tuple[ast.stmt, set[str]]] = []
+        if isinstance(node, ast.ClassDef):
+            members = [(m, identifiers(m)) for m in node.body]
+            words = set().union(*(w for _, w in members), *(identifiers(b) for b in node.bases))
+        else:
+            words = identifiers(node)
+        units.append((node, words, members))
+    all_words = set().union(*(w for _, w, _ in units)) if units else set()
+    losses = _criteria(tree, all_words)
+    needed = [w for _, w, _ in units if _fires(w, codes, losses)]
+    if not needed:
+        return None
+    helpers: set[str] = set()
+    if "LK110" in codes:  # follow calls from the needed code to the file's functions, to a fixed point
+        defs = {n.name: n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        frontier = set().union(*needed) & set(defs)
+        while frontier - helpers:
+            new = frontier - helpers
+            helpers |= new
+            frontier = set().union(*(identifiers(defs[n]) for n in new)) & set(defs)
+
+    def keep(node: ast.stmt, words: set[str]) -> bool:
+        if isinstance(node, (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign)):
+            return True
+        return _fires(words, codes, losses) or getattr(node, "name", None) in helpers
+
+    blank: list[tuple[int, int]] = []
+    for node, words, members in units:
+        if members:  # a class: keep it if anything in it is needed, with its __init__ and attributes
+            kept = [
+                m
+                for m, w in members
+                if not isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)) or m.name == "__init__" or keep(m, w)
+            ]
+            if any(isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)) and keep(m, w) for m, w in members):
+                blank.extend(_span(m) for m, _ in members if m not in kept)
+                continue
+        if not keep(node, words):
+            blank.append(_span(node))
+    lines = source.splitlines(keepends=True)
+    for start, end in blank:
+        for i in range(start - 1, min(end, len(lines))):
+            ending = lines[i][len(lines[i].rstrip("\r\n")) :]
+            lines[i] = ending or "\n"
+    return "".join(lines)
