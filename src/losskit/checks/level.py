@@ -1,4 +1,4 @@
-"""Guardrails: the one switch that turns input checks off or up, and the helpers every loss uses.
+"""The check level: the one switch that turns input checks off or up (``set_checks``, ``LOSSKIT_CHECKS``).
 
 Three levels:
 
