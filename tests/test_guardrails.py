@@ -421,3 +421,21 @@ def test_large_minus_one_plus_one_labels_to_bce_with_logits():
 def test_torch_range_error_passes_through_with_checks_off():
     with losskit.set_checks("off"), pytest.raises(RuntimeError, match="between 0 and 1"):
         LF.binary_cross_entropy(torch.tensor([1.5]), torch.tensor([1.0]))
+
+
+def test_orthogonality_regulariser_and_brier_score_do_not_warn():
+    """Two legitimate regressions on one-hot rows (the suite turns any LossUsageWarning into an
+    error): an identity target, and probabilities against one-hot labels."""
+    w = torch.randn(6, 4)
+    LF.mse_loss(w.T @ w, torch.eye(4))
+    probs = torch.softmax(torch.randn(8, 5), 1)
+    LF.mse_loss(probs, F.one_hot(torch.arange(8) % 5, 5).float())
+    # the mistake itself still warns: raw outputs against one-hot class labels
+    with pytest.warns(LossUsageWarning, match="looks like one-hot class labels"):
+        LF.mse_loss(torch.randn(8, 5), F.one_hot(torch.arange(8) % 5, 5).float())
+
+
+def test_sigmoid_before_bce_with_logits_is_caught_from_16_values():
+    y = torch.randint(0, 2, (16, 1)).float()
+    with pytest.warns(LossUsageWarning, match="looks like sigmoid output"):
+        LF.binary_cross_entropy_with_logits(torch.sigmoid(torch.randn(16, 1)), y)

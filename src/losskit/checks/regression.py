@@ -54,7 +54,7 @@ def check_pair(
     if mode == "full" and not complex_pair and input.dim() >= 2 and input.shape[-1] > 1 and input.numel() > 0:
         rows = sample_rows(target.detach(), target.dim() - 1)
         one_hot = bool(((rows == 0) | (rows == 1)).all()) and bool((rows == 1).sum(-1).eq(1).all())
-        if one_hot:
+        if one_hot and not _legitimate_one_hot_regression(input, target):
             warn(
                 f"{fn}: target of {describe(target)} looks like one-hot class labels; expected "
                 "continuous regression targets. For classification use "
@@ -62,6 +62,20 @@ def check_pair(
                 "and gives calibrated probabilities."
             )
     return mode
+
+
+def _legitimate_one_hot_regression(input: torch.Tensor, target: torch.Tensor) -> bool:
+    """One-hot rows that are not class labels given to a regression loss by mistake: an identity
+    target (``mse_loss(W @ W.T, torch.eye(n))``, an orthogonality regulariser) or probability
+    inputs (the Brier score, ``mse_loss(softmax(x), one_hot(y))``)."""
+    if target.dim() == 2 and target.shape[0] == target.shape[1]:
+        eye = torch.eye(target.shape[0], dtype=target.dtype, device=target.device)
+        if bool(torch.equal(target.detach(), eye)):
+            return True
+    rows = sample_rows(input.detach(), input.dim() - 1).float()
+    in_unit = bool((rows >= 0).all()) and bool((rows <= 1).all())
+    tol = 2e-2 if input.dtype in (torch.float16, torch.bfloat16) else 1e-3
+    return in_unit and float((rows.sum(-1) - 1).abs().amax()) <= tol
 
 
 def shape_mismatch(fn: str, input: torch.Tensor, target: torch.Tensor) -> None:
