@@ -1,9 +1,9 @@
-"""`losskit compare` end to end: every task, the report files, determinism, and bad input."""
+"""`losskit compare` end to end: every task, the report files, the metrics.json schema,
+determinism, identical candidates, warnings, the Python API, and bad input."""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from pathlib import Path
@@ -12,14 +12,14 @@ import pytest
 import torch
 
 from losskit.app.cli import main
-from losskit.app.compare.metrics import evaluate
-from losskit.app.compare.report import recommendation
-from losskit.app.compare.train import TrainResult, _overfitting
-from losskit.tasks import Task
 
-CLASSIFICATION_KEYS = {"accuracy", "precision", "recall", "f1", "auroc", "ece", "log_loss"}
-REGRESSION_KEYS = {"mae", "rmse", "r2"}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+METRIC_KEYS = {
+    "binary": {"roc_auc", "average_precision", "f1", "brier", "ece", "log_loss"},
+    "multiclass": {"macro_f1", "balanced_accuracy", "accuracy", "log_loss", "ece"},
+    "regression": {"mae", "rmse", "r2"},
+}
+FAST = ("--folds", "2", "--repeats", "1", "--epochs", "2")
 
 
 def _compare(tmp_path: Path, *args: str, name: str = "report") -> tuple[int, Path]:
@@ -28,21 +28,31 @@ def _compare(tmp_path: Path, *args: str, name: str = "report") -> tuple[int, Pat
     return code, out
 
 
-def _check_schema(payload: dict, task: str, losses: list[str]) -> None:
-    assert set(payload) == {"task", "dataset", "n_train", "n_val", "n_test", "results", "recommendation"}
+def _check_schema(payload: dict, task: str, losses: list[str], n_folds: int) -> None:
+    assert {"task", "results", "baselines", "recommendation", "settings", "versions"} <= set(payload)
     assert payload["task"] == task
     assert [r["loss"] for r in payload["results"]] == losses
-    keys = REGRESSION_KEYS if task == "regression" else CLASSIFICATION_KEYS
+    keys = METRIC_KEYS.get(task)
     for r in payload["results"]:
-        assert set(r) == {"loss", "metrics", "history", "best_epoch"}
-        assert set(r["metrics"]) == keys
-        assert set(r["history"]) == {"train_loss", "val_loss"}
+        assert {"loss", "metrics", "history", "folds", "ci"} <= set(r)
+        if keys:
+            assert set(r["metrics"]) == keys and set(r["ci"]) == keys
+        assert len(r["folds"]) == n_folds
+        for m, v in r["metrics"].items():  # metrics are the fold means
+            values = [f[m] for f in r["folds"] if f[m] is not None]
+            if v is not None:
+                assert v == pytest.approx(sum(values) / len(values))
+                low, high = r["ci"][m]
+                assert low is None or low <= v <= high
         assert len(r["history"]["train_loss"]) == len(r["history"]["val_loss"]) >= 1
-        assert 1 <= r["best_epoch"] <= len(r["history"]["val_loss"])
-        best = r["history"]["val_loss"][r["best_epoch"] - 1]
-        assert best == min(r["history"]["val_loss"])  # the restored epoch has the lowest validation loss
-    assert payload["recommendation"].startswith("Pick ")
-    assert any(payload["recommendation"].startswith(f"Pick {name}:") for name in losses)
+    for b in payload["baselines"]:
+        assert {"model", "metrics", "folds", "ci"} <= set(b) and len(b["folds"]) == n_folds
+    assert [b["model"] for b in payload["baselines"]] == ["linear", "gradient_boosting"]
+    rec = payload["recommendation"]
+    assert {"loss", "metric", "significant", "p_value", "versus", "text"} <= set(rec)
+    assert rec["loss"] in losses and rec["text"].startswith(f"Use {rec['loss']}:")
+    assert {"seed", "folds", "repeats", "epochs", "batch_size", "lr", "losses", "task"} <= set(payload["settings"])
+    assert set(payload["versions"]) == {"python", "torch", "losskit", "scikit-learn"}
 
 
 def _check_pngs(out: Path, expected: set[str]) -> None:
@@ -50,8 +60,7 @@ def _check_pngs(out: Path, expected: set[str]) -> None:
 
     assert {p.name for p in out.glob("*.png")} == expected
     for name in expected:
-        data = (out / name).read_bytes()
-        assert data.startswith(PNG_MAGIC)
+        assert (out / name).read_bytes().startswith(PNG_MAGIC)
         image = matplotlib.image.imread(out / name)
         assert image.shape[0] > 200 and image.shape[1] > 200
         assert image.std() > 0.01  # not a blank canvas
@@ -64,31 +73,46 @@ def _check_pngs(out: Path, expected: set[str]) -> None:
             "digits",
             "multiclass",
             ["cross_entropy", "cross_entropy+label_smoothing", "cross_entropy+class_weights", "focal"],
-            {"curves.png", "reliability.png", "confusion_matrices.png"},
+            {"curves.png", "effects.png", "reliability.png"},
         ),
         (
             "breast_cancer",
             "binary",
             ["bce_with_logits", "bce_with_logits+pos_weight", "focal"],
-            {"curves.png", "reliability.png"},
+            {"curves.png", "effects.png", "reliability.png", "roc_pr.png"},
         ),
-        ("diabetes", "regression", ["mse", "l1", "huber", "smooth_l1"], {"curves.png", "predicted_vs_true.png"}),
-        ("linnerud", "regression", ["mse", "l1", "huber", "smooth_l1"], {"curves.png", "predicted_vs_true.png"}),
+        (
+            "diabetes",
+            "regression",
+            ["mse", "l1", "huber", "smooth_l1"],
+            {"curves.png", "effects.png", "predicted_vs_true.png"},
+        ),
     ],
 )
 def test_compare_bundled_datasets(dataset, task, losses, pngs, tmp_path, capsys):
-    code, out = _compare(tmp_path, "--dataset", dataset, "--epochs", "3")
+    code, out = _compare(tmp_path, "--dataset", dataset, *FAST)
     assert code == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     payload = json.loads((out / "metrics.json").read_text())
-    _check_schema(payload, task, losses)
+    _check_schema(payload, task, losses, 2)
     assert payload["dataset"] == dataset
     _check_pngs(out, pngs)
     html = (out / "report.html").read_text()
     assert html.count('<img src="data:image/png;base64,') == len(pngs)
+    # the verdict comes first on the page and last in the terminal
+    assert html.index('id="recommendation"') < html.index("<h1>")
+    assert f"verdict: {payload['recommendation']['text'][:40]}" in printed.replace("\n", " ")
     for name in losses:
         assert name in printed and name in html
-    assert "winner per metric" in printed and f"report: {out / 'report.html'}" in printed
+    assert "gradient boosting" in printed and f"report: {out / 'report.html'}" in printed
+    assert sorted(p.name for p in out.iterdir()) == sorted([".losskit-report", "metrics.json", "report.html", *pngs])
+
+
+def test_multi_output_regression_linnerud(tmp_path, capsys):
+    code, out = _compare(tmp_path, "--dataset", "linnerud", *FAST, "--no-baselines")
+    assert code == 0, capsys.readouterr().err
+    payload = json.loads((out / "metrics.json").read_text())
+    assert payload["task"] == "regression" and payload["baselines"] == []
 
 
 def test_compare_multilabel_csv_with_categories_missing_values_and_string_labels(tmp_path, capsys):
@@ -106,10 +130,13 @@ def test_compare_multilabel_csv_with_categories_missing_values_and_string_labels
     path = tmp_path / "tags.csv"
     path.write_text("\n".join(rows) + "\n")
     before = path.read_bytes()
-    code, out = _compare(tmp_path, str(path), "--target", "tag_x", "--target", "tag_y", "--epochs", "3")
+    code, out = _compare(tmp_path, str(path), "--target", "tag_x", "--target", "tag_y", *FAST)
     assert code == 0, capsys.readouterr().err
     payload = json.loads((out / "metrics.json").read_text())
-    _check_schema(payload, "multilabel", ["bce_with_logits", "bce_with_logits+pos_weight", "focal"])
+    _check_schema(payload, "multilabel", ["bce_with_logits", "bce_with_logits+pos_weight", "focal"], 2)
+    assert {"micro_f1", "macro_f1", "macro_roc_auc", "ece", "f1[tag_x]", "f1[tag_y]"} == set(
+        payload["results"][0]["metrics"]
+    )
     html = (out / "report.html").read_text()
     # rows 0, 17, ..., 119 miss "a" (8 rows) and rows 0, 23, ..., 115 miss "colour" (6 rows)
     assert "missing values imputed (median for numbers, most frequent value for categories): a (8), colour (6)." in html
@@ -117,32 +144,64 @@ def test_compare_multilabel_csv_with_categories_missing_values_and_string_labels
     assert path.read_bytes() == before
 
 
-def test_compare_string_labels_binary(tmp_path, capsys):
-    rows = ["x1,x2,label"] + [f"{i % 7},{(i * 3) % 11},{'spam' if i % 4 == 0 else 'ham'}" for i in range(80)]
-    path = tmp_path / "mail.csv"
+def test_same_command_and_seed_gives_the_same_json(tmp_path, capsys):
+    texts = []
+    for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
+        code, out = _compare(tmp_path, "--dataset", "iris", *FAST, "--seed", seed, name=name)
+        assert code == 0
+        texts.append((out / "metrics.json").read_text())
+    assert texts[0] == texts[1]
+    assert texts[0] != texts[2]
+    assert json.loads(texts[2])["settings"]["seed"] == 4
+
+
+def test_identical_candidates_are_reported_and_not_trained_twice(tmp_path, capsys):
+    code, out = _compare(tmp_path, "--dataset", "iris", *FAST)
+    assert code == 0
+    printed = capsys.readouterr().out
+    payload = json.loads((out / "metrics.json").read_text())
+    rows = {r["loss"]: r for r in payload["results"]}
+    weighted = rows["cross_entropy+class_weights"]
+    assert weighted["same_as"] == "cross_entropy" and "versus_plain" not in weighted
+    assert weighted["folds"] == rows["cross_entropy"]["folds"]
+    assert "cross_entropy+class_weights is the same model as cross_entropy here" in printed
+    # every iris run of 2 epochs stops at --epochs: said in the terminal and the report
+    assert any("training hit --epochs 2 in 2 of 2 folds" in w for w in payload["warnings"])
+    assert "warning: cross_entropy: training hit --epochs 2" in printed
+    assert "training hit --epochs 2" in (out / "report.html").read_text()
+    # two epochs of a small MLP lose to logistic regression: the report says so
+    assert any(
+        w.startswith("the network (cross_entropy) loses to the logistic regression baseline")
+        for w in payload["warnings"]
+    )
+
+
+def test_few_samples_per_class_warns(tmp_path, capsys):
+    rows = ["x1,x2,y"] + [f"{i % 7},{(i * 3) % 11},{'rare' if i % 12 == 0 else 'common'}" for i in range(96)]
+    path = tmp_path / "rare.csv"
     path.write_text("\n".join(rows) + "\n")
-    code, out = _compare(tmp_path, str(path), "--target", "label", "--epochs", "2", "--losses", "focal,bce_with_logits")
+    code, out = _compare(tmp_path, str(path), "--target", "y", *FAST, "--no-baselines")
     assert code == 0, capsys.readouterr().err
     payload = json.loads((out / "metrics.json").read_text())
-    _check_schema(payload, "binary", ["focal", "bce_with_logits"])
-    assert (payload["n_train"], payload["n_val"], payload["n_test"]) == (48, 16, 16)
-
-
-def test_compare_is_deterministic_with_a_seed(tmp_path, capsys):
-    runs = []
-    for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
-        code, out = _compare(tmp_path, "--dataset", "iris", "--epochs", "4", "--seed", seed, name=name)
-        assert code == 0
-        runs.append(json.loads((out / "metrics.json").read_text())["results"])
-    assert runs[0] == runs[1]
-    assert runs[0] != runs[2]
+    assert any("class(es) 'rare' (8) have fewer than 5 rows per test fold" in w for w in payload["warnings"])
 
 
 def test_default_run_is_digits(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert main(["compare", "--epochs", "1", "--losses", "cross_entropy"]) == 0
+    assert main(["compare", *FAST, "--losses", "cross_entropy,focal", "--no-baselines"]) == 0
     payload = json.loads((tmp_path / "losskit-report" / "metrics.json").read_text())
-    assert payload["dataset"] == "digits" and payload["n_train"] + payload["n_val"] + payload["n_test"] == 1797
+    assert payload["dataset"] == "digits" and payload["n_rows"] == 1797
+    assert payload["settings"]["losses"] == ["cross_entropy", "focal"]
+
+
+def test_save_model_writes_the_recommended_state_dict(tmp_path, capsys):
+    from losskit.app.compare.train import make_model
+
+    code, out = _compare(tmp_path, "--dataset", "iris", *FAST, "--save-model", "--no-baselines")
+    assert code == 0
+    state = torch.load(out / "model.pt")
+    model = make_model(4, 3, 0)
+    model.load_state_dict(state)  # the default MLP of iris: 4 features, 3 classes
 
 
 # --------------------------------------------------------------------------- bad input
@@ -180,7 +239,11 @@ def _write(tmp_path: Path, name: str, text: str) -> str:
             "the target has one class only ('cat' in every row)",
         ),
         (
-            lambda t: [_write(t, "nofeat.csv", "x,y\n" + "".join(f",{i % 2}\n" for i in range(30))), "--target", "y"],
+            lambda t: [
+                _write(t, "nofeat.csv", "id,y\n" + "".join(f"row{i},{i % 2}\n" for i in range(60))),
+                "--target",
+                "y",
+            ],
             "no usable feature column",
         ),
         (
@@ -193,7 +256,7 @@ def _write(tmp_path: Path, name: str, text: str) -> str:
                 "--target",
                 "y",
             ],
-            "class(es) 'b' (2) have fewer than 3 rows",
+            "class(es) 'b' (2) have fewer rows than --folds 3",
         ),
         (
             lambda t: ["--dataset", "iris", "--losses", "mse"],
@@ -207,6 +270,33 @@ def _write(tmp_path: Path, name: str, text: str) -> str:
             ),
             "--device",
         ),
+        (lambda t: [_write(t, "empty.csv", ""), "--target", "y"], "is empty; expected a CSV or Parquet table"),
+        (lambda t: [_write(t, "header.csv", "x,y\n"), "--target", "y"], "has 0 row(s)"),
+        (
+            lambda t: [
+                _write(t, "inf.csv", "x,z,y\n" + "".join(f"{'inf' if i == 3 else i},{i},{i % 2}\n" for i in range(30))),
+                "--target",
+                "y",
+            ],
+            "feature column 'x' has 1 infinite value(s)",
+        ),
+        (
+            lambda t: [
+                _write(t, "nan.csv", "x,z,y\n" + "".join(f",{i},{i % 2}\n" for i in range(30))),
+                "--target",
+                "y",
+            ],
+            "feature column 'x' has no values (all missing)",
+        ),
+        (
+            lambda t: [
+                _write(t, "mixed.csv", "x,y\n" + "".join(f"{i},{i if i % 2 else 'a'}\n" for i in range(30))),
+                "--target",
+                "y",
+            ],
+            "have fewer rows than --folds 3",
+        ),
+        (lambda t: ["--dataset", "iris", "--metric", "mae"], "--metric 'mae' is not a multiclass metric"),
         (
             lambda t: ["--dataset", "iris", "--task", "binary"],
             "--task binary, but the target has 3 classes; expected 2",
@@ -217,16 +307,17 @@ def test_bad_input_one_line_exit_2(make_args, message, tmp_path, capsys):
     args = make_args(tmp_path)
     code, out = _compare(tmp_path, *args, "--epochs", "1", name="out")
     captured = capsys.readouterr()
-    assert code == 2
+    assert code == 2, captured
     assert message in captured.err
     assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
     assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_unwritable_out_exits_2(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    assert main(["compare", "--dataset", "iris", "--epochs", "1", "--out", str(blocker / "sub" / "report")]) == 2
+    assert main(["compare", "--dataset", "iris", *FAST, "--out", str(blocker / "sub" / "report")]) == 2
     err = capsys.readouterr().err
     assert (
         err.startswith("losskit compare: ")
@@ -247,128 +338,65 @@ def test_out_folder_of_the_user_is_never_touched(tmp_path, capsys):
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "thesis.tex").write_text("precious")
-    assert main(["compare", "--dataset", "iris", "--epochs", "1", "--out", str(mine)]) == 2
+    assert main(["compare", "--dataset", "iris", *FAST, "--out", str(mine)]) == 2
     assert "is not a losskit report" in capsys.readouterr().err
     assert [p.name for p in mine.iterdir()] == ["thesis.tex"]
 
 
-def test_previous_report_is_replaced_and_a_failed_run_leaves_no_report(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize(
+    "module,function",
+    [
+        ("losskit.app.compare.run", "train_candidate"),
+        ("losskit.app.compare.baselines", "fit_predict"),
+        ("losskit.app.compare.report", "write_report"),
+        ("losskit.app.compare.report", "print_summary"),
+    ],
+)
+def test_ctrl_c_in_any_phase_exits_130_and_leaves_nothing(module, function, tmp_path, capsys, monkeypatch):
+    import importlib
+
     out = tmp_path / "report"
-    assert main(["compare", "--dataset", "iris", "--epochs", "1", "--out", str(out)]) == 0
+    assert main(["compare", "--dataset", "iris", *FAST, "--no-baselines", "--out", str(out)]) == 0
+    before = (out / "metrics.json").read_text()
+    capsys.readouterr()
+
+    def interrupted(*args, **kwargs):
+        if function == "write_report":
+            (args[0] / "metrics.json").write_text("{}")  # half written ...
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib.import_module(module), function, interrupted)
+    fresh = tmp_path / "fresh"
+    assert main(["compare", "--dataset", "iris", *FAST, "--out", str(fresh)]) == 130
+    err = capsys.readouterr().err
+    assert err == "losskit compare: interrupted; no report was written.\n"
+    if function == "print_summary":  # the report was complete before the summary
+        assert (fresh / "metrics.json").exists()
+    else:
+        assert not fresh.exists()
+    assert (out / "metrics.json").read_text() == before  # the earlier report is untouched
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
+
+
+def test_previous_report_is_replaced_and_a_failed_save_restores_it(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "report"
+    assert main(["compare", "--dataset", "iris", *FAST, "--no-baselines", "--out", str(out)]) == 0
     first = (out / "metrics.json").read_text()
-    assert main(["compare", "--dataset", "iris", "--epochs", "2", "--out", str(out)]) == 0
-    assert (out / "metrics.json").read_text() != first
+    assert main(["compare", "--dataset", "iris", *FAST, "--no-baselines", "--seed", "1", "--out", str(out)]) == 0
+    second = (out / "metrics.json").read_text()
+    assert second != first
 
     from losskit.app.compare import report
 
     def broken(out_dir, *args, **kwargs):
-        (out_dir / "metrics.json").write_text("{}")  # half written ...
+        (out_dir / "metrics.json").write_text("{}")
         raise OSError("disk full")
 
     monkeypatch.setattr(report, "write_report", broken)
-    fresh = tmp_path / "fresh"
-    with pytest.raises(OSError, match="disk full"):
-        from losskit.app.compare import run_compare
-        from losskit.app.data import load_dataset
-
-        run_compare(load_dataset("iris"), epochs=1, out=fresh, progress=False)
-    assert not fresh.exists()
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
-
-
-# --------------------------------------------------------------------------- units
-
-
-def test_metrics_match_scikit_learn():
-    from sklearn.metrics import (
-        accuracy_score,
-        f1_score,
-        log_loss,
-        mean_absolute_error,
-        precision_score,
-        r2_score,
-        recall_score,
-        roc_auc_score,
-    )
-
-    g = torch.Generator().manual_seed(1)
-    logits = torch.randn(200, 4, generator=g) * 2
-    y = torch.randint(0, 4, (200,), generator=g)
-    m = evaluate(Task.multiclass, logits, y, 4).metrics
-    probs = torch.softmax(logits.double(), 1).numpy()
-    pred = probs.argmax(1)
-    assert m["accuracy"] == pytest.approx(accuracy_score(y, pred), abs=1e-6)
-    assert m["precision"] == pytest.approx(precision_score(y, pred, average="macro"), abs=1e-6)
-    assert m["recall"] == pytest.approx(recall_score(y, pred, average="macro"), abs=1e-6)
-    assert m["f1"] == pytest.approx(f1_score(y, pred, average="macro"), abs=1e-6)
-    assert m["auroc"] == pytest.approx(roc_auc_score(y, probs, multi_class="ovr", average="macro"), abs=1e-4)
-    assert m["log_loss"] == pytest.approx(log_loss(y, probs), abs=1e-6)
-    # ECE by hand: 15 equal bins of the top probability, |accuracy - confidence| weighted by bin share
-    conf, hit = probs.max(1), (pred == y.numpy())
-    bins = [(conf > i / 15) & (conf <= (i + 1) / 15) for i in range(15)]
-    ece = sum(b.mean() * abs(hit[b].mean() - conf[b].mean()) for b in bins if b.any())
-    assert m["ece"] == pytest.approx(ece, abs=1e-5)
-
-    z = torch.randn(100, 1, generator=g)
-    t = (torch.rand(100, generator=g) < torch.sigmoid(z[:, 0])).float()
-    mb = evaluate(Task.binary, z, t, 1).metrics
-    p = torch.sigmoid(z[:, 0]).double().numpy()
-    assert mb["auroc"] == pytest.approx(roc_auc_score(t, p), abs=1e-5)
-    assert mb["f1"] == pytest.approx(f1_score(t, p > 0.5, average="macro"), abs=1e-6)
-
-    pred_std, true_std = torch.randn(50, 1, generator=g), torch.randn(50, 1, generator=g)
-    mean, std = torch.tensor([10.0]), torch.tensor([3.0])
-    mr = evaluate(Task.regression, pred_std, true_std, 1, mean, std).metrics
-    pred_u, true_u = (pred_std * 3 + 10).numpy(), (true_std * 3 + 10).numpy()
-    assert mr["mae"] == pytest.approx(mean_absolute_error(true_u, pred_u), rel=1e-5)
-    assert mr["rmse"] == pytest.approx(math.sqrt(((pred_u - true_u) ** 2).mean()), rel=1e-5)
-    assert mr["r2"] == pytest.approx(r2_score(true_u, pred_u), rel=1e-4)
-
-
-def test_overfitting_flag():
-    rising = TrainResult("x", train_loss=[1.0, 0.5, 0.3, 0.2, 0.1], val_loss=[1.0, 0.6, 0.7, 0.8, 0.9], best_epoch=2)
-    assert _overfitting(rising) == "validation loss rose 50% after epoch 2 (to epoch 5) while training loss fell 80%"
-    flat = TrainResult("x", train_loss=[1.0, 0.5, 0.4], val_loss=[1.0, 0.6, 0.61], best_epoch=2)
-    assert _overfitting(flat) is None  # a 2% rise is noise
-    both_rise = TrainResult("x", train_loss=[1.0, 0.5, 0.9], val_loss=[1.0, 0.6, 0.9], best_epoch=2)
-    assert _overfitting(both_rise) is None  # training loss rose too: not overfitting
-
-
-def _ev(**metrics):
-    from losskit.app.compare.metrics import Evaluation
-
-    return Evaluation({k: float(v) for k, v in metrics.items()}, torch.zeros(1), torch.zeros(1))
-
-
-def test_recommendation_rules():
-    base = dict(accuracy=0.9, precision=0.9, recall=0.9, auroc=0.95, log_loss=0.3)
-    runs = {n: TrainResult(n, [1.0], [1.0], 1) for n in ("a", "b", "c")}
-    clear = {
-        "a": _ev(f1=0.90, ece=0.01, **base),
-        "b": _ev(f1=0.95, ece=0.10, **base),
-        "c": _ev(f1=0.80, ece=0.02, **base),
-    }
-    assert recommendation(Task.multiclass, clear, runs).startswith("Pick b: best test macro F1 (0.95; next 0.9, a)")
-    tie = {
-        "a": _ev(f1=0.951, ece=0.01, **base),
-        "b": _ev(f1=0.953, ece=0.10, **base),
-        "c": _ev(f1=0.80, ece=0.001, **base),
-    }
-    text = recommendation(Task.multiclass, tie, runs)
-    assert text.startswith(
-        "Pick a: its test macro F1 (0.951) is within 0.005 of the best (0.953), as is b; of those it is the best calibrated (ECE 0.01"
-    )
-    runs["a"].overfitting = "validation loss rose"
-    assert recommendation(Task.multiclass, tie, runs).startswith("Pick b:")  # the overfitting one loses the tie
-    reg = {"a": _ev(mae=2.0, rmse=3.0, r2=0.5), "b": _ev(mae=1.5, rmse=3.001, r2=0.5)}
-    runs = {n: TrainResult(n, [1.0], [1.0], 1) for n in reg}
-    assert recommendation(Task.regression, reg, runs).startswith(
-        "Pick b: its test RMSE (3.001) is within 0.005 of the best (3), as is a; of those it is the lowest MAE (1.5"
-    )
-    reg["a"].metrics["mae"] = 1.0
-    assert recommendation(Task.regression, reg, runs).startswith(
-        "Pick a: best test RMSE (3), with b within 0.005; of those it is the lowest MAE (1;"
-    )
+    assert main(["compare", "--dataset", "iris", *FAST, "--no-baselines", "--out", str(out)]) == 2
+    assert "disk full" in capsys.readouterr().err
+    assert (out / "metrics.json").read_text() == second
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
 # --------------------------------------------------------------------------- the page in a browser
@@ -386,7 +414,7 @@ def test_report_renders_in_headless_chromium(tmp_path, capsys):
     from playwright.sync_api import sync_playwright
 
     assert _chromium(), "LOSSKIT_REQUIRE_BROWSER is set but chromium is not installed: apt-get install chromium"
-    code, out = _compare(tmp_path, "--dataset", "wine", "--epochs", "3")
+    code, out = _compare(tmp_path, "--dataset", "wine", *FAST)
     assert code == 0
     with sync_playwright() as p:
         browser = p.chromium.launch(
@@ -410,10 +438,19 @@ def test_report_renders_in_headless_chromium(tmp_path, capsys):
         rows = page.evaluate(
             "Array.from(document.querySelectorAll('#results tbody tr')).map(r => r.querySelector('th').textContent)"
         )
+        first = page.evaluate("document.body.firstElementChild.id")
         visible = page.evaluate("document.querySelector('#results').getBoundingClientRect().height")
         browser.close()
-    assert len(images) == 3  # curves, reliability, confusion matrices
+    assert len(images) == 3  # curves, effects, reliability
+    assert first == "recommendation"
     for complete, width, height, shown in images:
         assert complete and width > 200 and height > 200 and shown > 100
-    assert rows == ["cross_entropy", "cross_entropy+label_smoothing", "cross_entropy+class_weights", "focal"]
+    assert rows == [
+        "cross_entropy",
+        "cross_entropy+label_smoothing",
+        "cross_entropy+class_weights",
+        "focal",
+        "logistic regression (baseline)",
+        "gradient boosting (baseline)",
+    ]
     assert visible > 50

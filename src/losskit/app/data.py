@@ -6,6 +6,7 @@ sets ship inside scikit-learn.
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,16 @@ def load_dataset(name: str) -> Table:
     return Table(name=name, features=bunch.data, target=bunch.target, target_names=target_names)
 
 
+def _delimiter(path: Path) -> str:
+    """The CSV delimiter, sniffed from the first 64 KiB (the fast C parser reads the rest)."""
+    with open(path, newline="", errors="replace") as f:
+        sample = f.read(65536)
+    lines = sample.splitlines()
+    if len(sample) == 65536 and len(lines) > 1:
+        sample = "\n".join(lines[:-1])  # drop a line cut in the middle
+    return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+
+
 def load_file(path: str | Path, target: str | list[str] | None) -> Table:
     """A CSV (any delimiter pandas sniffs from ``.csv``/``.tsv``) or Parquet file; ``target``
     names the target column(s). Rows whose target is missing are dropped (counted in
@@ -72,19 +83,23 @@ def load_file(path: str | Path, target: str | list[str] | None) -> Table:
             f"data file {str(path)!r} is a folder; expected a CSV or Parquet file. Pass the file itself."
         )
     suffix = path.suffix.lower()
+    if path.stat().st_size == 0:
+        raise LossInputError(
+            f"data file {str(path)!r} is empty; expected a CSV or Parquet table with a header row. Check the file."
+        )
     try:
         if suffix in (".parquet", ".pq"):
             frame = pd.read_parquet(path)
         elif suffix == ".tsv":
             frame = pd.read_csv(path, sep="\t")
         else:
-            frame = pd.read_csv(path, sep=None, engine="python")
+            frame = pd.read_csv(path, sep=_delimiter(path))
     except ImportError as exc:
         raise LossInputError(
             f"reading {str(path)!r} needs a Parquet engine ({exc}); expected pyarrow to be installed. "
             "Install it with: pip install pyarrow, or save the table as CSV."
         ) from None
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, OSError) as exc:
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError, OSError, csv.Error) as exc:
         raise LossInputError(
             f"could not read {str(path)!r} as {'Parquet' if suffix in ('.parquet', '.pq') else 'CSV'} "
             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); expected a table with a "

@@ -75,7 +75,7 @@ def recommend(table: Table, *, task: str = "auto", imbalance: str = "auto") -> d
         "ambiguous": guess.ambiguous,
         "balance": balance,
         "imbalance_ratio": ratio,
-        "loss": loss.describe(),
+        "loss": loss.describe() if hasattr(loss, "describe") else repr(loss),  # type: ignore[operator]
         "reasons": list(getattr(loss, "reasons", [])),
         "code": _code(guess, imbalance),
     }

@@ -1,13 +1,19 @@
-"""``losskit compare``: train the same model with each candidate loss on the same data, and judge
-the candidates on the test split by metrics, calibration and training curves.
+"""``losskit compare``: train the same model with each candidate loss on the same folds of
+repeated (stratified) k-fold cross-validation, test every candidate against the plain loss
+(corrected resampled t-test, Holm-adjusted), fit scikit-learn baselines on the same folds, and
+say which loss to use, how sure, and by how much.
 
-* :mod:`losskit.compare.data` -- splits, imputation, encoding, standardization
-* :mod:`losskit.compare.candidates` -- the candidate losses per task
-* :mod:`losskit.compare.train` -- the MLP, Adam, early stopping, overfitting flag
-* :mod:`losskit.compare.metrics` -- torchmetrics on the test split
-* :mod:`losskit.compare.report` -- metrics.json, plots, report.html, terminal table
+* :mod:`losskit.app.compare.data` -- targets, folds (validation carved from each training fold), encoding
+* :mod:`losskit.app.compare.candidates` -- the candidate losses per task, identical candidates
+* :mod:`losskit.app.compare.train` -- the MLP, Adam, early stopping, overfitting flag
+* :mod:`losskit.app.compare.metrics` -- task-appropriate metrics on each test fold
+* :mod:`losskit.app.compare.stats` -- intervals, corrected resampled t-test, Holm
+* :mod:`losskit.app.compare.verdict` -- the recommendation
+* :mod:`losskit.app.compare.baselines` -- logistic / ridge regression, gradient boosting
+* :mod:`losskit.app.compare.run` -- the loop over folds and candidates
+* :mod:`losskit.app.compare.report` -- metrics.json, plots, report.html, terminal table
 
-Needs the ``cli`` extra (scikit-learn, pandas, rich, torchmetrics, matplotlib).
+Needs the ``cli`` extra (scikit-learn, scipy, pandas, rich, torchmetrics, matplotlib).
 """
 
 from __future__ import annotations
@@ -15,28 +21,23 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 
 from losskit.app.data import Table
 from losskit.errors import LossInputError
 
-__all__ = ["CompareResult", "run_compare", "MARKER"]
+if TYPE_CHECKING:
+    from losskit.app.compare.run import Run
+
+__all__ = ["CompareResult", "compare", "run_compare", "MARKER"]
 
 #: a file every report folder holds, so a later run knows it may replace the folder
 MARKER = ".losskit-report"
-
-
-@dataclass
-class CompareResult:
-    """What :func:`run_compare` wrote: the ``metrics.json`` payload and the report folder."""
-
-    payload: dict[str, Any]
-    out: Path
-    seconds: float
 
 
 def _device(name: str) -> torch.device:
@@ -76,121 +77,247 @@ def _check_out(out: Path) -> None:
         )
 
 
+class CompareResult:
+    """The outcome of :func:`compare`.
+
+    Attributes:
+        recommendation: ``{"loss", "metric", "significant", "p_value", "versus", "text", ...}``.
+        payload: everything ``metrics.json`` holds.
+        model: the recommended loss's model trained on all rows (``save_model=True``), else None.
+        out: the report folder once :meth:`save` wrote it.
+    """
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.payload: dict[str, Any] = run.payload
+        self.recommendation: dict[str, Any] = run.payload["recommendation"]
+        self.model: nn.Module | None = run.model
+        self.out: Path | None = None
+        self.seconds = 0.0
+
+    def __repr__(self) -> str:
+        return f"CompareResult({self.recommendation['text']!r})"
+
+    def table(self) -> Any:
+        """One row per candidate and baseline: the fold means of each metric, the primary
+        metric's 95 % interval, and the test against the plain loss (a pandas DataFrame)."""
+        import pandas as pd
+
+        primary = self.payload["primary_metric"]
+        rows = []
+        for r in self.payload["results"]:
+            vs = r.get("versus_plain") or {}
+            rows.append(
+                {
+                    "name": r["loss"],
+                    "kind": "loss",
+                    **r["metrics"],
+                    f"{primary}_ci_low": r["ci"][primary][0],
+                    f"{primary}_ci_high": r["ci"][primary][1],
+                    "difference": vs.get("difference"),
+                    "p_holm": vs.get("p_holm"),
+                    "significant": vs.get("significant", False),
+                    "same_as": r["same_as"],
+                    "recommended": r["loss"] == self.recommendation["loss"],
+                }
+            )
+        for b in self.payload["baselines"]:
+            rows.append(
+                {
+                    "name": b["label"],
+                    "kind": "baseline",
+                    **b["metrics"],
+                    f"{primary}_ci_low": b["ci"][primary][0],
+                    f"{primary}_ci_high": b["ci"][primary][1],
+                    "recommended": False,
+                }
+            )
+        return pd.DataFrame(rows).set_index("name")
+
+    def save(self, out: str | Path = "losskit-report") -> Path:
+        """Write ``metrics.json``, the plots, ``report.html`` (and ``model.pt``, the recommended
+        model's ``state_dict``, when there is a model) to the folder ``out``, atomically: into a
+        hidden folder beside it, renamed into place when complete, removed on any failure. An
+        existing ``out`` is replaced only when it is an earlier losskit report."""
+        from losskit.app.compare.report import write_report
+
+        path = Path(out).expanduser().resolve()
+        _check_out(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+        old = path.parent / f".{path.name}.old-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            tmp.mkdir()
+            write_report(tmp, self.run)
+            if self.model is not None:
+                torch.save(self.model.state_dict(), tmp / "model.pt")
+            (tmp / MARKER).write_text("written by losskit compare; a later run may replace this folder\n")
+            if path.exists():
+                path.rename(old)
+            tmp.rename(path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if old.exists() and not path.exists():
+                old.rename(path)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+        self.out = path
+        return path
+
+
+def compare(
+    data: Any,
+    target: Any = None,
+    *,
+    task: str = "auto",
+    losses: str | Sequence[str | nn.Module] | None = None,
+    model: Callable[..., nn.Module] | None = None,
+    optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+    folds: int = 3,
+    repeats: int = 2,
+    epochs: int = 100,
+    batch_size: int | None = None,
+    lr: float = 1e-3,
+    seed: int = 0,
+    device: str = "cpu",
+    baselines: bool = True,
+    metric: str | None = None,
+    save_model: bool = False,
+    name: str | None = None,
+) -> CompareResult:
+    """Compare candidate losses on your data (and your model) by repeated cross-validation.
+
+    Every candidate trains the same initial model on the same folds of repeated (stratified)
+    k-fold; early stopping uses a validation split carved from each training fold. Each candidate
+    is tested against the plain loss (cross-entropy, BCE-with-logits, MSE) on the task's primary
+    metric with the Nadeau–Bengio corrected resampled t-test, Holm-adjusted; a loss is
+    recommended only when it is significantly better, otherwise the plain loss is.
+
+    Args:
+        data: a pandas DataFrame (``target`` = its target column name or names), features as an
+            array / tensor (``target`` = the labels), a pair ``(X, y)``, or a torch ``Dataset`` of
+            ``(x, y)`` pairs.
+        target: see ``data``.
+        task: ``"auto"`` (inferred from the target) or a task name.
+        losses: candidate names (see ``losskit compare --help``) and / or loss modules; default
+            the task's standard set.
+        model: a factory of the model, ``lambda: MyNet()`` or ``lambda d_in, d_out: ...``
+            (default: an MLP sized from the data). Called with a fixed seed per fold.
+        optimizer: a factory called with the model's parameters (default Adam at ``lr``).
+        folds, repeats: repeated k-fold's shape (default 2 x 3 = 6 test folds, sized so the default digits run stays
+            under a minute on 2 cores).
+        batch_size: default 64, larger for big tables (about 200 steps an epoch, at most 4096).
+        baselines: also fit logistic / ridge regression and gradient boosting on the same folds.
+        metric: the metric the verdict is decided on (default: the task's primary metric).
+        save_model: train the recommended loss on all rows afterwards (``result.model``).
+
+    Returns:
+        A :class:`CompareResult`: ``.recommendation``, ``.table()``, ``.save(out)``.
+
+    Raises:
+        LossInputError: bad data, task, candidates, or options.
+
+    Example:
+        >>> import losskit
+        >>> from sklearn.datasets import load_iris
+        >>> X, y = load_iris(return_X_y=True)
+        >>> result = losskit.compare(X, y, folds=2, repeats=1, epochs=2, baselines=False)
+        >>> result.recommendation["versus"]
+        'cross_entropy'
+    """
+
+    from losskit.app.compare.run import compare_table, to_table
+
+    start = time.perf_counter()
+    run = compare_table(
+        to_table(data, target, name),
+        task=task,
+        losses=losses,
+        model=model,
+        optimizer=optimizer,
+        folds=folds,
+        repeats=repeats,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+        baselines=baselines,
+        metric=metric,
+        save_model=save_model,
+    )
+    result = CompareResult(run)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
 def run_compare(
     table: Table,
     *,
     task: str = "auto",
     losses: str | None = None,
     epochs: int = 100,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     lr: float = 1e-3,
     seed: int = 0,
     out: str | Path = "losskit-report",
     device: str = "cpu",
+    folds: int = 3,
+    repeats: int = 2,
+    baselines: bool = True,
+    metric: str | None = None,
+    save_model: bool = False,
     console: Any = None,
     progress: bool = True,
 ) -> CompareResult:
-    """Train one model per candidate loss and write the report to ``out``.
-
-    The report is written to a temporary folder beside ``out`` and moved into place only when
-    complete, so a failed run never leaves a report that looks finished; an existing ``out``
-    is replaced only when it is an earlier losskit report.
+    """The command line's comparison: :func:`compare` on ``table`` with a progress bar, the
+    summary printed to ``console``, and the report saved to ``out``.
 
     Raises:
         LossInputError: bad data, task, candidate names, device or output folder.
     """
+    import resource
+    import sys
+
     from rich.console import Console
     from rich.markup import escape
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
 
-    from losskit.app.compare import candidates as cand
-    from losskit.app.compare.data import prepare
-    from losskit.app.compare.metrics import evaluate
-    from losskit.app.compare.report import print_summary, recommendation, write_report
-    from losskit.app.compare.train import (
-        hidden_size,
-        make_model,
-        outputs_for_loss,
-        train_candidate,
-    )
+    from losskit.app.compare.report import print_summary
+    from losskit.app.compare.run import compare_table
 
     start = time.perf_counter()
     if console is None:
-        import sys
-
         # a pipe or a log file gets the full table; a terminal its own width
         console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-    out = Path(out).expanduser().resolve()
-    _check_out(out)
-    dev = _device(device)
-    data = prepare(table, task=task, seed=seed)
-    names = cand.parse_losses(data.task, losses)
-    d_in, d_out = data.x_train.shape[1], data.num_outputs
-    initial = make_model(d_in, d_out, seed)
-    h = hidden_size(d_in, d_out)
-    console.print(
-        f"[bold]losskit compare[/]: {escape(data.name)}, task {data.task.value}, {len(data.y_train)} / "
-        f"{len(data.y_val)} / {len(data.y_test)} rows (train / val / test), {d_in} features; MLP "
-        f"{d_in}-{h}-{h}-{d_out}, Adam lr={lr}, batch {batch_size}, up to {epochs} epochs with early stopping; "
-        f"candidates: {', '.join(names)}"
+    path = Path(out).expanduser().resolve()
+    _check_out(path)  # before the work, so a bad --out fails at once
+    run = compare_table(
+        table,
+        task=task,
+        losses=losses,
+        folds=folds,
+        repeats=repeats,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+        baselines=baselines,
+        metric=metric,
+        save_model=save_model,
+        console=console,
+        progress=progress,
     )
-    for note in data.notes:
-        console.print(f"  [dim]- {escape(note)}[/]")
-
-    runs, evaluations = {}, {}
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(bar_width=24),
-        MofNCompleteColumn(),
-        TextColumn("epochs  {task.fields[losses]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console, disable=not progress) as bars:
-        for name in names:
-            loss_fn = cand.build(data.task, name, data.y_train, d_out)
-            run = train_candidate(
-                name,
-                data,
-                initial,
-                loss_fn,
-                epochs=epochs,
-                batch_size=batch_size,
-                lr=lr,
-                seed=seed,
-                device=dev,
-                progress=bars,
-            )
-            model = make_model(d_in, d_out, seed)
-            model.load_state_dict(run.state)
-            model.eval()
-            with torch.no_grad():
-                outputs = outputs_for_loss(data.task, model(data.x_test))
-            runs[name] = run
-            evaluations[name] = evaluate(data.task, outputs, data.y_test, d_out, data.target_mean, data.target_std)
-    text = recommendation(data.task, evaluations, runs)
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        payload = write_report(tmp, data, evaluations, runs, text)
-        (tmp / MARKER).write_text("written by losskit compare; a later run may replace this folder\n")
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    print_summary(console, data, evaluations, runs, text)
+    result = CompareResult(run)
+    result.save(path)
+    print_summary(console, run)
     seconds = time.perf_counter() - start
-    console.print(f"report: {escape(str(out / 'report.html'))} (metrics.json and the plots beside it); {seconds:.1f} s")
-    return CompareResult(payload, out, seconds)
+    result.seconds = seconds
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    console.print(
+        f"report: {escape(str(path / 'report.html'))} (metrics.json and the plots beside it"
+        + (", model.pt" if run.model is not None else "")
+        + f"); {seconds:.1f} s, peak memory {peak:.0f} MB"
+    )
+    return result

@@ -10,13 +10,20 @@ from losskit import registry
 from losskit.errors import LossInputError
 from losskit.types import Task
 
-__all__ = ["parse_losses", "build"]
+__all__ = ["parse_losses", "build", "same_model", "plain"]
 
 
-def parse_losses(task: Task, text: str | None) -> list[str]:
-    """The candidates for ``task``: the defaults, or the comma-separated ``--losses``."""
+def plain(task: Task) -> str:
+    """The plain loss every other candidate is tested against."""
+    return registry.plain_candidate(task)
+
+
+def parse_losses(task: Task, text: str | list[str] | None) -> list[str]:
+    """The candidates for ``task``: the defaults, the comma-separated ``--losses``, or a list."""
     if text is None:
         return list(registry.default_candidates(task))
+    if not isinstance(text, str):
+        text = ",".join(text)
     names = [n.strip() for n in text.split(",") if n.strip()]
     known = registry.candidates_for(task)
     unknown = [n for n in names if n not in known]
@@ -45,3 +52,20 @@ def build(task: Task, name: str, y_train: torch.Tensor, num_outputs: int) -> nn.
         kwargs["pos_weight"] = losskit.pos_weight(y_train)
     module = candidate.spec.module_class(**kwargs)
     return module
+
+
+def same_model(task: Task, name: str, y: torch.Tensor, num_outputs: int) -> str | None:
+    """The candidate ``name`` is the same model as, on targets ``y``: class weights that are all
+    equal (balanced classes) or a ``pos_weight`` of 1 are neutral. ``None`` otherwise."""
+    candidate = registry.candidates_for(task).get(name)
+    if candidate is None or candidate.same_as is None:
+        return None
+    if "weight" in candidate.fitted:
+        w = losskit.class_weights(y, num_classes=num_outputs)
+        neutral = bool(torch.allclose(w, w[0].expand_as(w), rtol=1e-6, atol=0.0))
+    elif "pos_weight" in candidate.fitted:
+        pw = losskit.pos_weight(y)
+        neutral = bool(torch.allclose(pw, torch.ones_like(pw), rtol=1e-6, atol=0.0))
+    else:
+        neutral = False
+    return candidate.same_as if neutral else None

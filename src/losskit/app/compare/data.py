@@ -1,11 +1,13 @@
-"""Turn a :class:`losskit.data.Table` into standardized train / validation / test tensors.
+"""Turn a :class:`losskit.app.data.Table` into encoded targets, the folds of repeated
+(stratified) k-fold cross-validation, and per-fold standardized tensors.
 
-Numeric features: median-imputed, standardized on the training split. Text / category / bool
-features: most-frequent-imputed, one-hot encoded (categories unseen in training are ignored).
-Identifier-like text columns (a distinct value in most rows) and columns with no values are
-dropped. Labels: encoded to ids (strings sorted), split stratified 60 / 20 / 20 with the seed.
-Regression targets are standardized for training; metrics are reported in the original units.
-Every such step is recorded in ``notes`` for the report.
+Numeric features: median-imputed, standardized on each fold's training rows. Text / category /
+bool features: most-frequent-imputed, one-hot encoded (categories unseen in training are
+ignored). Identifier-like text columns (a distinct value in most rows) are dropped; a column with
+no values or with infinite values is bad input. Labels: encoded to ids (strings sorted). Each
+training fold gives up a stratified 20 % validation split for early stopping, so the test fold is
+never looked at before it is scored. Regression targets are standardized for training; metrics
+are in the original units. Every such step is recorded in ``notes`` for the report.
 """
 
 from __future__ import annotations
@@ -21,31 +23,58 @@ from losskit.app.recommend import target_for_losses
 from losskit.errors import LossInputError
 from losskit.tasks import LabelEncoder, Task, TaskGuess
 
-__all__ = ["Prepared", "prepare", "SPLITS"]
+__all__ = ["Encoded", "Fold", "FoldData", "encode", "make_folds", "fold_data", "VALIDATION"]
 
-#: train / validation / test fractions
-SPLITS = (0.6, 0.2, 0.2)
-#: the smallest data set the three splits can be cut from
+#: the share of each training fold held out for early stopping
+VALIDATION = 0.2
+#: the smallest data set the folds can be cut from
 MIN_ROWS = 20
+#: a class with fewer rows than this per test fold is warned about
+MIN_PER_FOLD = 5
 
 
 @dataclass
-class Prepared:
-    """Tensors for training and evaluation, and what was done to get them."""
+class Encoded:
+    """The whole data set with its targets encoded; features still as a DataFrame."""
 
     name: str
     task: Task
     guess: TaskGuess
-    x_train: torch.Tensor
+    frame: Any  # the feature DataFrame (categoricals as str objects, NaN for missing)
+    y: torch.Tensor
+    num_outputs: int
+    numeric: list[str]
+    categorical: list[str]
+    class_names: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def stratify(self) -> Any:
+        return self.y.long().numpy() if self.task in (Task.binary, Task.multiclass) else None
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Row indices of one fold: training (fit), validation (early stopping), test (scores)."""
+
+    repeat: int
+    fold: int
+    fit: Any
+    val: Any
+    test: Any
+
+
+@dataclass
+class FoldData:
+    """Tensors of one fold, features standardized on its training rows."""
+
+    x_fit: torch.Tensor
     x_val: torch.Tensor
     x_test: torch.Tensor
-    y_train: torch.Tensor
+    y_fit: torch.Tensor
     y_val: torch.Tensor
     y_test: torch.Tensor
-    num_outputs: int
-    class_names: list[str] | None = None
-    feature_names: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
     #: regression: mean and std the targets were standardized with (per output)
     target_mean: torch.Tensor | None = None
     target_std: torch.Tensor | None = None
@@ -111,12 +140,10 @@ def _labels(table: Table, task: Task, guess: TaskGuess) -> tuple[torch.Tensor, l
     return (ids.float() if task == Task.binary else ids), names
 
 
-def _features(table: Table, train_idx: Any, notes: list[str]) -> tuple[Any, Any, list[str]]:
-    """A fitted scikit-learn ColumnTransformer and the kept columns."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+def _columns(table: Table, notes: list[str]) -> tuple[Any, list[str], list[str]]:
+    """The feature frame (categoricals as str objects, NaN for missing), numeric and
+    categorical column names. Bad columns (no values, infinite values) are errors."""
+    import numpy as np
 
     frame = table.features
     numeric, categorical, dropped = [], [], []
@@ -124,15 +151,25 @@ def _features(table: Table, train_idx: Any, notes: list[str]) -> tuple[Any, Any,
     for column in frame.columns:
         series = frame[column]
         if series.isna().all():
-            dropped.append(f"{column} (no values)")
-        elif _is_categorical(series):
+            raise LossInputError(
+                f"{table.name}: feature column {str(column)!r} has no values (all missing); expected "
+                "numbers or categories. Drop the column."
+            )
+        if _is_categorical(series):
             distinct = series.nunique(dropna=True)
             if distinct > 50 and distinct > 0.5 * n:
                 dropped.append(f"{column} (identifier-like: {distinct} distinct values)")
             else:
-                categorical.append(column)
+                categorical.append(str(column))
         else:
-            numeric.append(column)
+            values = series.to_numpy(dtype=float, na_value=np.nan)
+            if np.isinf(values).any():
+                count = int(np.isinf(values).sum())
+                raise LossInputError(
+                    f"{table.name}: feature column {str(column)!r} has {count} infinite value(s); expected "
+                    "finite numbers. Replace them (e.g. with a missing value) or drop the column."
+                )
+            numeric.append(str(column))
     if dropped:
         notes.append("dropped feature columns: " + ", ".join(dropped) + ".")
     if not numeric and not categorical:
@@ -151,40 +188,31 @@ def _features(table: Table, train_idx: Any, notes: list[str]) -> tuple[Any, Any,
         )
     if categorical:
         notes.append(
-            f"categorical columns one-hot encoded: {', '.join(map(str, categorical[:8]))}{', ...' if len(categorical) > 8 else ''}."
+            f"categorical columns one-hot encoded: {', '.join(categorical[:8])}{', ...' if len(categorical) > 8 else ''}."
         )
-    notes.append(f"{len(numeric)} numeric column(s) standardized on the training split.")
-    parts = []
-    if numeric:
-        parts.append(("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric))
-    if categorical:
-        parts.append(
-            (
-                "categorical",
-                make_pipeline(
-                    SimpleImputer(strategy="most_frequent"),
-                    OneHotEncoder(handle_unknown="ignore", sparse_output=False),
-                ),
-                categorical,
-            )
-        )
-    cat_frame = frame.copy()
+    notes.append(f"{len(numeric)} numeric column(s) standardized on each fold's training rows.")
+    out = frame.copy()
+    out.columns = [str(c) for c in out.columns]
     for c in categorical:
-        cat_frame[c] = cat_frame[c].astype(object).where(cat_frame[c].notna(), None)
-    transformer = ColumnTransformer(parts, sparse_threshold=0.0)
-    transformer.fit(cat_frame.iloc[train_idx])
-    return transformer, cat_frame, [str(c) for c in transformer.get_feature_names_out()]
+        out[c] = out[c].map(lambda v: np.nan if v is None or v != v else str(v)).astype(object)
+    return out[numeric + categorical], numeric, categorical
 
 
-def prepare(table: Table, task: str = "auto", seed: int = 0) -> Prepared:
-    """Split, encode and standardize ``table`` for :func:`losskit.compare.run_compare`."""
-    import numpy as np
-    from sklearn.model_selection import train_test_split
-
+def encode(table: Table, task: str = "auto") -> Encoded:
+    """Infer the task, encode the targets and check the feature columns of ``table``."""
     notes: list[str] = []
     if table.dropped_rows:
         notes.append(f"{table.dropped_rows} row(s) without a target were dropped.")
-    guess = losskit.infer_task(target_for_losses(table))
+    try:
+        guess = losskit.infer_task(target_for_losses(table))
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, LossInputError):
+            raise
+        raise LossInputError(
+            f"{table.name}: the target column cannot be read as labels or numbers ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); expected one type of value per target column. "
+            "Clean the target column."
+        ) from None
     chosen = guess.task if task == "auto" else Task.parse(task)
     if task != "auto" and chosen != guess.task:
         notes.append(f"task set to {chosen.value} by --task (the targets look like {guess.task.value}).")
@@ -194,57 +222,96 @@ def prepare(table: Table, task: str = "auto", seed: int = 0) -> Prepared:
     n = len(y)
     if n < MIN_ROWS:
         raise LossInputError(
-            f"{table.name}: {n} labelled rows; expected at least {MIN_ROWS} to cut train / validation "
-            "/ test splits (60/20/20). Add data."
+            f"{table.name}: {n} labelled rows; expected at least {MIN_ROWS} to cut cross-validation folds. Add data."
         )
-    stratify = None
-    if chosen in (Task.binary, Task.multiclass):
-        counts = torch.bincount(y.long())
-        rare = [(class_names[i] if class_names else str(i), int(c)) for i, c in enumerate(counts) if c < 3]
+    frame, numeric, categorical = _columns(table, notes)
+    num_outputs = (
+        1 if chosen == Task.binary else (len(class_names or []) if chosen == Task.multiclass else int(y.shape[1]))
+    )
+    return Encoded(table.name, chosen, guess, frame, y, num_outputs, numeric, categorical, class_names, notes)
+
+
+def make_folds(data: Encoded, folds: int, repeats: int, seed: int) -> list[Fold]:
+    """Repeated (stratified) k-fold; each training fold gives up a (stratified) validation split."""
+    import numpy as np
+    from sklearn.model_selection import RepeatedKFold, RepeatedStratifiedKFold, train_test_split
+
+    n = len(data.y)
+    stratify = data.stratify
+    if folds < 2:
+        raise LossInputError(f"--folds {folds}: expected at least 2 folds.")
+    if n // folds < 2:
+        raise LossInputError(f"{data.name}: {n} rows cannot be cut into {folds} folds; expected fewer --folds.")
+    if stratify is not None:
+        counts = np.bincount(stratify, minlength=data.num_outputs if data.task == Task.multiclass else 2)
+        names = data.class_names or [str(i) for i in range(len(counts))]
+        rare = [(names[i], int(c)) for i, c in enumerate(counts) if c < folds]
         if rare:
             shown = ", ".join(f"{name!r} ({c})" for name, c in rare[:5])
             raise LossInputError(
-                f"{table.name}: class(es) {shown} have fewer than 3 rows; expected at least 3 per class "
-                "to split train / validation / test stratified. Merge or drop the rare classes."
+                f"{data.name}: class(es) {shown} have fewer rows than --folds {folds}; expected at least one "
+                "row per class in every test fold. Merge or drop the rare classes, or pass fewer --folds."
             )
-        stratify = y.long().numpy()
+        few = [(names[i], int(c)) for i, c in enumerate(counts) if c < MIN_PER_FOLD * folds]
+        if few:
+            shown = ", ".join(f"{name!r} ({c})" for name, c in few[:5])
+            data.warnings.append(
+                f"class(es) {shown} have fewer than {MIN_PER_FOLD} rows per test fold ({folds} folds): their "
+                "per-fold metrics are noisy."
+            )
+        splitter: Any = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+    else:
+        splitter = RepeatedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+    out = []
     index = np.arange(n)
-    train_idx, rest = train_test_split(index, test_size=0.4, random_state=seed, stratify=stratify)
-    val_idx, test_idx = train_test_split(
-        rest, test_size=0.5, random_state=seed, stratify=None if stratify is None else stratify[rest]
-    )
-    notes.append(
-        f"split {len(train_idx)} / {len(val_idx)} / {len(test_idx)} rows (train / validation / test, "
-        f"{'stratified, ' if stratify is not None else ''}seed {seed})."
-    )
-    transformer, frame, names = _features(table, train_idx, notes)
+    for i, (train, test) in enumerate(splitter.split(index, stratify if stratify is not None else None)):
+        try:
+            fit, val = train_test_split(
+                train,
+                test_size=VALIDATION,
+                random_state=seed + i,
+                stratify=None if stratify is None else stratify[train],
+            )
+        except ValueError:  # a class too rare to stratify the validation split
+            fit, val = train_test_split(train, test_size=VALIDATION, random_state=seed + i)
+        out.append(Fold(i // folds, i % folds, np.sort(fit), np.sort(val), np.sort(test)))
+    return out
+
+
+def _transformer(data: Encoded) -> Any:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    parts = []
+    if data.numeric:
+        parts.append(("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), data.numeric))
+    if data.categorical:
+        # the categories of the whole column (feature values only, no labels), so every fold has
+        # the same columns; missing values are NaN, filled with the fold's most frequent value
+        categories = [sorted(map(str, data.frame[c].dropna().unique())) for c in data.categorical]
+        encoder = OneHotEncoder(categories=categories, handle_unknown="ignore", sparse_output=False)
+        imputer = SimpleImputer(strategy="most_frequent")
+        parts.append(("categorical", make_pipeline(imputer, encoder), data.categorical))
+    return ColumnTransformer(parts, sparse_threshold=0.0)
+
+
+def fold_data(data: Encoded, fold: Fold) -> FoldData:
+    """Features of ``fold`` standardized on its training rows; regression targets likewise."""
+    import numpy as np
+
+    transformer = _transformer(data).fit(data.frame.iloc[fold.fit])
 
     def features(idx: Any) -> torch.Tensor:
-        return torch.tensor(np.asarray(transformer.transform(frame.iloc[idx]), dtype=np.float32))
+        return torch.tensor(np.asarray(transformer.transform(data.frame.iloc[idx]), dtype=np.float32))
 
-    y_train, y_val, y_test = y[train_idx], y[val_idx], y[test_idx]
-    prepared = Prepared(
-        name=table.name,
-        task=chosen,
-        guess=guess,
-        x_train=features(train_idx),
-        x_val=features(val_idx),
-        x_test=features(test_idx),
-        y_train=y_train,
-        y_val=y_val,
-        y_test=y_test,
-        num_outputs=1
-        if chosen == Task.binary
-        else (len(class_names or []) if chosen == Task.multiclass else y.shape[1]),
-        class_names=class_names,
-        feature_names=names,
-        notes=notes,
-    )
-    if chosen == Task.regression:
-        mean = y_train.mean(0)
-        std = y_train.std(0) if len(y_train) > 1 else torch.ones_like(mean)
+    y = data.y
+    out = FoldData(features(fold.fit), features(fold.val), features(fold.test), y[fold.fit], y[fold.val], y[fold.test])
+    if data.task == Task.regression:
+        mean = out.y_fit.mean(0)
+        std = out.y_fit.std(0) if len(out.y_fit) > 1 else torch.ones_like(mean)
         std = torch.where(std > 0, std, torch.ones_like(std))
-        prepared.target_mean, prepared.target_std = mean, std
-        prepared.y_train, prepared.y_val, prepared.y_test = ((t - mean) / std for t in (y_train, y_val, y_test))
-        notes.append("regression targets standardized for training; metrics are in the original units.")
-    return prepared
+        out.target_mean, out.target_std = mean, std
+        out.y_fit, out.y_val, out.y_test = ((t - mean) / std for t in (out.y_fit, out.y_val, out.y_test))
+    return out

@@ -1,8 +1,12 @@
-"""Test-split metrics with torchmetrics (and scikit-learn's ``log_loss``), under fixed keys.
+"""Test-fold metrics that fit the task (scikit-learn, and torchmetrics for calibration), under
+fixed keys.
 
-classification: ``accuracy``, ``precision``, ``recall``, ``f1`` (macro over classes or labels),
-``auroc`` (macro), ``ece`` (expected calibration error, 15 equal-width bins, L1), ``log_loss``;
-regression: ``mae``, ``rmse``, ``r2`` (in the target's original units; averaged over outputs).
+binary: ``roc_auc``, ``average_precision``, ``f1`` (at the threshold that maximizes F1 on the
+validation split), ``brier``, ``ece``, ``log_loss``; multiclass: ``macro_f1``,
+``balanced_accuracy``, ``accuracy``, ``log_loss``, ``ece``; multilabel: ``micro_f1``,
+``macro_f1``, ``macro_roc_auc``, ``ece`` and ``f1[<label>]`` per label; regression: ``mae``,
+``rmse``, ``r2`` (in the target's original units; averaged over outputs). ECE is the expected
+calibration error, 15 equal-width bins, L1 (multilabel: every (row, label) probability).
 """
 
 from __future__ import annotations
@@ -15,23 +19,43 @@ import torch
 
 from losskit.tasks import Task
 
-__all__ = ["CLASSIFICATION_METRICS", "REGRESSION_METRICS", "HIGHER_IS_BETTER", "Evaluation", "evaluate"]
+__all__ = ["METRICS", "PRIMARY", "HIGHER_IS_BETTER", "Evaluation", "evaluate", "tune_threshold", "higher_is_better"]
 
-CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "auroc", "ece", "log_loss")
-REGRESSION_METRICS = ("mae", "rmse", "r2")
+METRICS: dict[Task, tuple[str, ...]] = {
+    Task.binary: ("roc_auc", "average_precision", "f1", "brier", "ece", "log_loss"),
+    Task.multiclass: ("macro_f1", "balanced_accuracy", "accuracy", "log_loss", "ece"),
+    Task.multilabel: ("micro_f1", "macro_f1", "macro_roc_auc", "ece"),
+    Task.regression: ("mae", "rmse", "r2"),
+}
+#: the metric the verdict is decided on
+PRIMARY: dict[Task, str] = {
+    Task.binary: "roc_auc",
+    Task.multiclass: "macro_f1",
+    Task.multilabel: "macro_f1",
+    Task.regression: "mae",
+}
 HIGHER_IS_BETTER = {
-    "accuracy": True,
-    "precision": True,
-    "recall": True,
+    "roc_auc": True,
+    "average_precision": True,
     "f1": True,
-    "auroc": True,
+    "brier": False,
     "ece": False,
     "log_loss": False,
+    "macro_f1": True,
+    "micro_f1": True,
+    "macro_roc_auc": True,
+    "balanced_accuracy": True,
+    "accuracy": True,
     "mae": False,
     "rmse": False,
     "r2": True,
 }
 ECE_BINS = 15
+
+
+def higher_is_better(metric: str) -> bool:
+    """Direction of ``metric`` (per-label ``f1[...]`` keys: higher)."""
+    return HIGHER_IS_BETTER.get(metric, True)
 
 
 @dataclass
@@ -43,81 +67,91 @@ class Evaluation:
     target: torch.Tensor  # ids / 0-1 labels, or targets in original units
 
 
-def _float(value: torch.Tensor | float) -> float:
-    v = float(value)
+def _float(value: object) -> float:
+    v = float(value)  # type: ignore[arg-type]
     return v if math.isfinite(v) else float("nan")
+
+
+def tune_threshold(p_val: torch.Tensor, y_val: torch.Tensor) -> float:
+    """The probability threshold with the best F1 on the validation split (0.5 when undefined)."""
+    from sklearn.metrics import precision_recall_curve
+
+    y = y_val.reshape(-1).long().numpy()
+    if y.min() == y.max():
+        return 0.5
+    precision, recall, thresholds = precision_recall_curve(y, p_val.reshape(-1).double().numpy())
+    f1 = 2 * precision * recall / (precision + recall + 1e-12)
+    return float(thresholds[int(f1[:-1].argmax())]) if len(thresholds) else 0.5
 
 
 def evaluate(
     task: Task,
-    outputs: torch.Tensor,
+    scores: torch.Tensor,
     target: torch.Tensor,
     num_outputs: int,
-    target_mean: torch.Tensor | None = None,
-    target_std: torch.Tensor | None = None,
+    threshold: float = 0.5,
+    label_names: list[str] | None = None,
 ) -> Evaluation:
-    """Metrics of the model ``outputs`` on ``target`` (the test split)."""
-    import torchmetrics.functional as TMF
+    """Metrics of ``scores`` (probabilities, or predictions in original units) on ``target``."""
+    import numpy as np
+    import sklearn.metrics as M
     import torchmetrics.functional.classification as C
-    from sklearn.metrics import log_loss
 
-    outputs = outputs.detach().float().cpu()
+    scores = scores.detach().double().cpu()
     target = target.detach().cpu()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torchmetrics warns about classes absent from a small test split
+        warnings.simplefilter("ignore")  # classes absent from a small test fold, undefined scores
         if task == Task.regression:
-            scaled = target_mean is not None and target_std is not None
-            pred = outputs * target_std + target_mean if scaled else outputs  # type: ignore[operator]
-            true = target * target_std + target_mean if scaled else target  # type: ignore[operator]
+            pred, true = scores.reshape(len(scores), -1).numpy(), target.reshape(len(target), -1).double().numpy()
             metrics = {
-                "mae": _float(TMF.mean_absolute_error(pred, true)),
-                "rmse": _float(TMF.mean_squared_error(pred, true, squared=False)),
-                "r2": _float(
-                    TMF.r2_score(pred.squeeze(-1), true.squeeze(-1))
-                    if pred.shape[-1] == 1
-                    else TMF.r2_score(pred, true, multioutput="uniform_average")
-                ),
+                "mae": _float(M.mean_absolute_error(true, pred)),
+                "rmse": _float(math.sqrt(M.mean_squared_error(true, pred))),
+                "r2": _float(M.r2_score(true, pred)),
             }
-            return Evaluation(metrics, pred, true)
+            return Evaluation(metrics, scores, target.double())
         if task == Task.binary:
-            p = torch.sigmoid(outputs.reshape(-1))
+            p = scores.reshape(-1).clamp(0, 1)
             y = target.reshape(-1).long()
-            both = torch.stack([1 - p, p], 1)
+            pn, yn = p.numpy(), y.numpy()
             metrics = {
-                "accuracy": _float(C.binary_accuracy(p, y)),
-                "precision": _float(C.multiclass_precision(both, y, 2, average="macro")),
-                "recall": _float(C.multiclass_recall(both, y, 2, average="macro")),
-                "f1": _float(C.multiclass_f1_score(both, y, 2, average="macro")),
-                "auroc": _float(C.binary_auroc(p, y)),
-                "ece": _float(C.binary_calibration_error(p, y, n_bins=ECE_BINS, norm="l1")),
-                "log_loss": _float(log_loss(y.numpy(), p.double().numpy(), labels=[0, 1])),
+                "roc_auc": _float(M.roc_auc_score(yn, pn)) if yn.min() != yn.max() else math.nan,
+                "average_precision": _float(M.average_precision_score(yn, pn)),
+                "f1": _float(M.f1_score(yn, (pn >= threshold).astype(int), zero_division=0)),
+                "brier": _float(M.brier_score_loss(yn, pn)),
+                "ece": _float(C.binary_calibration_error(p.float(), y, n_bins=ECE_BINS, norm="l1")),
+                "log_loss": _float(M.log_loss(yn, pn, labels=[0, 1])),
             }
             return Evaluation(metrics, p, y)
         if task == Task.multiclass:
-            probs = torch.softmax(outputs, 1)
+            probs = scores / scores.sum(1, keepdim=True).clamp_min(1e-300)
             y = target.long()
             k = num_outputs
+            yn, pred = y.numpy(), probs.argmax(1).numpy()
             metrics = {
-                "accuracy": _float(C.multiclass_accuracy(probs, y, k, average="micro")),
-                "precision": _float(C.multiclass_precision(probs, y, k, average="macro")),
-                "recall": _float(C.multiclass_recall(probs, y, k, average="macro")),
-                "f1": _float(C.multiclass_f1_score(probs, y, k, average="macro")),
-                "auroc": _float(C.multiclass_auroc(probs, y, k, average="macro")),
-                "ece": _float(C.multiclass_calibration_error(probs, y, k, n_bins=ECE_BINS, norm="l1")),
-                "log_loss": _float(log_loss(y.numpy(), probs.double().numpy(), labels=list(range(k)))),
+                "macro_f1": _float(M.f1_score(yn, pred, labels=list(range(k)), average="macro", zero_division=0)),
+                "balanced_accuracy": _float(M.balanced_accuracy_score(yn, pred)),
+                "accuracy": _float(M.accuracy_score(yn, pred)),
+                "log_loss": _float(M.log_loss(yn, probs.numpy(), labels=list(range(k)))),
+                "ece": _float(C.multiclass_calibration_error(probs.float(), y, k, n_bins=ECE_BINS, norm="l1")),
             }
             return Evaluation(metrics, probs, y)
-        probs = torch.sigmoid(outputs)
+        probs = scores.clamp(0, 1)
         y = target.long()
-        k = num_outputs
+        yn, pred = y.numpy(), (probs.numpy() >= threshold).astype(int)
+        per_label = M.f1_score(yn, pred, average=None, zero_division=0)
+        aucs = [
+            M.roc_auc_score(yn[:, j], probs[:, j].numpy())
+            for j in range(yn.shape[1])
+            if yn[:, j].min() != yn[:, j].max()
+        ]
         metrics = {
-            "accuracy": _float(C.multilabel_accuracy(probs, y, k, average="micro")),
-            "precision": _float(C.multilabel_precision(probs, y, k, average="macro")),
-            "recall": _float(C.multilabel_recall(probs, y, k, average="macro")),
-            "f1": _float(C.multilabel_f1_score(probs, y, k, average="macro")),
-            "auroc": _float(C.multilabel_auroc(probs, y, k, average="macro")),
-            # label-wise calibration: every (sample, label) probability against its 0/1 truth
-            "ece": _float(C.binary_calibration_error(probs.reshape(-1), y.reshape(-1), n_bins=ECE_BINS, norm="l1")),
-            "log_loss": _float(log_loss(y.reshape(-1).numpy(), probs.reshape(-1).double().numpy(), labels=[0, 1])),
+            "micro_f1": _float(M.f1_score(yn, pred, average="micro", zero_division=0)),
+            "macro_f1": _float(M.f1_score(yn, pred, average="macro", zero_division=0)),
+            "macro_roc_auc": _float(np.mean(aucs)) if aucs else math.nan,
+            "ece": _float(
+                C.binary_calibration_error(probs.reshape(-1).float(), y.reshape(-1), n_bins=ECE_BINS, norm="l1")
+            ),
         }
+        names = label_names or [str(j) for j in range(yn.shape[1])]
+        metrics.update({f"f1[{name}]": _float(v) for name, v in zip(names, per_label)})
         return Evaluation(metrics, probs, y)

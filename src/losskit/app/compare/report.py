@@ -1,5 +1,5 @@
 """The report of ``losskit compare``: ``metrics.json``, PNG plots, a self-contained
-``report.html``, the terminal table, and the recommendation."""
+``report.html`` (the verdict first), and the terminal summary."""
 
 from __future__ import annotations
 
@@ -12,119 +12,53 @@ from typing import Any
 
 import torch
 
-from losskit.app.compare.data import Prepared
-from losskit.app.compare.metrics import (
-    CLASSIFICATION_METRICS,
-    ECE_BINS,
-    HIGHER_IS_BETTER,
-    REGRESSION_METRICS,
-    Evaluation,
-)
-from losskit.app.compare.train import TrainResult
+from losskit.app.compare.metrics import ECE_BINS, METRICS, higher_is_better
+from losskit.app.compare.run import Run
+from losskit.app.compare.verdict import paired_tests
 from losskit.tasks import Task
 
-__all__ = ["metric_names", "winners", "recommendation", "write_report", "print_summary"]
-
-#: two scores closer than this count as a tie (then calibration / the second metric decides)
-TIE = 0.005
+__all__ = ["significant_cells", "write_report", "print_summary"]
 
 
-def metric_names(task: Task) -> tuple[str, ...]:
-    return REGRESSION_METRICS if task == Task.regression else CLASSIFICATION_METRICS
+def _metric_names(run: Run) -> list[str]:
+    return list(METRICS[run.data.task])
 
 
-def _better(metric: str, a: float, b: float) -> bool:
-    if math.isnan(b):
-        return not math.isnan(a)
-    if math.isnan(a):
-        return False
-    return a > b if HIGHER_IS_BETTER[metric] else a < b
+def significant_cells(run: Run) -> set[tuple[str, str]]:
+    """``(loss, metric)`` pairs where the loss is significantly better than the plain loss
+    (corrected resampled t-test, Holm-adjusted over the candidates of that metric)."""
+    p = run.payload
+    trained = [r for r in p["results"] if r["same_as"] is None]
+    folds = {
+        r["loss"]: [{k: (math.nan if v is None else v) for k, v in f.items()} for f in r["folds"]] for r in trained
+    }
+    if p["plain"] not in folds or len(folds) < 2:
+        return set()
+    ratio = _ratio(run)
+    cells = set()
+    for metric in _metric_names(run):
+        for t in paired_tests(folds, p["plain"], metric, ratio):
+            if t.significant:
+                cells.add((t.loss, metric))
+    return cells
 
 
-def winners(task: Task, evaluations: dict[str, Evaluation]) -> dict[str, list[str]]:
-    """The candidates with the best test value of each metric (several on an exact tie)."""
-    out: dict[str, list[str]] = {}
-    for metric in metric_names(task):
-        values = {n: e.metrics[metric] for n, e in evaluations.items() if not math.isnan(e.metrics[metric])}
-        if not values:
-            continue
-        best = max(values.values()) if HIGHER_IS_BETTER[metric] else min(values.values())
-        out[metric] = [n for n, v in values.items() if abs(v - best) <= 1e-12 * max(1.0, abs(best))]
-    return out
+def _ratio(run: Run) -> float:
+    return float(run.payload["test_train_ratio"])
 
 
-def recommendation(task: Task, evaluations: dict[str, Evaluation], runs: dict[str, TrainResult]) -> str:
-    """Which loss to pick and why: the best primary metric (macro F1, or RMSE for regression);
-    among candidates within :data:`TIE` of the best, the one not flagged for overfitting with the
-    best calibration (ECE), or the lowest MAE for regression."""
-    primary, secondary = ("rmse", "mae") if task == Task.regression else ("f1", "ece")
-    label = {"f1": "macro F1", "rmse": "RMSE"}[primary]
-
-    def signed(metric: str, name: str) -> float:
-        value = evaluations[name].metrics[metric]
-        if math.isnan(value):
-            return -math.inf
-        return value if HIGHER_IS_BETTER[metric] else -value
-
-    ranked = sorted(evaluations, key=lambda n: signed(primary, n), reverse=True)
-    top = ranked[0]
-    close = [
-        n for n in ranked if signed(primary, top) - signed(primary, n) <= TIE * max(1.0, abs(signed(primary, top)))
-    ]
-    m = evaluations
-    if len(close) == 1:
-        pick = top
-        runner = ranked[1] if len(ranked) > 1 else None
-        why = f"best test {label} ({m[pick].metrics[primary]:.4g}"
-        why += f"; next {m[runner].metrics[primary]:.4g}, {runner})" if runner else ")"
-        if task != Task.regression:
-            eces = sorted(evaluations, key=lambda n: signed("ece", n), reverse=True)
-            if eces[0] == pick:
-                why += f"; it is also the best calibrated (ECE {m[pick].metrics['ece']:.3g})"
-            else:
-                why += (
-                    f"; calibration: ECE {m[pick].metrics['ece']:.3g} (best {m[eces[0]].metrics['ece']:.3g}, {eces[0]})"
-                )
-    else:
-        fine = [n for n in close if runs[n].overfitting is None] or close
-        by_secondary = sorted(fine, key=lambda n: signed(secondary, n), reverse=True)
-        pick = by_secondary[0]
-        others = [n for n in close if n != pick]
-        what = "best calibrated (ECE " if secondary == "ece" else "lowest MAE ("
-        value = f"{m[pick].metrics[secondary]:.3g}" if secondary == "ece" else f"{m[pick].metrics[secondary]:.5g}"
-        nxt = by_secondary[1] if len(by_secondary) > 1 else None
-        tail = ""
-        if nxt:
-            nv = f"{m[nxt].metrics[secondary]:.3g}" if secondary == "ece" else f"{m[nxt].metrics[secondary]:.5g}"
-            tail = f"; next {nv}, {nxt}"
-        if pick == top:
-            why = (
-                f"best test {label} ({m[pick].metrics[primary]:.4g}), with {', '.join(others)} within {TIE:g}; "
-                f"of those it is the {what}{value}{tail})"
-            )
-        else:
-            why = (
-                f"its test {label} ({m[pick].metrics[primary]:.4g}) is within {TIE:g} of the best "
-                f"({m[top].metrics[primary]:.4g}), as is {', '.join(others)}; of those it is the {what}{value}{tail})"
-            )
-    parts = [f"Pick {pick}: {why}"]
-    if runs[pick].overfitting:
-        parts.append(f"; note: {runs[pick].overfitting} (early stopping restored epoch {runs[pick].best_epoch})")
-    else:
-        parts.append("; no overfitting flagged")
-    flagged = [n for n in evaluations if runs[n].overfitting and n != pick]
-    if flagged:
-        parts.append(f"; overfitting flagged for {', '.join(flagged)}")
-    return "".join(parts) + "."
+def _fmt(v: float | None, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "nan"
+    return f"{v:.{digits}f}" if abs(v) < 1000 else f"{v:.5g}"
 
 
 # --------------------------------------------------------------------------- plots
 
 
 def _grid(plt: Any, count: int, height: float) -> tuple[Any, list[Any]]:
-    """A figure with one panel per candidate (at most 4 per row); unused panels hidden."""
-    cols = min(count, 4)
-    rows = math.ceil(count / cols)
+    cols = min(max(count, 1), 4)
+    rows = math.ceil(max(count, 1) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, height * rows), squeeze=False)
     panels = list(axes.flat)
     for ax in panels[count:]:
@@ -136,123 +70,162 @@ def _save(plt: Any, fig: Any, path: Path, title: str | None = None) -> None:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90, metadata={"Software": None})
     plt.close(fig)
 
 
-def _plots(
-    out: Path, data: Prepared, evaluations: dict[str, Evaluation], runs: dict[str, TrainResult]
-) -> list[tuple[str, str]]:
-    """Write the PNG plots; return ``(file name, caption)`` pairs."""
+def _band(curves: list[list[float]]) -> tuple[list[int], list[float], list[float]]:
+    """Mean and standard deviation per epoch over the folds still training at that epoch."""
+    longest = max(len(c) for c in curves)
+    xs, mean, std = [], [], []
+    for e in range(longest):
+        values = torch.tensor([c[e] for c in curves if e < len(c) and math.isfinite(c[e])], dtype=torch.float64)
+        if len(values):
+            xs.append(e + 1)
+            mean.append(float(values.mean()))
+            std.append(float(values.std()) if len(values) > 1 else 0.0)
+    return xs, mean, std
+
+
+def _plots(out: Path, run: Run) -> list[tuple[str, str]]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(evaluations)
+    p = run.payload
+    data = run.data
+    trained = list(run.histories)
     made: list[tuple[str, str]] = []
 
-    fig, panels = _grid(plt, len(names), 3.2)
-    for ax, name in zip(panels, names):
-        run = runs[name]
-        epochs = range(1, len(run.train_loss) + 1)
-        ax.plot(epochs, run.train_loss, label="train")
-        ax.plot(epochs, run.val_loss, label="validation")
-        ax.axvline(run.best_epoch, color="gray", linestyle="--", linewidth=1, label=f"best epoch {run.best_epoch}")
-        ax.set_title(name + (" (overfitting)" if run.overfitting else ""), fontsize=10)
+    fig, panels = _grid(plt, len(trained), 3.2)
+    for ax, name in zip(panels, trained):
+        for key, label in (("train_loss", "train"), ("val_loss", "validation")):
+            xs, mean, std = _band([getattr(r, key) for r in run.histories[name]])
+            line = ax.plot(xs, mean, label=label)[0]
+            ax.fill_between(
+                xs,
+                [m - s for m, s in zip(mean, std)],
+                [m + s for m, s in zip(mean, std)],
+                color=line.get_color(),
+                alpha=0.2,
+            )
+        ax.set_title(name, fontsize=10)
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")
         ax.legend(fontsize=8)
-    _save(plt, fig, out / "curves.png", f"{data.name}: training and validation loss per candidate")
-    made.append(
-        ("curves.png", "Training and validation loss per epoch; the dashed line marks the restored best epoch.")
-    )
+    _save(plt, fig, out / "curves.png", f"{data.name}: loss per epoch, mean ± 1 sd over folds")
+    made.append(("curves.png", "Training and validation loss per epoch: mean over folds with a ±1 sd band."))
 
+    tested = [r for r in p["results"] if r.get("versus_plain")]
+    if tested:
+        metric = p["primary_metric"]
+        fig, ax = plt.subplots(figsize=(6.5, 0.6 * len(tested) + 1.6))
+        for i, r in enumerate(tested):
+            v = r["versus_plain"]
+            if v["difference"] is None or v["ci"][0] is None:
+                continue
+            color = "tab:green" if v["significant"] else "tab:gray"
+            ax.errorbar(
+                v["difference"],
+                i,
+                xerr=[[v["difference"] - v["ci"][0]], [v["ci"][1] - v["difference"]]],
+                fmt="o",
+                color=color,
+                capsize=4,
+            )
+        ax.axvline(0, color="black", linewidth=1)
+        ax.set_yticks(range(len(tested)), [r["loss"] for r in tested])
+        better = "right" if higher_is_better(metric) else "left"
+        ax.set_xlabel(f"{metric} difference vs {p['plain']} (95% CI; better to the {better}; green = significant)")
+        _save(plt, fig, out / "effects.png", f"{data.name}: effect of each loss vs {p['plain']}")
+        made.append(
+            (
+                "effects.png",
+                f"Mean paired difference in {metric} against {p['plain']} with its 95% interval (corrected for overlapping training sets).",
+            )
+        )
+
+    names = trained + [b["model"] for b in p["baselines"]]
+    labels = {b["model"]: b["label"] for b in p["baselines"]}
     if data.task == Task.regression:
         fig, panels = _grid(plt, len(names), 3.8)
+        true = data.y.double().reshape(len(data.y), -1)[:, 0]
         for ax, name in zip(panels, names):
-            ev = evaluations[name]
-            pred, true = ev.scores.reshape(-1), ev.target.reshape(-1)
-            ax.scatter(true, pred, s=10, alpha=0.6)
+            pred = run.oof[name].reshape(len(data.y), -1)[:, 0]
+            ax.scatter(true, pred, s=6, alpha=0.5)
             lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
             ax.plot([lo, hi], [lo, hi], color="gray", linestyle="--", linewidth=1)
-            ax.set_title(f"{name}  R² {ev.metrics['r2']:.3f}", fontsize=10)
+            ax.set_title(labels.get(name, name), fontsize=10)
             ax.set_xlabel("true")
             ax.set_ylabel("predicted")
-        _save(plt, fig, out / "predicted_vs_true.png", f"{data.name}: predicted vs true (test split)")
+        _save(plt, fig, out / "predicted_vs_true.png", f"{data.name}: predicted vs true (out-of-fold, first repeat)")
         made.append(
-            ("predicted_vs_true.png", "Predicted against true targets on the test split; the diagonal is perfect.")
+            (
+                "predicted_vs_true.png",
+                "Out-of-fold predictions of the first repeat against the true targets; the diagonal is perfect.",
+            )
         )
         return made
 
-    fig, ax = plt.subplots(figsize=(5.5, 5))
-    ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1, label="perfectly calibrated")
-    for name in names:
-        conf, acc, count = _reliability(data.task, evaluations[name])
-        line = ax.plot(conf, acc, linewidth=1, alpha=0.8, label=f"{name} (ECE {evaluations[name].metrics['ece']:.3f})")[
-            0
-        ]
+    fig, panels = _grid(plt, len(names), 3.6)
+    for ax, name in zip(panels, names):
+        conf, acc, count = _reliability(data.task, run.oof[name], data.y)
+        ax.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1)
         total = max(sum(count), 1)
-        ax.scatter(conf, acc, s=[12 + 400 * c / total for c in count], color=line.get_color(), alpha=0.7)
-    ax.set_xlabel("confidence")
-    ax.set_ylabel("accuracy" if data.task == Task.multiclass else "fraction positive")
-    ax.set_title(f"{data.name}: reliability diagram (test split, {ECE_BINS} bins)", fontsize=10)
-    ax.legend(fontsize=8)
-    _save(plt, fig, out / "reliability.png")
+        ax.bar(conf, acc, width=1 / ECE_BINS, alpha=0.6, edgecolor="black")
+        ax.scatter(conf, acc, s=[8 + 300 * c / total for c in count], color="tab:red", alpha=0.7)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title(labels.get(name, name), fontsize=10)
+        ax.set_xlabel("confidence")
+        ax.set_ylabel("accuracy" if data.task == Task.multiclass else "fraction positive")
+    _save(
+        plt,
+        fig,
+        out / "reliability.png",
+        f"{data.name}: reliability diagrams (out-of-fold, first repeat, {ECE_BINS} bins)",
+    )
     made.append(
         (
             "reliability.png",
-            "Reliability diagram: mean confidence against observed accuracy per bin (marker area: share of test predictions in the bin); closer to the diagonal is better calibrated.",
+            "One reliability diagram per model: observed accuracy per confidence bin (dot area: share of predictions); on the diagonal is well calibrated.",
         )
     )
 
-    if data.task == Task.multiclass:
-        import torchmetrics.functional.classification as C
+    if data.task == Task.binary:
+        from sklearn.metrics import precision_recall_curve, roc_curve
 
-        k = data.num_outputs
-        fig, panels = _grid(plt, len(names), 4.0)
-        for ax, name in zip(panels, names):
-            ev = evaluations[name]
-            cm = C.multiclass_confusion_matrix(ev.scores, ev.target, k).numpy()
-            ax.imshow(cm, cmap="Blues")
-            ax.set_title(f"{name}  acc {ev.metrics['accuracy']:.3f}", fontsize=10)
-            ax.set_xlabel("predicted")
-            ax.set_ylabel("true")
-            ticks = range(k)
-            labels = data.class_names if data.class_names and k <= 12 else [str(i) for i in ticks]
-            if k <= 12:
-                ax.set_xticks(
-                    list(ticks), labels, rotation=90 if max(len(str(s)) for s in labels) > 3 else 0, fontsize=7
-                )
-                ax.set_yticks(list(ticks), labels, fontsize=7)
-                for i in range(k):
-                    for j in range(k):
-                        if cm[i, j]:
-                            ax.text(
-                                j,
-                                i,
-                                str(int(cm[i, j])),
-                                ha="center",
-                                va="center",
-                                fontsize=6,
-                                color="white" if cm[i, j] > cm.max() / 2 else "black",
-                            )
-        _save(plt, fig, out / "confusion_matrices.png", f"{data.name}: confusion matrices (test split)")
-        made.append(
-            ("confusion_matrices.png", "Confusion matrices on the test split (rows: true class, columns: predicted).")
-        )
+        y = data.y.long().numpy()
+        fig, (roc, pr) = plt.subplots(1, 2, figsize=(11, 4.6))
+        for name in names:
+            s = run.oof[name].numpy()
+            fpr, tpr, _ = roc_curve(y, s)
+            prec, rec, _ = precision_recall_curve(y, s)
+            roc.plot(fpr, tpr, label=labels.get(name, name), linewidth=1)
+            pr.plot(rec, prec, label=labels.get(name, name), linewidth=1)
+        roc.plot([0, 1], [0, 1], color="gray", linestyle="--", linewidth=1)
+        roc.set_xlabel("false positive rate")
+        roc.set_ylabel("true positive rate")
+        roc.set_title("ROC", fontsize=10)
+        pr.axhline(float(y.mean()), color="gray", linestyle="--", linewidth=1, label="chance")
+        pr.set_xlabel("recall")
+        pr.set_ylabel("precision")
+        pr.set_title("precision-recall", fontsize=10)
+        roc.legend(fontsize=7)
+        pr.legend(fontsize=7)
+        _save(plt, fig, out / "roc_pr.png", f"{data.name}: ROC and precision-recall curves (out-of-fold, first repeat)")
+        made.append(("roc_pr.png", "ROC and precision-recall curves of the out-of-fold scores of the first repeat."))
     return made
 
 
-def _reliability(task: Task, ev: Evaluation) -> tuple[list[float], list[float], list[int]]:
+def _reliability(task: Task, scores: torch.Tensor, target: torch.Tensor) -> tuple[list[float], list[float], list[int]]:
     if task == Task.multiclass:
-        conf, pred = ev.scores.max(1)
-        hit = (pred == ev.target).float()
-    elif task == Task.binary:
-        conf, hit = ev.scores, ev.target.float()
+        conf, pred = scores.max(1)
+        hit = (pred == target.long()).double()
     else:
-        conf, hit = ev.scores.reshape(-1), ev.target.reshape(-1).float()
-    edges = torch.linspace(0, 1, ECE_BINS + 1)
+        conf, hit = scores.reshape(-1), target.reshape(-1).double()
+    edges = torch.linspace(0, 1, ECE_BINS + 1, dtype=conf.dtype)
     bins = torch.bucketize(conf, edges[1:-1], right=True)
     xs, ys, counts = [], [], []
     for b in range(ECE_BINS):
@@ -267,30 +240,41 @@ def _reliability(task: Task, ev: Evaluation) -> tuple[list[float], list[float], 
 # --------------------------------------------------------------------------- files
 
 
-def _fmt(v: float, digits: int = 4) -> str:
-    return "nan" if math.isnan(v) else f"{v:.{digits}f}"
-
-
-def _html(
-    data: Prepared,
-    payload: dict[str, Any],
-    plots: list[tuple[str, str]],
-    out: Path,
-    runs: dict[str, TrainResult],
-    win: dict[str, list[str]],
-) -> str:
-    metrics = metric_names(data.task)
-    head = "".join(f"<th>{html.escape(m)}</th>" for m in metrics)
+def _html(run: Run, plots: list[tuple[str, str]], out: Path) -> str:
+    p = run.payload
+    metrics = _metric_names(run)
+    cells_win = significant_cells(run)
+    chosen = p["recommendation"]["loss"]
+    head = "".join(f"<th>{html.escape(m)} {'↑' if higher_is_better(m) else '↓'}</th>" for m in metrics)
     rows = []
-    for r in payload["results"]:
+    for r in p["results"]:
         cells = []
         for m in metrics:
-            star = r["loss"] in win.get(m, [])
-            cells.append(f'<td class="{"win" if star else ""}">{_fmt(r["metrics"][m])}{" ★" if star else ""}</td>')
-        flag = runs[r["loss"]].overfitting
+            star = (r["loss"], m) in cells_win
+            lo, hi = r["ci"][m]
+            cells.append(
+                f'<td class="{"win" if star else ""}">{_fmt(r["metrics"][m])}{" ★" if star else ""}'
+                f"<br><small>[{_fmt(lo)}, {_fmt(hi)}]</small></td>"
+            )
+        vs = r.get("versus_plain")
+        test = (
+            f"{_fmt(vs['difference'])} [{_fmt(vs['ci'][0])}, {_fmt(vs['ci'][1])}], p={_fmt(vs['p_holm'])}"
+            if vs
+            else ("same model as " + html.escape(r["same_as"]) if r["same_as"] else "reference")
+        )
         rows.append(
-            f'<tr><th scope="row">{html.escape(r["loss"])}</th>{"".join(cells)}<td>{r["best_epoch"]}</td>'
-            f"<td>{html.escape(flag) if flag else 'no'}</td></tr>"
+            f'<tr class="{"chosen" if r["loss"] == chosen else ""}"><th scope="row">{html.escape(r["loss"])}</th>'
+            f"{''.join(cells)}<td>{test}</td><td>{r['history']['hit_max_epochs']}</td></tr>"
+        )
+    for b in p["baselines"]:
+        row_cells = "".join(
+            f"<td>{_fmt(b['metrics'][m])}<br><small>[{_fmt(b['ci'][m][0])}, {_fmt(b['ci'][m][1])}]</small></td>"
+            for m in metrics
+        )
+        v = b["versus_recommended"]
+        rows.append(
+            f'<tr class="baseline"><th scope="row">{html.escape(b["label"])} (baseline)</th>{row_cells}'
+            f"<td>vs {html.escape(chosen)}: {_fmt(v['difference'])}, p={_fmt(v['p_value'])}</td><td>-</td></tr>"
         )
     figures = []
     for file, caption in plots:
@@ -299,25 +283,32 @@ def _html(
             f'<figure><img src="data:image/png;base64,{encoded}" alt="{html.escape(caption)}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in data.notes)
-    direction = " ".join(f"{m} {'↑' if HIGHER_IS_BETTER[m] else '↓'}" for m in metrics)
+    warnings = "".join(f"<li>{html.escape(w)}</li>" for w in p["warnings"])
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in p["notes"])
+    s = p["settings"]
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
-<title>losskit compare: {html.escape(payload["dataset"])}</title>
+<title>losskit compare: {html.escape(p["dataset"])}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
 table {{ border-collapse: collapse; margin: 1em 0; }}
 th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
 th[scope=row], thead th:first-child {{ text-align: left; }}
-td.win {{ background: #e3f4e1; font-weight: bold; }}
-.rec {{ background: #f3f6fb; border-left: 4px solid #3b6fb6; padding: 0.6em 1em; }}
+td.win {{ background: #e3f4e1; font-weight: bold; }} td small {{ white-space: nowrap; }}
+tr.chosen {{ background: #fff6d5; }} tr.baseline {{ color: #555; font-style: italic; }}
+.rec {{ background: #f3f6fb; border-left: 4px solid #3b6fb6; padding: 0.6em 1em; font-size: 1.15em; }}
+.warn {{ background: #fff1f0; border-left: 4px solid #c0392b; padding: 0.3em 1em; }}
 figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }}
 </style></head><body>
-<h1>losskit compare: {html.escape(payload["dataset"])}</h1>
-<p>Task <b>{html.escape(payload["task"])}</b>; {payload["n_train"]} / {payload["n_val"]} / {payload["n_test"]}
-rows for training / validation / test. Metrics on the test split ({html.escape(direction)}); ★ marks the best value.</p>
-<p class="rec" id="recommendation">{html.escape(payload["recommendation"])}</p>
-<table id="results"><thead><tr><th>loss</th>{head}<th>best epoch</th><th>overfitting</th></tr></thead>
+<p class="rec" id="recommendation">{html.escape(p["recommendation"]["text"])}</p>
+{f'<ul class="warn" id="warnings">{warnings}</ul>' if warnings else ""}
+<h1>losskit compare: {html.escape(p["dataset"])}</h1>
+<p>Task <b>{html.escape(p["task"])}</b>, {p["n_rows"]} rows; {s["repeats"]}&times;{s["folds"]}-fold cross-validation
+(seed {s["seed"]}), every candidate on the same folds; metrics are means over the test folds with 95% intervals.
+The last columns test each loss against <b>{html.escape(p["plain"])}</b> on <b>{html.escape(p["primary_metric"])}</b>
+(difference, interval, Holm-adjusted p of the corrected resampled t-test). ★ marks a value significantly better than
+{html.escape(p["plain"])}'s; the highlighted row is the recommendation.</p>
+<table id="results"><thead><tr><th>model</th>{head}<th>vs {html.escape(p["plain"])}</th><th>folds at --epochs</th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
 <h2>Data</h2><ul>{notes}</ul>
 <h2>Plots</h2>
@@ -327,73 +318,67 @@ rows for training / validation / test. Metrics on the test split ({html.escape(d
 """
 
 
-def write_report(
-    out: Path, data: Prepared, evaluations: dict[str, Evaluation], runs: dict[str, TrainResult], text: str
-) -> dict[str, Any]:
+def write_report(out: Path, run: Run) -> dict[str, Any]:
     """Write ``metrics.json``, the plots and ``report.html`` into ``out`` (an empty folder)."""
-    payload: dict[str, Any] = {
-        "task": data.task.value,
-        "dataset": data.name,
-        "n_train": len(data.y_train),
-        "n_val": len(data.y_val),
-        "n_test": len(data.y_test),
-        "results": [
-            {
-                "loss": name,
-                "metrics": {k: (None if math.isnan(v) else v) for k, v in evaluations[name].metrics.items()},
-                "history": {"train_loss": runs[name].train_loss, "val_loss": runs[name].val_loss},
-                "best_epoch": runs[name].best_epoch,
-            }
-            for name in evaluations
-        ],
-        "recommendation": text,
-    }
-    (out / "metrics.json").write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
-    plots = _plots(out, data, evaluations, runs)
-    shown = {
-        **payload,
-        "results": [
-            {**r, "metrics": {k: (float("nan") if v is None else v) for k, v in r["metrics"].items()}}
-            for r in payload["results"]
-        ],
-    }
-    (out / "report.html").write_text(
-        _html(data, shown, plots, out, runs, winners(data.task, evaluations)), encoding="utf-8"
-    )
-    return payload
+    (out / "metrics.json").write_text(json.dumps(run.payload, indent=2, allow_nan=False) + "\n")
+    plots = _plots(out, run)
+    (out / "report.html").write_text(_html(run, plots, out), encoding="utf-8")
+    return run.payload
 
 
-def print_summary(
-    console: Any, data: Prepared, evaluations: dict[str, Evaluation], runs: dict[str, TrainResult], text: str
-) -> None:
-    """The terminal table: one row per candidate, the best value of each metric starred."""
+def print_summary(console: Any, run: Run) -> None:
+    """The terminal table (fold means; the primary metric with its interval), the warnings and
+    the verdict."""
     from rich import box
     from rich.markup import escape
     from rich.table import Table as RichTable
 
-    metrics = metric_names(data.task)
-    win = winners(data.task, evaluations)
+    p = run.payload
+    metrics = _metric_names(run)
+    primary = p["primary_metric"]
+    wins = significant_cells(run)
+    chosen = p["recommendation"]["loss"]
+    s = p["settings"]
     table = RichTable(
-        title=f"{escape(data.name)} ({data.task.value}): test metrics, * = best",
+        title=f"{escape(p['dataset'])} ({p['task']}): mean over {s['repeats']}x{s['folds']} test folds, "
+        f"* = significantly better than {escape(p['plain'])}",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         padding=(0, 1),
     )
-    table.add_column("loss", no_wrap=True)
+    table.add_column("model", no_wrap=True)
     for m in metrics:
-        table.add_column(f"{m}{'↑' if HIGHER_IS_BETTER[m] else '↓'}", justify="right", no_wrap=True)
-    table.add_column("epoch", justify="right")
-    table.add_column("overfit", no_wrap=True, min_width=7)
-    for name, ev in evaluations.items():
-        cells = [(_fmt(ev.metrics[m], 3) + ("*" if name in win.get(m, []) else " ")) for m in metrics]
-        cells = [f"[bold green]{c}[/]" if c.endswith("*") else c for c in cells]
-        table.add_row(name, *cells, str(runs[name].best_epoch), "yes" if runs[name].overfitting else "no")
-    console.print(table)
-    console.print(
-        "winner per metric: "
-        + "; ".join(
-            f"{m}: {' = '.join(n) if len(n) < len(evaluations) or len(n) == 1 else 'tie (all)'}" for m, n in win.items()
+        table.add_column(
+            f"{m}{'↑' if higher_is_better(m) else '↓'}" + (" [95% CI]" if m == primary else ""),
+            justify="right",
+            no_wrap=True,
         )
-    )
-    console.print(f"[bold]recommendation[/]: {escape(text)}")
+    table.add_column(f"vs {escape(p['plain'])} (p Holm)", justify="right", no_wrap=True)
+    for r in p["results"]:
+        cells = []
+        for m in metrics:
+            text = _fmt(r["metrics"][m]) + ("*" if (r["loss"], m) in wins else " ")
+            if m == primary:
+                text += f" [{_fmt(r['ci'][m][0])}, {_fmt(r['ci'][m][1])}]"
+            cells.append(f"[bold green]{text}[/]" if (r["loss"], m) in wins else text)
+        vs = r.get("versus_plain")
+        test = (
+            f"{_fmt(vs['difference'])} (p={_fmt(vs['p_holm'])})"
+            if vs
+            else ("= " + escape(r["same_as"]) if r["same_as"] else "reference")
+        )
+        name = ("> " if r["loss"] == chosen else "  ") + escape(r["loss"])
+        table.add_row(f"[bold]{name}[/]" if r["loss"] == chosen else name, *cells, test)
+    for b in p["baselines"]:
+        cells = []
+        for m in metrics:
+            text = _fmt(b["metrics"][m]) + " "
+            if m == primary:
+                text += f" [{_fmt(b['ci'][m][0])}, {_fmt(b['ci'][m][1])}]"
+            cells.append(text)
+        table.add_row(f"[dim]  {escape(b['label'])}[/]", *cells, "[dim]baseline[/]")
+    console.print(table)
+    for w in p["warnings"]:
+        console.print(f"[bold yellow]warning[/]: {escape(w)}")
+    console.print(f"[bold]verdict[/]: {escape(p['recommendation']['text'])}")

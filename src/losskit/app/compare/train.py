@@ -1,23 +1,24 @@
-"""Train one model per candidate loss: same splits, same initial weights, same batch order.
+"""Train one model per candidate loss and fold: same rows, same initial weights, same batch order.
 
-A small MLP sized from the data, Adam, early stopping on the validation loss with the best
-weights restored, and a flag when the validation loss rose while the training loss fell.
+A small MLP sized from the data (or the user's model), Adam (or the user's optimizer), early
+stopping on the fold's validation split with the best weights restored, and a flag when the
+validation loss rose while the training loss fell.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import nn
 
-from losskit.app.compare.data import Prepared
+from losskit.app.compare.data import FoldData
 from losskit.tasks import Task
 
-__all__ = ["TrainResult", "make_model", "train_candidate", "outputs_for_loss"]
+__all__ = ["TrainResult", "make_model", "train_candidate", "outputs_for_loss", "predict"]
 
 #: epochs without a lower validation loss before training stops
 PATIENCE = 10
@@ -36,6 +37,8 @@ class TrainResult:
     best_epoch: int = 0  # 1-based
     overfitting: str | None = None
     stopped_early: bool = False
+    #: training ran all its epochs without early stopping
+    hit_max_epochs: bool = False
     state: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
@@ -57,15 +60,38 @@ def outputs_for_loss(task: Task, outputs: torch.Tensor) -> torch.Tensor:
     return outputs.squeeze(-1) if task == Task.binary else outputs
 
 
-def _epoch_loss(model: nn.Module, loss_fn: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor) -> float:
+def predict(task: Task, model: nn.Module, x: torch.Tensor, fold: FoldData, batch: int = 8192) -> torch.Tensor:
+    """Probabilities (classification) or predictions in the target's original units, on CPU."""
     model.eval()
+    device = next(iter(model.parameters()), torch.empty(0)).device
     with torch.no_grad():
-        return float(loss_fn(outputs_for_loss(task, model(x)), y))
+        out = torch.cat([model(x[i : i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)])
+    out = outputs_for_loss(task, out)
+    if task == Task.multiclass:
+        return torch.softmax(out.double(), 1)
+    if task in (Task.binary, Task.multilabel):
+        return torch.sigmoid(out.double())
+    if fold.target_mean is not None and fold.target_std is not None:
+        return out.double() * fold.target_std.double() + fold.target_mean.double()
+    return out.double()
+
+
+def _epoch_loss_batched(
+    model: nn.Module, loss_fn: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor, batch: int = 8192
+) -> float:
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            xb, yb = x[i : i + batch], y[i : i + batch]
+            total += float(loss_fn(outputs_for_loss(task, model(xb)), yb)) * len(xb)
+    return total / max(len(x), 1)
 
 
 def train_candidate(
     name: str,
-    data: Prepared,
+    task: Task,
+    fold: FoldData,
     initial: nn.Module,
     loss_fn: nn.Module,
     *,
@@ -74,18 +100,24 @@ def train_candidate(
     lr: float,
     seed: int,
     device: torch.device,
-    progress: Any = None,
+    optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+    on_epoch: Callable[[], None] | None = None,
 ) -> TrainResult:
-    """Train a copy of ``initial`` with ``loss_fn``; the result holds the best weights (on CPU)."""
+    """Train a copy of ``initial`` with ``loss_fn`` on ``fold``; the result holds the best
+    weights (on CPU). ``optimizer`` is a factory called with the model's parameters (default
+    Adam at ``lr``); ``on_epoch`` is called after every epoch (a progress bar)."""
     model = copy.deepcopy(initial).to(device)
     loss_fn = loss_fn.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
-    x_val, y_val = data.x_val.to(device), data.y_val.to(device)
+    opt = (
+        optimizer(model.parameters())
+        if optimizer is not None
+        else torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
+    )
+    x_train, y_train = fold.x_fit.to(device), fold.y_fit.to(device)
+    x_val, y_val = fold.x_val.to(device), fold.y_val.to(device)
     generator = torch.Generator().manual_seed(seed)  # the same batch order for every candidate
     result = TrainResult(name)
     best = math.inf
-    bar = progress.add_task(f"{name:<30}", total=epochs, losses="") if progress is not None else None
     n = len(x_train)
     for epoch in range(1, epochs + 1):
         model.train()
@@ -93,32 +125,27 @@ def train_candidate(
         order = torch.randperm(n, generator=generator).to(device)
         for start in range(0, n, batch_size):
             idx = order[start : start + batch_size]
-            loss = loss_fn(outputs_for_loss(data.task, model(x_train[idx])), y_train[idx])
-            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(outputs_for_loss(task, model(x_train[idx])), y_train[idx])
+            opt.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            opt.step()
             total += float(loss.detach()) * len(idx)
         result.train_loss.append(total / n)
-        val = _epoch_loss(model, loss_fn, data.task, x_val, y_val)
+        val = _epoch_loss_batched(model, loss_fn, task, x_val, y_val)
         result.val_loss.append(val)
         improved = val < best - 1e-7 * abs(best) if math.isfinite(best) else val < best
         if improved:
             best = val
             result.best_epoch = epoch
             result.state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
-        if bar is not None:
-            progress.update(
-                bar,
-                advance=1,
-                losses=f"train {result.train_loss[-1]:.4f}  val {val:.4f}  best epoch {result.best_epoch}",
-            )
+        if on_epoch is not None:
+            on_epoch()
         if not math.isfinite(val) and not math.isfinite(result.train_loss[-1]):
             break
         if epoch - result.best_epoch >= PATIENCE:
             result.stopped_early = True
             break
-    if bar is not None:  # the bar ends at the epoch early stopping ended on
-        progress.update(bar, total=len(result.val_loss), completed=len(result.val_loss))
+    result.hit_max_epochs = not result.stopped_early and len(result.val_loss) == epochs
     if not result.state:  # never a finite validation loss: keep the last weights
         result.state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
         result.best_epoch = len(result.val_loss)
