@@ -182,3 +182,37 @@ REVIEWED: set[tuple[str, str]] = {
     ("common_nn.py", "LK108"),
     ("common_nn.py", "LK113"),
 }
+
+
+def test_criterion_on_self_and_every_import_form_of_softmax():
+    """Issue 15, item 12: a criterion stored on self in __init__ and called in another method,
+    with softmax imported four ways -- each call is one LK101."""
+    src = """\
+import torch
+import torch.nn as nn
+from torch.nn.functional import softmax
+import torch.nn.functional as F
+
+
+class Trainer:
+    def __init__(self, model):
+        self.model = model
+        self.loss = nn.CrossEntropyLoss()
+
+    def step(self, x, y):
+        probs = softmax(self.model(x), dim=1)
+        return self.loss(probs, y)
+
+    def step2(self, x, y):
+        return self.loss(F.softmax(self.model(x), 1), y)
+
+    def step3(self, x, y):
+        return self.loss(torch.softmax(self.model(x), 1), y)
+
+    def step4(self, x, y):
+        return self.loss(self.model(x).softmax(1), y)
+
+    def clean(self, x, y):
+        return self.loss(self.model(x), y)
+"""
+    assert [(f.line, f.code) for f in lint_source(src)] == [(14, "LK101"), (17, "LK101"), (20, "LK101"), (23, "LK101")]
