@@ -143,6 +143,24 @@ def test_extreme_logits_stay_finite_and_exact():
     torch.testing.assert_close(loss, torch.tensor([0.0, 1e4]))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_targets_far_below_the_row_maximum_match_torch(dtype, reduction):
+    # logits spread over hundreds: most targets' probabilities underflow (p_t < 1e-30), where
+    # the log-sum-exp cannot come from the target's own probability
+    h, w, b, t = _case(40, 8, 50, dtype, seed=3, bias=True)
+    w = w * 60
+    kw = dict(reduction=reduction, label_smoothing=0.1, weight=torch.rand(50, dtype=dtype) + 0.5, z_loss=1e-4)
+    got, got_g = _grads(LF.linear_cross_entropy, h, w, b, t, chunk_size=16, **kw)
+    want, want_g = _grads(linear_cross_entropy_reference, h, w, b, t, **kw)
+    probs = torch.softmax(F.linear(h, w, b).double(), 1).gather(1, t.unsqueeze(1))
+    assert (probs < 1e-30).float().mean() > 0.5  # the case the fallback exists for
+    tol = dict(rtol=1e-9, atol=1e-9) if dtype == torch.float64 else dict(rtol=2e-5, atol=1e-3)
+    torch.testing.assert_close(got, want, **tol)
+    for a, e in zip(got_g, want_g):
+        torch.testing.assert_close(a, e, **tol)
+
+
 def test_all_targets_ignored_matches_torch_nan_and_zero_gradient():
     h, w, _, _ = _case(6, 4, 9, torch.float32)
     t = torch.full((6,), -100)

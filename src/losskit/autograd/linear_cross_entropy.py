@@ -18,6 +18,7 @@ Everything is plain torch operations, so it runs on any device torch runs on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -33,6 +34,9 @@ __all__ = ["CHUNK_BYTES", "LinearCrossEntropyFunction", "chunk_logits", "rows_pe
 #: the chunk's matrix products run at full speed on a CPU (hundreds of rows for a 32k-128k
 #: vocabulary), small next to the logits it replaces (8,192 x 128k x 4 bytes = 4 GiB).
 CHUNK_BYTES = 64 * 2**20
+
+#: below this, a target's probability is too small for ``x_t - log p_t`` to give the log-sum-exp
+_TINY_PROBABILITY = 1e-30
 
 
 def rows_per_chunk(n_rows: int, n_classes: int, dtype: torch.dtype, softcap: float | None) -> int:
@@ -77,6 +81,7 @@ def chunk_loss(
     opts: RowOptions,
     row_grad: torch.Tensor | None,
     fold: bool = False,
+    logit_at: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, ChunkGrad | None]:
     """Loss of each row of ``logits`` ``(rows, C)``; with ``row_grad`` also its gradient.
 
@@ -88,11 +93,46 @@ def chunk_loss(
     Returns ``(loss, z_term, grad)``: per-row loss including the z-loss term (zero where not
     ``use``), the z-loss term alone (``None`` without z-loss) and the gradient (``None``
     without ``row_grad``). ``fold=True`` (float32/float64, no soft-capping) returns the folded
-    form of :class:`ChunkGrad`, computed with one softmax pass in place.
+    form of :class:`ChunkGrad`, computed with one softmax pass in place. ``logit_at(rows,
+    classes)`` recomputes single logits of the chunk exactly; given it (on the CPU), the folded
+    path skips the pass for the row maxima.
     """
     w = opts.weight
     w_t = None if w is None else w[target]
     smoothing = opts.label_smoothing > 0
+    if (
+        fold
+        and opts.softcap is None
+        and logit_at is not None
+        and logits.device.type == "cpu"  # the underflow check reads a flag (a sync elsewhere)
+        and not torch.compiler.is_compiling()  # and is data-dependent control flow
+    ):
+        # No pass for the row maxima: softmax subtracts them itself, and the target's own
+        # probability gives the log-sum-exp, lse = x_t - log p_t. Where p_t underflows (a target
+        # logit more than ~69 below the row's largest) the argmax's probability (>= 1 / C) is
+        # used instead, with that one logit recomputed exactly from its row and class.
+        x_t = logits.gather(1, target.unsqueeze(1)).squeeze(1)
+        weighted_sum = None
+        if smoothing:  # sum_c w_c x_c
+            weighted_sum = logits.sum(1) if w is None else logits @ w
+        p = torch.softmax(logits, 1, out=logits)
+        p_t = p.gather(1, target.unsqueeze(1)).squeeze(1)
+        target_nll = p_t.log().neg_()  # lse - x_t
+        tiny = (p_t < _TINY_PROBABILITY) & use
+        if bool(tiny.any()):
+            rows = tiny.nonzero().squeeze(1)
+            p_max, arg = p.index_select(0, rows).max(1)
+            lse_rows = logit_at(rows, arg).to(p.dtype) - p_max.log()
+            target_nll.index_copy_(0, rows, lse_rows - x_t.index_select(0, rows))
+        target_nll = target_nll.masked_fill_(~use, 0.0)  # rows that do not count stay finite
+        lse = x_t + target_nll
+        smooth_nll = None if weighted_sum is None else opts.total_weight * lse - weighted_sum
+        loss = core.index_row_loss_(target_nll, smooth_nll, w_t, opts)
+        loss, z_term = core.add_z_term(loss, lse, opts, use)
+        loss = loss.masked_fill(~use, 0.0)
+        if row_grad is None:
+            return loss, z_term, None
+        return loss, z_term, ChunkGrad(p, core.index_grad_coefficients(row_grad, w_t, lse, opts))
     if fold and opts.softcap is None:
         # The log-sum-exp comes from the softmax itself: the row's largest logit m has
         # probability exp(m - lse) >= 1 / C, which never underflows, so lse = m - log(p[argmax])
@@ -129,6 +169,18 @@ def chunk_loss(
     if tanh is not None:
         core.softcap_grad_(p, tanh)
     return loss, z_term, ChunkGrad(p)
+
+
+def _logit_at(
+    h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``(rows, classes) -> h[rows] . w[classes] + b[classes]``: single logits, recomputed."""
+
+    def at(rows: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        x = (h.index_select(0, rows) * w.index_select(0, classes)).sum(1)
+        return x if b is None else x + b.index_select(0, classes)
+
+    return at
 
 
 class LinearCrossEntropyFunction(torch.autograd.Function):
@@ -188,7 +240,13 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
             hc = h[sl]
             logits = chunk_logits(hc, w, b, buf[: hc.shape[0]])
             loss_c, z_c, g = chunk_loss(
-                logits, safe[sl], use[sl], opts, None if row_grad is None else row_grad[sl], fold=fold
+                logits,
+                safe[sl],
+                use[sl],
+                opts,
+                None if row_grad is None else row_grad[sl],
+                fold=fold,
+                logit_at=_logit_at(hc, w, b),
             )
             loss_rows[sl] = loss_c
             if z_rows is not None and z_c is not None:
@@ -240,7 +298,9 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
                     sl = slice(start, min(start + rows, h.shape[0]))
                     hc = h[sl]
                     logits = chunk_logits(hc, w, b, buf[: hc.shape[0]])
-                    _, _, g = chunk_loss(logits, safe[sl], use[sl], ctx.opts, row_grad[sl], fold=ctx.fold)
+                    _, _, g = chunk_loss(
+                        logits, safe[sl], use[sl], ctx.opts, row_grad[sl], fold=ctx.fold, logit_at=_logit_at(hc, w, b)
+                    )
                     if g is not None:  # always: a row gradient was given
                         grads.add_chunk(sl, hc, safe[sl], g)
                 finished = grads.finish()
@@ -287,7 +347,9 @@ class _Grads:
         self.class_weight = opts.weight
         self.dtypes = (h.dtype, w.dtype, None if b is None else b.dtype)
         self.h = torch.empty(h.shape, dtype=h.dtype, device=h.device) if need_h else None
-        self.weight = torch.zeros(w.shape, dtype=acc, device=w.device) if need_w else None
+        # written by the first chunk's product (no pass to zero it first); zeroed if none comes
+        self.weight = torch.empty(w.shape, dtype=acc, device=w.device) if need_w else None
+        self._weight_written = False
         self.bias = torch.zeros(w.shape[0], dtype=acc, device=w.device) if need_b else None
         self.smooth_h: torch.Tensor | None = None  # sum over rows of c * h  (D,)
         self.smooth_sum: torch.Tensor | None = None  # sum over rows of c
@@ -312,7 +374,7 @@ class _Grads:
             if c is not None:
                 out.add_(torch.outer(c, self._class_sum_of_w()))
         if self.weight is not None:
-            self.weight.addmm_(p.t(), hc * a.unsqueeze(1))
+            self._add_to_weight(p.t(), hc * a.unsqueeze(1))
             self.weight.index_add_(0, target, hc * b.unsqueeze(1))
         if self.bias is not None:
             self.bias.addmv_(p.t(), a)
@@ -330,12 +392,24 @@ class _Grads:
             else:
                 self.h[sl] = torch.mm(g.to(self.w.dtype), self.w)
         if self.weight is not None:
-            self.weight.addmm_(g.t(), hc if hc.dtype == g.dtype else hc.to(g.dtype))
+            self._add_to_weight(g.t(), hc if hc.dtype == g.dtype else hc.to(g.dtype))
         if self.bias is not None:
             self.bias += g.sum(0)
 
+    def _add_to_weight(self, a: torch.Tensor, b: torch.Tensor) -> None:
+        """``grad_weight += a @ b`` (the first call writes it)."""
+        assert self.weight is not None
+        if self._weight_written:
+            self.weight.addmm_(a, b)
+        else:
+            torch.mm(a, b, out=self.weight)
+            self._weight_written = True
+
     def finish(self) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         """Add the smoothing terms collected over the chunks; return the three gradients."""
+        if self.weight is not None and not self._weight_written:
+            self.weight.zero_()
+            self._weight_written = True
         if self.smooth_h is not None:
             cw = self.class_weight
             if cw is None:
