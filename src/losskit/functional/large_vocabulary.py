@@ -4,6 +4,7 @@ never held (the algorithm lives in :mod:`losskit.autograd.linear_cross_entropy`)
 
 from __future__ import annotations
 
+import sys
 from typing import Literal, overload
 
 import torch
@@ -154,6 +155,13 @@ def linear_cross_entropy(
         float16/bfloat16 inputs: the matrix products run in the input dtype; softmax, loss and
         ``grad_weight`` accumulate in float32 (gradients come back in the inputs' dtypes).
 
+        DTensor arguments (FSDP2's sharded parameter, tensor parallelism) on a 1-D mesh: a
+        ``Shard(0)`` weight uses the vocabulary-parallel kernel when every rank holds the same
+        batch, and is gathered (its gradient averaged back into the shard, as FSDP2 does) when
+        each rank holds its own; a ``Replicate()`` one gets the ranks' mean gradient. See
+        :mod:`losskit.distributed.dtensor_weights`. Do not call ``.full_tensor()`` on the weight
+        yourself: its gradient would miss the other ranks' batches.
+
     Example:
         >>> import torch, losskit.functional as LF
         >>> h, W = torch.zeros(2, 4), torch.zeros(3, 4)
@@ -171,6 +179,27 @@ def linear_cross_entropy(
         fail(
             f"{fn}: chunk_size must be a positive number of rows, got {chunk_size!r}; expected "
             "e.g. 256. Pass None to choose it from the memory budget."
+        )
+    if _has_dtensor(input, linear_weight, linear_bias, target, weight):
+        # FSDP2 / tensor-parallel weights: the local tensors, with gradients placed back
+        from losskit.distributed.dtensor_weights import dtensor_linear_cross_entropy
+
+        return dtensor_linear_cross_entropy(
+            linear_cross_entropy,
+            input,
+            linear_weight,
+            target,
+            linear_bias=linear_bias,
+            weight=weight,
+            reduction=reduction,
+            ignore_index=ignore_index,
+            label_smoothing=label_smoothing,
+            options=options,
+            z_loss=z_loss,
+            softcap=softcap,
+            chunk_size=chunk_size,
+            return_z_loss=return_z_loss,
+            normalizer=normalizer,
         )
     checks.check_float_input(fn, "input", input)
     checks.check_float_input(fn, "linear_weight", linear_weight)
@@ -314,6 +343,14 @@ def linear_cross_entropy(
     if return_z_loss:
         return loss, z_term.to(out_dtype)
     return loss
+
+
+def _has_dtensor(*tensors: object) -> bool:
+    """Whether an argument is a ``torch.distributed.tensor.DTensor`` -- cheap: a DTensor exists
+    only once its module is loaded, so nothing is imported here."""
+    module = sys.modules.get("torch.distributed.tensor")
+    dtensor = getattr(module, "DTensor", None)
+    return dtensor is not None and any(isinstance(t, dtensor) for t in tensors)
 
 
 def _fused_counted_rows(
