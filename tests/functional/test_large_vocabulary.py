@@ -161,6 +161,17 @@ def test_targets_far_below_the_row_maximum_match_torch(dtype, reduction):
         torch.testing.assert_close(a, e, **tol)
 
 
+def test_dtype_float32_keeps_a_bfloat16_loss_unrounded():
+    h, w, _, t = _case(64, 16, 300, torch.float32, seed=5)
+    h, w = h.bfloat16(), w.bfloat16()
+    want = F.cross_entropy(F.linear(h, w).float(), t)  # Hugging Face's causal-LM loss
+    got = LF.linear_cross_entropy(h, w, t, dtype=torch.float32)
+    assert got.dtype == torch.float32 and LF.linear_cross_entropy(h, w, t).dtype == torch.bfloat16
+    torch.testing.assert_close(got, want, rtol=2e-6, atol=1e-6)  # bf16 rounding would be ~4e-3
+    loss, z = LF.linear_cross_entropy(h, w, t, dtype=torch.float64, z_loss=1e-3, return_z_loss=True)
+    assert loss.dtype == z.dtype == torch.float64
+
+
 def test_all_targets_ignored_matches_torch_nan_and_zero_gradient():
     h, w, _, _ = _case(6, 4, 9, torch.float32)
     t = torch.full((6,), -100)

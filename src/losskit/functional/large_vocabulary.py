@@ -41,6 +41,7 @@ def linear_cross_entropy(
     chunk_size: int | None = None,
     return_z_loss: Literal[False] = False,
     normalizer: float | torch.Tensor | None = None,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor: ...
 
 
@@ -61,6 +62,7 @@ def linear_cross_entropy(
     chunk_size: int | None = None,
     return_z_loss: Literal[True],
     normalizer: float | torch.Tensor | None = None,
+    dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
@@ -81,6 +83,7 @@ def linear_cross_entropy(
     chunk_size: int | None = None,
     return_z_loss: bool = False,
     normalizer: float | torch.Tensor | None = None,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
 
 
@@ -100,6 +103,7 @@ def linear_cross_entropy(
     chunk_size: int | None = None,
     return_z_loss: bool = False,
     normalizer: float | torch.Tensor | None = None,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     r"""Cross-entropy of a linear layer's output, computed without holding the logits.
 
@@ -142,6 +146,10 @@ def linear_cross_entropy(
         return_z_loss: also return the z-loss term alone (detached), for logging.
         normalizer: with ``reduction="mean"``, divide by this count instead of the batch's own
             (see :func:`losskit.distributed.global_normalizer`).
+        dtype: dtype of the returned loss; ``None`` (default) gives ``input``'s dtype, as torch.
+            The loss is accumulated in float32 (or float64) either way: ``torch.float32`` with
+            bfloat16 inputs keeps what ``F.cross_entropy(logits.float(), ...)`` would return
+            (what Hugging Face's causal-LM loss does) instead of rounding it to bfloat16.
 
     Returns:
         The loss (a scalar, or ``(N,)`` / ``(B, T)`` for ``"none"``) in ``input``'s dtype; with
@@ -184,7 +192,7 @@ def linear_cross_entropy(
         # FSDP2 / tensor-parallel weights: the local tensors, with gradients placed back
         from losskit.distributed.dtensor_weights import dtensor_linear_cross_entropy
 
-        return dtensor_linear_cross_entropy(
+        result = dtensor_linear_cross_entropy(
             linear_cross_entropy,
             input,
             linear_weight,
@@ -201,10 +209,15 @@ def linear_cross_entropy(
             return_z_loss=return_z_loss,
             normalizer=normalizer,
         )
+        if dtype is None:
+            return result
+        if isinstance(result, tuple):
+            return result[0].to(dtype), result[1].to(dtype)
+        return result.to(dtype)
     checks.check_float_input(fn, "input", input)
     checks.check_float_input(fn, "linear_weight", linear_weight)
     checks.check_tensor(fn, "target", target)
-    out_dtype = input.dtype
+    out_dtype = input.dtype if dtype is None else dtype
     if torch.is_autocast_enabled(input.device.type):
         # what F.linear does under autocast: the product runs in the autocast dtype
         low = torch.get_autocast_dtype(input.device.type)
