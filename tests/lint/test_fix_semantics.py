@@ -77,6 +77,20 @@ def _lk111(ns: dict[str, Any]) -> Any:
     return torch.tensor(history[0]), model.weight.detach().clone(), model.bias.detach().clone()
 
 
+#: logits far apart: in float32 exp(-240) and sigmoid(-120) underflow to 0, and 1 - sigmoid(121)
+#: rounds to 0, so each hand-written log is -inf somewhere; the fused forms stay finite
+_EXTREME = torch.tensor([[-120.0, 0.0, 3.0, 120.0], [1.0, -2.0, 0.5, 0.0]])
+
+
+def _lk113(ns: dict[str, Any]) -> Any:
+    return ns["scores"](_EXTREME, 1.0)
+
+
+def _lk113_expected() -> Any:
+    z = _EXTREME
+    return torch.stack([F.log_softmax(z, 1), F.logsigmoid(z), F.logsigmoid(-(z + 1.0)), F.logsigmoid(-z)])
+
+
 def _class_ids(ns: dict[str, Any], *extra: Any) -> Any:
     z, _, classes = _inputs(4)
     return ns["loss"](z, classes, *extra)
@@ -110,6 +124,9 @@ DRIVERS: dict[str, tuple[Callable[[dict[str, Any]], Any], Any]] = {
         _class_ids,
         lambda: 2 * F.nll_loss(F.log_softmax(_inputs(4)[0], 1), _inputs(4)[2]),
     ),
+    # log(softmax) -> log_softmax, log(sigmoid(x)) -> logsigmoid(x), log(1 - sigmoid(x)) ->
+    # logsigmoid(-x): the same function, finite where the original is -inf
+    "LK113/unsafe.in.py": (_lk113, _lk113_expected),
 }
 
 

@@ -216,3 +216,129 @@ class Trainer:
         return self.loss(self.model(x), y)
 """
     assert [(f.line, f.code) for f in lint_source(src)] == [(14, "LK101"), (17, "LK101"), (20, "LK101"), (23, "LK101")]
+
+
+#: issue 18, item 4: a model's forward followed to the loss, hand-built one-hot targets
+FORWARD_FIXTURES = ["LK101/nofix_forward.py", "LK102/nofix_forward.py", "LK104/nofix_forward.py"]
+CLEAN_EVERYWHERE = [
+    "LK101/good_forward.py",
+    "LK102/good_forward.py",
+    "LK104/good_forward.py",
+    "LK107/good_hand_built.py",
+]
+
+
+@pytest.mark.parametrize("name", FORWARD_FIXTURES)
+def test_forward_activation_findings_have_no_fix(name):
+    """Changing a model's forward changes what it predicts everywhere: not even an unsafe fix."""
+    path = FIXTURES / name
+    source = path.read_text()
+    code = path.parent.name
+    findings = lint_source(source, str(path), select=[code])
+    assert findings and all(f.fix is None for f in findings)
+    assert fix_source(source, str(path), unsafe=True, select=[code]) == (source, 0)
+
+
+@pytest.mark.parametrize("name", CLEAN_EVERYWHERE)
+def test_clean_model_and_target_patterns_are_clean_for_every_rule(name):
+    """A sigmoid model with BCELoss, NLLLoss after torch.log of a softmax model, masks and
+    heatmaps: no rule reports them (not only the rule whose folder holds them)."""
+    path = FIXTURES / name
+    assert lint_source(path.read_text(), str(path)) == []
+
+
+def test_forward_activation_message_names_the_forward():
+    (finding,) = lint_source((FIXTURES / "LK104/nofix_forward.py").read_text(), "train.py", select=["LK104"])
+    assert finding.message.startswith("Classifier.forward (line 16) ends in softmax, so the model's output")
+    assert "end forward in log_softmax, or return the logits and use cross_entropy" in finding.message
+    first = lint_source((FIXTURES / "LK101/nofix_forward.py").read_text(), "train.py", select=["LK101"])[0]
+    assert first.message.startswith("Net.forward (line 18) ends in softmax")
+    assert "return the logits from forward and apply softmax only for predictions" in first.message
+
+
+def test_forward_activation_in_a_notebook_names_the_forward_without_a_line(tmp_path):
+    """The model in one cell, the loop in another: found, and the message gives no line number
+    (the engine sees the joined cells, whose line numbers are not the cell's)."""
+    from losskit.lint import lint_paths
+
+    nb = tmp_path / "train.ipynb"
+    cells = [
+        "import torch\nfrom torch import nn\nimport torch.nn.functional as F",
+        "class Net(nn.Module):\n    def forward(self, x):\n        return F.softmax(x, dim=1)",
+        "model = Net()\ncriterion = nn.CrossEntropyLoss()",
+        "for x, y in loader:\n    loss = criterion(model(x), y)",
+    ]
+    nb.write_text(
+        json.dumps(
+            {
+                "nbformat": 4,
+                "nbformat_minor": 5,
+                "metadata": {},
+                "cells": [
+                    {"cell_type": "code", "metadata": {}, "source": c, "outputs": [], "execution_count": None}
+                    for c in cells
+                ],
+            }
+        )
+    )
+    (finding,) = lint_paths([str(nb)]).findings
+    assert (finding.code, finding.cell, finding.line, finding.col) == ("LK101", 4, 2, 22)
+    assert finding.message.startswith("Net.forward ends in softmax, so")
+
+
+def test_self_attributes_are_per_class():
+    """Class B's self.criterion (MSE) and self.softmax (Identity) do not take A's meaning, nor
+    the other way round, in either order of the classes in the file."""
+    a = (
+        "class A:\n    def __init__(self):\n        self.criterion = nn.CrossEntropyLoss()\n"
+        "        self.softmax = nn.Softmax(dim=1)\n\n    def step(self, out, y):\n"
+        "        return self.criterion(self.softmax(out), y)\n"
+    )
+    b = (
+        "class B:\n    def __init__(self):\n        self.criterion = nn.MSELoss()\n"
+        "        self.softmax = nn.Identity()\n\n    def step(self, out, y):\n"
+        "        return self.criterion(self.softmax(out), y) + nn.CrossEntropyLoss()(self.softmax(out), y)\n"
+    )
+    head = "from torch import nn\n\n\n"
+    assert [(f.line, f.code) for f in lint_source(head + a + "\n\n" + b)] == [(10, "LK101")]
+    assert [(f.line, f.code) for f in lint_source(head + b + "\n\n" + a)] == [(19, "LK101")]
+
+
+def test_the_prefilter_keeps_what_the_rules_need(monkeypatch):
+    """Every fixture gives the same findings when libcst reads the whole file as when it reads
+    only what the prefilter keeps (forward of a model class, module-level scatter_, ...)."""
+    from losskit.lint import engine
+
+    cases = [p for p in CASES if p.parent.name != "LK000"]
+    reduced = {p: lint_source(p.read_text(), str(p)) for p in cases}
+    monkeypatch.setattr(engine, "relevant_source", lambda source, tree, codes: source)
+    for p in cases:
+        assert lint_source(p.read_text(), str(p)) == reduced[p], p
+
+
+def test_lk113_unsafe_fix_names_functional_through_the_file_imports():
+    """Issue 18, item 4: the fused form is written with the file's own names; no fix where it
+    cannot be named, nor for ``F.softmax(x, 1).log()`` (its inner call starts at the same place,
+    and fixes find their node by type and start)."""
+    src = "import torch\n\n\ndef f(z):\n    return torch.log(1 - torch.sigmoid(z))\n"
+    fixed = src.replace("torch.log(1 - torch.sigmoid(z))", "torch.nn.functional.logsigmoid(-z)")
+    assert fix_source(src, unsafe=True) == (fixed, 1)
+    assert fix_source(src) == (src, 0)  # unsafe: it changes the numbers where the original is -inf
+    bare = "from torch import log, sigmoid\n\n\ndef f(z):\n    return log(sigmoid(z))\n"
+    (finding,) = lint_source(bare)
+    assert finding.code == "LK113" and finding.fix is None
+    method = lint_source((FIXTURES / "LK113" / "bad.py").read_text(), select=["LK113"])
+    assert [(f.line, f.fix_kind) for f in method] == [(6, "unsafe"), (7, ""), (9, "")]
+
+
+def test_prefilter_keeps_a_model_class_that_has_only_other_methods():
+    """A subclass of a model of the file, with neither __init__ nor forward: kept whole (blanking
+    every method would leave a class without a body, which does not parse), and followed."""
+    src = (
+        "import torch.nn as nn\nimport torch.nn.functional as F\n\n\n"
+        "class Base(nn.Module):\n    def forward(self, x):\n        return F.softmax(x, 1)\n\n\n"
+        "class Helper(Base):\n    def describe(self):\n        return 'helper'\n\n\n"
+        "class Unrelated(Base):\n    def other(self):\n        return 1\n\n\n"
+        "model = Helper()\nloss = F.cross_entropy(model(x), y)\n"
+    )
+    assert [(f.line, f.code) for f in lint_source(src)] == [(21, "LK101")]

@@ -7,9 +7,13 @@ What the rules can ask (:class:`Context`):
   created from ``nn.CrossEntropyLoss()`` and stored in a name or ``self.<attr>``,
   ``nn.BCELoss()(p, y)``), which one, and what are its input and target expressions;
 * :meth:`Context.kinds` -- what produced a value: ``softmax``, ``sigmoid``, ``log_softmax``,
-  ``one_hot``, ``float_cast`` -- looking through casts and reshapes, through simple local
+  ``one_hot`` (also built by hand: ``torch.eye(C)[y]``, ``zeros.scatter_(1, idx, 1)``),
+  ``zeros``, ``float_cast`` -- looking through casts and reshapes, through simple local
   assignments (``p = torch.softmax(z, 1)`` ... ``loss_fn(p, y)``), through ``nn.Softmax``
   modules and ``nn.Sequential`` models whose last layer is one.
+
+``self.<attr>`` is resolved per class: in the class whose method reads it, then in its bases
+defined in the same file (:meth:`Context.class_at`, :meth:`Context.local_class`).
 
 Aliases and ``from`` imports are understood through libcst's qualified names
 (``import torch.nn.functional as F``, ``from torch.nn import CrossEntropyLoss as CE``).
@@ -29,6 +33,7 @@ from libcst.metadata import MetadataWrapper, PositionProvider
 from losskit.lint.names import (
     ACTIVATION_CLASSES,
     CLASSES,
+    EYE,
     FLOAT_CASTS,
     FLOAT_DTYPES,
     FUNCTIONAL,
@@ -38,13 +43,18 @@ from losskit.lint.names import (
     SEQUENTIAL,
     SIGMOID,
     SOFTMAX,
+    TO_TENSOR,
     TRANSPARENT,
     WRAPPERS,
+    ZEROS,
+    Collector,
+    dotted,
     last_layer,
+    scatters_one,
 )
 from losskit.lint.prefilter import relevant_source
 
-__all__ = ["Finding", "Fix", "Context", "Rule", "lint_source", "PARSE_ERROR"]
+__all__ = ["Finding", "Fix", "Context", "Rule", "lint_source", "PARSE_ERROR", "dotted"]
 
 PARSE_ERROR = "LK000"
 
@@ -120,117 +130,6 @@ class Rule:
         raise NotImplementedError
 
 
-def dotted(node: cst.BaseExpression) -> str | None:
-    """``self.criterion`` / ``criterion`` as a string key, or None for anything else."""
-    if isinstance(node, cst.Name):
-        return node.value
-    if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name):
-        return f"{node.value.value}.{node.attr.value}"
-    return None
-
-
-def _dotted_name(node: cst.BaseExpression) -> str:
-    if isinstance(node, cst.Attribute):
-        return f"{_dotted_name(node.value)}.{node.attr.value}"
-    return node.value if isinstance(node, cst.Name) else ""
-
-
-def _target_names(target: cst.CSTNode) -> list[str]:
-    """``a`` / ``self.a`` / each name of ``a, (b, c)`` / ``*rest``."""
-    if isinstance(target, (cst.Tuple, cst.List)):
-        return [n for e in target.elements for n in _target_names(e.value)]
-    if isinstance(target, cst.StarredElement):
-        return _target_names(target.value)
-    key = dotted(target) if isinstance(target, cst.BaseExpression) else None
-    return [key] if key else []
-
-
-class _Collector(cst.CSTVisitor):
-    """One pass over the module: assignments per scope, calls, loops, aug-assignments."""
-
-    METADATA_DEPENDENCIES = (PositionProvider,)
-
-    def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
-        self.scopes: list[cst.CSTNode | None] = [None]
-
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        self.scopes.append(node)
-
-    def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
-        self.scopes.pop()
-
-    def _record(self, target: cst.BaseExpression, value: cst.BaseExpression, node: cst.CSTNode) -> None:
-        key = dotted(target)
-        if key is None:
-            return
-        line = self.ctx.pos(node)[0]
-        scope = self.scopes[-1] if not key.startswith("self.") else None
-        self.ctx.assignments.setdefault((scope, key), []).append((line, value))
-        if not key.startswith("self."):
-            self.ctx.assignments.setdefault((None, "*" + key), []).append((line, value))
-
-    def visit_Assign(self, node: cst.Assign) -> None:
-        for t in node.targets:
-            target, value = t.target, node.value
-            if isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, (cst.Tuple, cst.List)):
-                if len(target.elements) == len(value.elements):  # a, b = 0, 0
-                    for te, ve in zip(target.elements, value.elements, strict=True):
-                        self._record(te.value, ve.value, node)
-                continue
-            self._record(target, value, node)
-
-    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
-        if node.value is not None:
-            self._record(node.target, node.value, node)
-
-    def _rebind(self, target: cst.CSTNode, node: cst.CSTNode) -> None:
-        line = self.ctx.pos(node)[0]
-        for name in _target_names(target):
-            self.ctx.rebinds.setdefault(name, []).append(line)
-
-    def visit_Call(self, node: cst.Call) -> None:
-        self.ctx.calls.append((node, self.scopes[-1]))
-        func = node.func  # z.mul_(2): an in-place change of z
-        if isinstance(func, cst.Attribute) and func.attr.value.endswith("_") and not func.attr.value.startswith("_"):
-            self._rebind(func.value, node)
-
-    def visit_AugAssign(self, node: cst.AugAssign) -> None:
-        self.ctx.aug_assigns.append((node, self.scopes[-1]))
-        self._rebind(node.target, node)
-
-    def visit_Import(self, node: cst.Import) -> None:
-        for alias in node.names:
-            full = _dotted_name(alias.name)
-            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
-                self.ctx.imports[alias.asname.name.value] = full  # import torch.nn.functional as F
-            else:
-                head = full.split(".")[0]
-                self.ctx.imports[head] = head  # import torch.nn binds torch
-
-    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
-        if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
-            return
-        module = _dotted_name(node.module)
-        for alias in node.names:
-            name = _dotted_name(alias.name)
-            local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) else name
-            self.ctx.imports[local] = f"{module}.{name}"
-
-    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
-        self._rebind(node.target, node)
-
-    def visit_AsName(self, node: cst.AsName) -> None:
-        self._rebind(node.name, node)
-
-    def visit_For(self, node: cst.For) -> None:
-        self.ctx.loops.append((node, self.scopes[-1]))
-        self._rebind(node.target, node)
-
-    def visit_While(self, node: cst.While) -> None:
-        self.ctx.loops.append((node, self.scopes[-1]))
-
-
 class Context:
     """What the rules see of one module."""
 
@@ -248,7 +147,10 @@ class Context:
         self.loops: list[tuple[cst.CSTNode, cst.CSTNode | None]] = []
         #: name -> lines where it is (re)bound or changed in place, in any scope
         self.rebinds: dict[str, list[int]] = {}
-        wrapper.visit(_Collector(self))
+        #: class name -> the classes of that name defined in this file; (first, last line, class)
+        self.classes: dict[str, list[cst.ClassDef]] = {}
+        self.class_ranges: list[tuple[int, int, cst.ClassDef]] = []
+        wrapper.visit(Collector(self))
 
     # ----------------------------------------------------------------- basics
 
@@ -282,10 +184,55 @@ class Context:
 
     # ----------------------------------------------------------------- data flow
 
+    def class_at(self, line: int) -> cst.ClassDef | None:
+        """The innermost class of this file whose body holds ``line``."""
+        inside = [(start, cls) for start, end, cls in self.class_ranges if start <= line <= end]
+        return max(inside, key=lambda sc: sc[0])[1] if inside else None
+
+    def local_class(self, node: cst.BaseExpression | None) -> cst.ClassDef | None:
+        """The class of this file that ``Net`` names (or ``Net(...)`` calls), if it is defined once
+        and not imported."""
+        if isinstance(node, cst.Call):
+            node = node.func
+        if not isinstance(node, cst.Name) or node.value in self.imports:
+            return None
+        found = self.classes.get(node.value, [])
+        return found[0] if len(found) == 1 else None
+
+    def class_and_bases(self, cls: cst.ClassDef) -> list[cst.ClassDef]:
+        """``cls``, then its bases defined in this file, depth first (a small MRO)."""
+        order: list[cst.ClassDef] = []
+        todo = [cls]
+        while todo and len(order) < 16:
+            c = todo.pop(0)
+            if c in order:
+                continue
+            order.append(c)
+            todo[:0] = [b for b in (self.local_class(a.value) for a in c.bases if a.keyword is None) if b]
+        return order
+
+    def self_values(self, key: str, line: int | None) -> list[tuple[int, cst.BaseExpression]]:
+        """Assignments to ``self.<attr>`` as seen from ``line``: in the class around it, then its
+        bases of this file; without a line, in any class."""
+        if line is None:
+            return self.assignments.get((None, "*" + key), [])
+        cls = self.class_at(line)
+        if cls is None:
+            return self.assignments.get((None, key), [])
+        for c in self.class_and_bases(cls):
+            values = self.assignments.get((c, key))
+            if values:
+                return values
+        return []
+
     def resolve(self, key: str, scope: cst.CSTNode | None, line: int) -> cst.BaseExpression | None:
-        """The value last assigned to ``key`` before ``line`` (in ``scope``, then the module)."""
-        for s in ((scope, key), (None, key)) if not key.startswith("self.") else ((None, key),):
-            candidates = [v for ln, v in self.assignments.get(s, []) if ln < line or key.startswith("self.")]
+        """The value last assigned to ``key`` before ``line`` (in ``scope``, then the module); for
+        ``self.<attr>``, the last one in the class (any method)."""
+        if key.startswith("self."):
+            values = self.self_values(key, line)
+            return values[-1][1] if values else None
+        for s in ((scope, key), (None, key)):
+            candidates = [v for ln, v in self.assignments.get(s, []) if ln < line]
             if candidates:
                 return candidates[-1]
         return None
@@ -303,15 +250,50 @@ class Context:
                 return True
         return False
 
-    def resolve_anywhere(self, key: str) -> cst.BaseExpression | None:
-        """The last value assigned to ``key`` in any scope (criteria are made once, used later)."""
-        values = self.assignments.get((None, key), []) or self.assignments.get((None, "*" + key), [])
+    def resolve_anywhere(self, key: str, line: int | None = None) -> cst.BaseExpression | None:
+        """The last value assigned to ``key`` in any scope (criteria are made once, used later);
+        ``self.<attr>`` in the class around ``line``."""
+        if key.startswith("self."):
+            values = self.self_values(key, line)
+        else:
+            values = self.assignments.get((None, key), []) or self.assignments.get((None, "*" + key), [])
         return values[-1][1] if values else None
+
+    def _resolve_before(self, key: str, line: int) -> cst.BaseExpression | None:
+        """Like :meth:`resolve_anywhere`, but the last assignment before ``line`` when there is
+        one (``model = nn.DataParallel(model)`` wraps the earlier ``model``)."""
+        if key.startswith("self."):
+            return self.resolve_anywhere(key, line)
+        earlier = [v for ln, v in self.assignments.get((None, "*" + key), []) if ln < line]
+        return earlier[-1] if earlier else self.resolve_anywhere(key, line)
+
+    def _bound_module(self, func: cst.BaseExpression, line: int) -> cst.BaseExpression | None:
+        """The module constructor a called name or ``self.<attr>`` holds, if any."""
+        key = dotted(func)
+        return self.module_behind(self.resolve_anywhere(key, line)) if key is not None else None
+
+    def _activation_module(self, bound: cst.BaseExpression | None) -> set[str] | None:
+        """{kind} for ``nn.Softmax(...)`` / ``nn.Sequential(..., nn.Softmax(...))``; set() for
+        another module; None when ``bound`` is no module constructor."""
+        if not isinstance(bound, cst.Call):
+            return None
+        cls = self.names(bound.func)
+        for q in cls:
+            if q in ACTIVATION_CLASSES:
+                return {ACTIVATION_CLASSES[q]}
+        if cls & SEQUENTIAL and bound.args:
+            last = last_layer(bound.args[-1].value)
+            if isinstance(last, cst.Call):
+                for q in self.names(last.func):
+                    if q in ACTIVATION_CLASSES:
+                        return {ACTIVATION_CLASSES[q]}
+        return set()
 
     def kinds(
         self, expr: cst.BaseExpression | None, scope: cst.CSTNode | None = None, line: int | None = None, depth: int = 0
     ) -> set[str]:
-        """What produced ``expr``: {"softmax", "sigmoid", "log_softmax", "one_hot", "float_cast"}."""
+        """What produced ``expr``: {"softmax", "sigmoid", "log_softmax", "one_hot", "zeros",
+        "float_cast"}."""
         if expr is None or depth > 6:
             return set()
         if line is None:
@@ -327,30 +309,27 @@ class Context:
                 return {"sigmoid"}
             if names & ONE_HOT:
                 return {"one_hot"}
+            if names & ZEROS:
+                return {"zeros"}
+            if names & TO_TENSOR and expr.args:  # torch.from_numpy(np.eye(C)[y])
+                return self.kinds(expr.args[0].value, scope, line, depth + 1)
             if isinstance(func, cst.Attribute):
                 attr = func.attr.value
                 if attr in ("softmax", "sigmoid", "log_softmax"):
-                    return {attr}  # x.softmax(1), or a module stored as self.softmax
+                    module = self._activation_module(self._bound_module(func, line))
+                    return {attr} if module is None else module  # x.softmax(1), or self.softmax = nn.Softmax()
+                if attr in ("new_zeros", "zero_"):
+                    return {"zeros"}
+                if attr in ("scatter", "scatter_") and scatters_one(expr):  # zeros.scatter_(1, idx, 1)
+                    return {"one_hot"} if "zeros" in self.kinds(func.value, scope, line, depth + 1) else set()
                 if attr in TRANSPARENT:
                     inner = self.kinds(func.value, scope, line, depth + 1)
                     if attr in FLOAT_CASTS or (attr in ("to", "type") and self._float_dtype_arg(expr)):
                         inner = inner | {"float_cast"}
                     return inner
-            key = dotted(func)
-            if key is not None:
-                bound = self.module_behind(self.resolve_anywhere(key))
-                if isinstance(bound, cst.Call):
-                    cls = self.names(bound.func)
-                    for q in cls:
-                        if q in ACTIVATION_CLASSES:
-                            return {ACTIVATION_CLASSES[q]}
-                    if cls & SEQUENTIAL and bound.args:
-                        last = last_layer(bound.args[-1].value)
-                        if isinstance(last, cst.Call):
-                            for q in self.names(last.func):
-                                if q in ACTIVATION_CLASSES:
-                                    return {ACTIVATION_CLASSES[q]}
-            return set()
+            return self._activation_module(self._bound_module(func, line)) or set()
+        if isinstance(expr, cst.Subscript) and _eye_rows(self, expr):
+            return {"one_hot"}  # torch.eye(C)[y] / np.eye(C)[y]
         key = dotted(expr)
         if key is not None:
             value = self.resolve(key, scope, line)
@@ -382,7 +361,7 @@ class Context:
                 return value
             key = dotted(value)
             if key is not None:
-                value = self.resolve_anywhere(key)
+                value = self._resolve_before(key, self.pos(value)[0])
         return value
 
     def loss_call(self, call: cst.Call) -> LossCall | None:
@@ -394,7 +373,7 @@ class Context:
         if name is None:
             key = dotted(call.func)
             if key is not None:
-                bound = self.module_behind(self.resolve_anywhere(key))
+                bound = self._bound_module(call.func, self.pos(call)[0])
                 if isinstance(bound, cst.Call):
                     name = next((CLASSES[q] for q in self.names(bound.func) if q in CLASSES), None)
         if name is None:
@@ -410,6 +389,14 @@ class Context:
             lc = self.loss_call(call)
             if lc is not None:
                 yield lc, scope
+
+
+def _eye_rows(ctx: Context, expr: cst.Subscript) -> bool:
+    """``torch.eye(C)[y]`` / ``np.eye(C)[y]``: rows of the identity picked by one index (not a slice)."""
+    value = expr.value
+    if not (isinstance(value, cst.Call) and ctx.names(value.func) & EYE) or len(expr.slice) != 1:
+        return False
+    return isinstance(expr.slice[0].slice, cst.Index)
 
 
 # --------------------------------------------------------------------------- running

@@ -1,8 +1,15 @@
-"""The names the rules recognise: torch's losses (functional and module), activations, casts."""
+"""The names the rules recognise -- torch's losses (functional and module), activations, casts --
+and the names a file binds, collected in one pass (:class:`Collector`)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import libcst as cst
+from libcst.metadata import PositionProvider
+
+if TYPE_CHECKING:
+    from losskit.lint.engine import Context
 
 #: loss name -> qualified names of its functional form and its module class
 LOSSES = {
@@ -33,6 +40,11 @@ SOFTMAX = {"torch.softmax", "torch.nn.functional.softmax", "torch.special.softma
 LOG_SOFTMAX = {"torch.log_softmax", "torch.nn.functional.log_softmax", "torch.special.log_softmax"}
 SIGMOID = {"torch.sigmoid", "torch.nn.functional.sigmoid", "torch.special.expit"}
 ONE_HOT = {"torch.nn.functional.one_hot"}
+#: hand-built one-hot targets: ``torch.eye(C)[y]``, ``torch.zeros(n, C).scatter_(1, idx, 1)``
+EYE = {"torch.eye", "numpy.eye"}
+ZEROS = {"torch.zeros", "torch.zeros_like", "numpy.zeros", "numpy.zeros_like"}
+#: functions that make a tensor of their first argument (and keep what it is)
+TO_TENSOR = {"torch.from_numpy", "torch.tensor", "torch.as_tensor", "torch.Tensor", "torch.FloatTensor"}
 ACTIVATION_CLASSES = {
     "torch.nn.Softmax": "softmax",
     "torch.nn.Softmax2d": "softmax",
@@ -62,6 +74,7 @@ TRANSPARENT = {
     "cuda",
     "long",
     "int",
+    "astype",
 }
 FLOAT_CASTS = {"float", "double", "half", "bfloat16"}
 FLOAT_DTYPES = {
@@ -78,6 +91,19 @@ MODULE_MOVES = {"to", "cuda", "cpu", "float", "double", "half", "bfloat16", "tra
 WRAPPERS = {"torch.nn.DataParallel", "torch.nn.parallel.DataParallel", "torch.nn.parallel.DistributedDataParallel"}
 
 
+def is_one(node: cst.BaseExpression) -> bool:
+    """The literal ``1`` / ``1.0``."""
+    return isinstance(node, (cst.Integer, cst.Float)) and float(node.value) == 1.0
+
+
+def scatters_one(call: cst.Call) -> bool:
+    """``.scatter_(dim, index, 1)`` / ``.scatter(dim, index, value=1.0)``: writes the number 1."""
+    positional = [a.value for a in call.args if a.keyword is None and a.star == ""]
+    keywords = {a.keyword.value: a.value for a in call.args if a.keyword is not None}
+    value = positional[2] if len(positional) > 2 else keywords.get("value")
+    return value is not None and is_one(value)
+
+
 def last_layer(arg: cst.BaseExpression) -> cst.BaseExpression:
     """The last layer of ``nn.Sequential(a, b, c)``'s last argument, or of
     ``nn.Sequential(OrderedDict([("fc", ...), ("softmax", nn.Softmax(1))]))``."""
@@ -89,3 +115,134 @@ def last_layer(arg: cst.BaseExpression) -> cst.BaseExpression:
             if isinstance(pair, cst.Tuple) and len(pair.elements) == 2:
                 return pair.elements[1].value
     return arg
+
+
+def dotted(node: cst.BaseExpression) -> str | None:
+    """``self.criterion`` / ``criterion`` as a string key, or None for anything else."""
+    if isinstance(node, cst.Name):
+        return node.value
+    if isinstance(node, cst.Attribute) and isinstance(node.value, cst.Name):
+        return f"{node.value.value}.{node.attr.value}"
+    return None
+
+
+def dotted_name(node: cst.BaseExpression) -> str:
+    """``torch.nn.functional`` for that attribute chain; "" for anything else."""
+    if isinstance(node, cst.Attribute):
+        return f"{dotted_name(node.value)}.{node.attr.value}"
+    return node.value if isinstance(node, cst.Name) else ""
+
+
+def target_names(target: cst.CSTNode) -> list[str]:
+    """``a`` / ``self.a`` / each name of ``a, (b, c)`` / ``*rest``."""
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return [n for e in target.elements for n in target_names(e.value)]
+    if isinstance(target, cst.StarredElement):
+        return target_names(target.value)
+    key = dotted(target) if isinstance(target, cst.BaseExpression) else None
+    return [key] if key else []
+
+
+class Collector(cst.CSTVisitor):
+    """One pass over the module: the names it imports and binds (assignments per scope,
+    ``self.<attr>`` per class, classes, rebinds), its calls, loops and aug-assignments."""
+
+    METADATA_DEPENDENCIES = (PositionProvider,)
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.scopes: list[cst.CSTNode | None] = [None]
+        #: the enclosing classes and functions, innermost last
+        self.blocks: list[cst.CSTNode] = []
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.scopes.append(node)
+        self.blocks.append(node)
+
+    def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.scopes.pop()
+        self.blocks.pop()
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self.ctx.classes.setdefault(node.name.value, []).append(node)
+        r = self.ctx.positions[node]
+        self.ctx.class_ranges.append((r.start.line, r.end.line, node))
+        self.blocks.append(node)
+
+    def leave_ClassDef(self, node: cst.ClassDef) -> None:
+        self.blocks.pop()
+
+    def _record(self, target: cst.BaseExpression, value: cst.BaseExpression, node: cst.CSTNode) -> None:
+        key = dotted(target)
+        if key is None:
+            return
+        line = self.ctx.pos(node)[0]
+        if key.startswith("self."):  # per class: the innermost class around the method
+            cls = next((b for b in reversed(self.blocks) if isinstance(b, cst.ClassDef)), None)
+            self.ctx.assignments.setdefault((cls, key), []).append((line, value))
+            self.ctx.assignments.setdefault((None, "*" + key), []).append((line, value))
+            return
+        self.ctx.assignments.setdefault((self.scopes[-1], key), []).append((line, value))
+        self.ctx.assignments.setdefault((None, "*" + key), []).append((line, value))
+        if self.blocks and isinstance(self.blocks[-1], cst.ClassDef):  # a class attribute: self.<key> too
+            self.ctx.assignments.setdefault((self.blocks[-1], "self." + key), []).append((line, value))
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        for t in node.targets:
+            target, value = t.target, node.value
+            if isinstance(target, (cst.Tuple, cst.List)) and isinstance(value, (cst.Tuple, cst.List)):
+                if len(target.elements) == len(value.elements):  # a, b = 0, 0
+                    for te, ve in zip(target.elements, value.elements, strict=True):
+                        self._record(te.value, ve.value, node)
+                continue
+            self._record(target, value, node)
+
+    def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+        if node.value is not None:
+            self._record(node.target, node.value, node)
+
+    def _rebind(self, target: cst.CSTNode, node: cst.CSTNode) -> None:
+        line = self.ctx.pos(node)[0]
+        for name in target_names(target):
+            self.ctx.rebinds.setdefault(name, []).append(line)
+
+    def visit_Call(self, node: cst.Call) -> None:
+        self.ctx.calls.append((node, self.scopes[-1]))
+        func = node.func  # z.mul_(2): an in-place change of z
+        if isinstance(func, cst.Attribute) and func.attr.value.endswith("_") and not func.attr.value.startswith("_"):
+            self._rebind(func.value, node)
+
+    def visit_AugAssign(self, node: cst.AugAssign) -> None:
+        self.ctx.aug_assigns.append((node, self.scopes[-1]))
+        self._rebind(node.target, node)
+
+    def visit_Import(self, node: cst.Import) -> None:
+        for alias in node.names:
+            full = dotted_name(alias.name)
+            if alias.asname is not None and isinstance(alias.asname.name, cst.Name):
+                self.ctx.imports[alias.asname.name.value] = full  # import torch.nn.functional as F
+            else:
+                head = full.split(".")[0]
+                self.ctx.imports[head] = head  # import torch.nn binds torch
+
+    def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+        if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
+            return
+        module = dotted_name(node.module)
+        for alias in node.names:
+            name = dotted_name(alias.name)
+            local = alias.asname.name.value if alias.asname and isinstance(alias.asname.name, cst.Name) else name
+            self.ctx.imports[local] = f"{module}.{name}"
+
+    def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        self._rebind(node.target, node)
+
+    def visit_AsName(self, node: cst.AsName) -> None:
+        self._rebind(node.name, node)
+
+    def visit_For(self, node: cst.For) -> None:
+        self.ctx.loops.append((node, self.scopes[-1]))
+        self._rebind(node.target, node)
+
+    def visit_While(self, node: cst.While) -> None:
+        self.ctx.loops.append((node, self.scopes[-1]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Iterable
+from typing import cast
 
 #: the loss functions and classes the rules recognise (kept in step with ``engine.LOSSES``)
 LOSS_WORDS = frozenset(
@@ -144,7 +145,10 @@ def relevant_source(source: str, tree: ast.Module, codes: Iterable[str]) -> str 
 
     Kept: imports, assignments at module and class level (criteria, models, optimizers), every
     statement or method in which a selected rule could fire, ``__init__`` of a kept class, and
-    for LK110 the functions those call (a helper may zero the gradients)."""
+    for LK110 the functions those call (a helper may zero the gradients); for LK101 / LK102 /
+    LK104 the ``forward`` (and ``__init__``) of a class that names an activation or derives from
+    a class of the file (its output may reach a loss), and for LK107 module-level
+    ``y.scatter_(...)`` / ``y.zero_()`` statements (a one-hot target built in place)."""
     codes = list(codes)
     if not _text_could_match(source, codes):
         return None
@@ -172,20 +176,39 @@ def relevant_source(source: str, tree: ast.Module, codes: Iterable[str]) -> str 
             helpers |= new
             frontier = set().union(*(identifiers(defs[n]) for n in new)) & set(defs)
 
+    follow_forward = bool({"LK101", "LK102", "LK104"} & set(codes))
+    local_classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+    in_place = "LK107" in codes
+
     def keep(node: ast.stmt, words: set[str]) -> bool:
         if isinstance(node, (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign)):
+            return True
+        if in_place and isinstance(node, ast.Expr) and words & {"scatter_", "zero_"}:
             return True
         return _fires(words, codes, losses) or getattr(node, "name", None) in helpers
 
     blank: list[tuple[int, int]] = []
     for node, words, members in units:
         if members:  # a class: keep it if anything in it is needed, with its __init__ and attributes
+            # a model whose forward may end in softmax (or inherit such a forward from this file)
+            bases = set().union(*(identifiers(b) for b in cast(ast.ClassDef, node).bases))
+            model = follow_forward and bool(words & ACTIVATION_WORDS or bases & local_classes)
+
+            def needed_member(m: ast.stmt, w: set[str], model: bool = model) -> bool:
+                return isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
+                    keep(m, w) or (model and m.name == "forward")
+                )
+
             kept = [
                 m
                 for m, w in members
-                if not isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)) or m.name == "__init__" or keep(m, w)
+                if not isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))
+                or m.name == "__init__"
+                or needed_member(m, w)
             ]
-            if any(isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)) and keep(m, w) for m, w in members):
+            if model and not kept:
+                continue  # a model with only other methods: kept whole (blanking all would leave no body)
+            if model or any(needed_member(m, w) for m, w in members):
                 blank.extend(_span(m) for m, _ in members if m not in kept)
                 continue
         if not keep(node, words):

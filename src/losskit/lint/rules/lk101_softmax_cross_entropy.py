@@ -9,6 +9,8 @@ from losskit.lint.rules._helpers import activation_fed_to_loss
 
 
 class SoftmaxBeforeCrossEntropy(Rule):
+    """Also the output of a model of this file whose ``forward`` ends in softmax (no fix)."""
+
     code = "LK101"
     summary = "softmax output passed to CrossEntropyLoss / cross_entropy"
 
@@ -20,4 +22,7 @@ class SoftmaxBeforeCrossEntropy(Rule):
             "softmax",
             "softmax output passed to cross-entropy, which applies log_softmax itself (a double softmax: "
             "small gradients, slow training); pass the raw logits and keep softmax for predictions",
+            "{forward} ends in softmax, so the model's output passed to cross-entropy here is probabilities, and "
+            "cross-entropy applies log_softmax to them again (a double softmax: small gradients, slow training); "
+            "return the logits from forward and apply softmax only for predictions",
         )

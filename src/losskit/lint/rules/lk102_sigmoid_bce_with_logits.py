@@ -9,6 +9,8 @@ from losskit.lint.rules._helpers import activation_fed_to_loss
 
 
 class SigmoidBeforeBCEWithLogits(Rule):
+    """Also the output of a model of this file whose ``forward`` ends in sigmoid (no fix)."""
+
     code = "LK102"
     summary = "sigmoid output passed to BCEWithLogitsLoss / binary_cross_entropy_with_logits"
 
@@ -20,4 +22,7 @@ class SigmoidBeforeBCEWithLogits(Rule):
             "sigmoid",
             "sigmoid output passed to binary_cross_entropy_with_logits, which applies the sigmoid itself; "
             "pass the raw logits",
+            "{forward} ends in sigmoid, so the model's output passed to binary_cross_entropy_with_logits here is "
+            "probabilities, and the loss applies the sigmoid to them again; return the logits from forward and "
+            "apply sigmoid only for predictions",
         )

@@ -8,10 +8,12 @@ from typing import cast
 import libcst as cst
 
 from losskit.lint.engine import Context, Finding, Rule, dotted
-from losskit.lint.rules._helpers import rename_attr
+from losskit.lint.rules._helpers import model_output, rename_attr
 
 
 class SoftmaxBeforeNLL(Rule):
+    """Also the output of a model of this file whose ``forward`` ends in softmax (no fix)."""
+
     code = "LK104"
     summary = "softmax output passed to NLLLoss / nll_loss (needs log_softmax)"
 
@@ -19,14 +21,24 @@ class SoftmaxBeforeNLL(Rule):
         for lc, scope in ctx.loss_calls():
             if lc.name != "nll_loss" or lc.input is None:
                 continue
-            if "softmax" in ctx.kinds(lc.input, scope):
+            if "softmax" not in ctx.kinds(lc.input, scope):
+                model = model_output(ctx, lc.input, scope)
+                if model is not None and model.kind == "softmax":
+                    yield ctx.finding(
+                        self.code,
+                        lc.input,
+                        f"{model.where(ctx)} ends in softmax, so the model's output passed to nll_loss here is "
+                        "probabilities, but nll_loss expects log-probabilities; end forward in log_softmax, or "
+                        "return the logits and use cross_entropy",
+                    )
+            else:
                 fix = None
                 expr = lc.input
                 if (
                     isinstance(expr, cst.Call)
                     and isinstance(expr.func, cst.Attribute)
                     and expr.func.attr.value == "softmax"
-                    and ctx.resolve_anywhere(f"{dotted(expr.func)}") is None
+                    and ctx.resolve_anywhere(f"{dotted(expr.func)}", ctx.pos(expr)[0]) is None
                 ):
                     fix = ctx.fix_for(expr, lambda node: rename_attr(cast(cst.Call, node), "log_softmax"), unsafe=True)
                 yield ctx.finding(

@@ -165,7 +165,7 @@ def _steps_torch_optimizer(ctx: Context, body: _Body, builds_optimizer: bool) ->
                 continue
             if _created_in_loop(ctx, key, ctx.pos(step)[0]):
                 return False  # an optimizer created in the loop starts from fresh state each time
-            bound = ctx.resolve_anywhere(key)
+            bound = ctx.resolve_anywhere(key, ctx.pos(step)[0])
             names = ctx.names(bound.func) if isinstance(bound, cst.Call) else set()
             if any(q.startswith(_DIST_OPTIMIZER) for q in names):
                 return False  # distributed autograd: gradients live in the autograd context
