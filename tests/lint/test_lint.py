@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -312,6 +313,7 @@ def test_the_prefilter_keeps_what_the_rules_need(monkeypatch):
     cases = [p for p in CASES if p.parent.name != "LK000"]
     reduced = {p: lint_source(p.read_text(), str(p)) for p in cases}
     monkeypatch.setattr(engine, "relevant_source", lambda source, tree, codes: source)
+    monkeypatch.setattr(engine, "text_could_match", lambda source, codes: True)
     for p in cases:
         assert lint_source(p.read_text(), str(p)) == reduced[p], p
 
@@ -342,3 +344,41 @@ def test_prefilter_keeps_a_model_class_that_has_only_other_methods():
         "model = Helper()\nloss = F.cross_entropy(model(x), y)\n"
     )
     assert [(f.line, f.code) for f in lint_source(src)] == [(21, "LK101")]
+
+
+def test_prefilter_counts_lines_as_python_does_form_feeds_included(monkeypatch):
+    """A form feed (^L, between sections of older code) is whitespace to Python, a line break to
+    ``str.splitlines``: the prefilter must number lines as the parser does, or it blanks the
+    wrong ones and the finding is lost."""
+    from losskit.lint import engine
+
+    src = (
+        "import torch.nn.functional as F\n\x0c\n\x0c\ndef helper():\n    return 1\n\x0c\n\n"
+        "def train(x, y):\n    p = F.softmax(x, 1)\n    return F.cross_entropy(p, y)\n"
+    )
+    expected = [(10, "LK101")]
+    assert [(f.line, f.code) for f in lint_source(src)] == expected
+    monkeypatch.setattr(engine, "relevant_source", lambda source, tree, codes: source)
+    monkeypatch.setattr(engine, "text_could_match", lambda source, codes: True)
+    assert [(f.line, f.code) for f in lint_source(src)] == expected
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def f(:\n    pass\n",  # a syntax error: LK000 at the parser's line
+        "x = 1\nreturn x\n",  # compile rejects it, the parser accepts it: no finding, as before
+        "s = '\\d'\n",  # an invalid escape: a warning of the compiler, not a finding
+    ],
+)
+def test_a_file_no_rule_needs_is_still_syntax_checked_as_the_parser_does(source):
+    import ast
+
+    try:
+        ast.parse(source)
+        expected = []
+    except SyntaxError as exc:
+        expected = [("LK000", exc.lineno)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert [(f.code, f.line) for f in lint_source(source)] == expected

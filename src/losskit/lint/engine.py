@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,7 +53,7 @@ from losskit.lint.names import (
     last_layer,
     scatters_one,
 )
-from losskit.lint.prefilter import relevant_source
+from losskit.lint.prefilter import relevant_source, text_could_match
 
 __all__ = ["Finding", "Fix", "Context", "Rule", "lint_source", "PARSE_ERROR", "dotted"]
 
@@ -444,6 +445,20 @@ def _selected(code: str, select: Iterable[str] | None, ignore: Iterable[str] | N
     return not (ignore and any(code.startswith(s) for s in ignore))
 
 
+def _compiles(source: str, path: str) -> bool:
+    """Whether ``source`` compiles: the syntax check of a file no rule needs, at half the cost of
+    ``ast.parse`` (no Python objects for the tree). False for anything it rejects -- the caller
+    then parses with ``ast`` and reports exactly what the parser says (compiling also rejects
+    a few things the parser accepts, such as ``return`` outside a function)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # invalid escape sequences and the like: not ours
+            compile(source, path, "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
+        return False
+    return True
+
+
 def lint_source(
     source: str, path: str = "<string>", *, select: Iterable[str] | None = None, ignore: Iterable[str] | None = None
 ) -> list[Finding]:
@@ -451,6 +466,8 @@ def lint_source(
     from losskit.lint.rules import RULES
 
     codes = [rule.code for rule in RULES if _selected(rule.code, select, ignore)]
+    if not text_could_match(source, codes) and _compiles(source, path):
+        return []  # no selected rule can fire, and the file parses: nothing more to read
     try:
         tree = ast.parse(source)  # CPython's own parser: fast, and its line numbers are the real ones
     except SyntaxError as exc:

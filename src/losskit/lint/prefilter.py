@@ -9,6 +9,7 @@ keyword arguments) and answers whether any of the selected rules could.
 from __future__ import annotations
 
 import ast
+import io
 import re
 from collections.abc import Iterable
 from typing import cast
@@ -89,26 +90,37 @@ def needs_rules(tree: ast.AST, codes: Iterable[str], losses: frozenset[str] = LO
     return False
 
 
+#: a word of the text (identifiers, keywords, numbers; Unicode letters as Python allows them)
+_WORD = re.compile(r"\w+")
+
+
+def _lines(source: str) -> list[str]:
+    """The lines as Python numbers them (ends kept): split at \\n, \\r\\n and \\r only --
+    ``str.splitlines`` also splits at form feeds and other separators, which Python does not."""
+    return io.StringIO(source, newline="").readlines()
+
+
 def _span(node: ast.stmt) -> tuple[int, int]:
     decorators = getattr(node, "decorator_list", [])
     start = min([node.lineno, *(d.lineno for d in decorators)])
     return start, node.end_lineno or node.lineno
 
 
-def _words_pattern(words: Iterable[str]) -> re.Pattern[str]:
-    return re.compile(r"\b(?:" + "|".join(sorted(words, key=len, reverse=True)) + r")\b")
+#: LK108 needs the words as keyword arguments (not functools.reduce)
+_LK108_TEXT = re.compile(r"\b(?:size_average|reduce)\s*=(?!=)")
 
 
-#: the same needs, on the text: a file none of whose needs appear as words is skipped unread
-_TEXT_NEEDS: dict[str, tuple[re.Pattern[str], ...]] = {
-    **{code: tuple(_words_pattern(group) for group in groups) for code, groups in _NEEDS.items()},
-    "LK108": (re.compile(r"\b(?:size_average|reduce)\s*=(?!=)"),),  # keywords, not functools.reduce
-}
-_TEXT_LOSS = (_words_pattern(LOSS_WORDS),)
-
-
-def _text_could_match(source: str, codes: list[str]) -> bool:
-    return any(all(rx.search(source) for rx in _TEXT_NEEDS.get(code, _TEXT_LOSS)) for code in codes)
+def text_could_match(source: str, codes: list[str]) -> bool:
+    """The same needs, on the text: a file none of whose needs appear as words is skipped before
+    it is parsed. One pass of a simple pattern over the text gives its set of words (a search
+    per rule for an alternation of some fifty loss names took twenty times as long)."""
+    words = set(_WORD.findall(source))
+    for code in codes:
+        if all(words & group for group in _NEEDS.get(code, (LOSS_WORDS,))):
+            if code == "LK108" and not _LK108_TEXT.search(source):
+                continue
+            return True
+    return False
 
 
 def _fires(words: set[str], codes: list[str], losses: frozenset[str]) -> bool:
@@ -150,17 +162,25 @@ def relevant_source(source: str, tree: ast.Module, codes: Iterable[str]) -> str 
     a class of the file (its output may reach a loss), and for LK107 module-level
     ``y.scatter_(...)`` / ``y.zero_()`` statements (a one-hot target built in place)."""
     codes = list(codes)
-    if not _text_could_match(source, codes):
+    if not text_could_match(source, codes):
         return None
-    # the words of each top-level statement, and of each method of a class: one walk each
+    # the words of each top-level statement, and of each method of a class, read off its lines
+    # with one regular expression (C speed; words in strings and comments count too, which only
+    # keeps more, never less, than the names of the syntax tree would)
+    lines = _lines(source)
+
+    def words_of(node: ast.stmt) -> set[str]:
+        start, end = _span(node)
+        return set(_WORD.findall("".join(lines[start - 1 : end])))
+
     units: list[tuple[ast.stmt, set[str], list[tuple[ast.stmt, set[str]]]]] = []
     for node in tree.body:
         members: list[tuple[ast.stmt, set[str]]] = []
         if isinstance(node, ast.ClassDef):
-            members = [(m, identifiers(m)) for m in node.body]
+            members = [(m, words_of(m)) for m in node.body]
             words = set().union(*(w for _, w in members), *(identifiers(b) for b in node.bases))
         else:
-            words = identifiers(node)
+            words = words_of(node)
         units.append((node, words, members))
     all_words = set().union(*(w for _, w, _ in units)) if units else set()
     losses = _criteria(tree, all_words)
@@ -168,13 +188,14 @@ def relevant_source(source: str, tree: ast.Module, codes: Iterable[str]) -> str 
     if not needed:
         return None
     helpers: set[str] = set()
-    if "LK110" in codes:  # follow calls from the needed code to the file's functions, to a fixed point
+    if "LK110" in codes and "backward" in all_words:  # follow calls from the needed code to the
+        # file's functions, to a fixed point (a helper may zero the gradients)
         defs = {n.name: n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
         frontier = set().union(*needed) & set(defs)
         while frontier - helpers:
             new = frontier - helpers
             helpers |= new
-            frontier = set().union(*(identifiers(defs[n]) for n in new)) & set(defs)
+            frontier = set().union(*(words_of(defs[n]) for n in new)) & set(defs)
 
     follow_forward = bool({"LK101", "LK102", "LK104"} & set(codes))
     local_classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
@@ -213,7 +234,7 @@ def relevant_source(source: str, tree: ast.Module, codes: Iterable[str]) -> str 
                 continue
         if not keep(node, words):
             blank.append(_span(node))
-    lines = source.splitlines(keepends=True)
+    lines = _lines(source)
     for start, end in blank:
         for i in range(start - 1, min(end, len(lines))):
             ending = lines[i][len(lines[i].rstrip("\r\n")) :]
