@@ -379,6 +379,36 @@ def case_vocab_parallel_dtensor_and_btv_logits(rank: int, world: int) -> None:
     _expect_error(lambda: vocab_parallel_cross_entropy(bad, target), "expected the logits sharded on their class axis")
 
 
+def case_vocab_parallel_default_chunks_with_uneven_and_empty_shards(rank: int, world: int) -> None:
+    """Without chunk_size, every rank must walk the same chunks (each all-reduces row statistics):
+    a budget that gives shards of different sizes different rows per chunk, and a rank holding no
+    classes at all, once hung or mixed up the collectives."""
+    import losskit.autograd.linear_cross_entropy as kernel
+
+    layouts = {2: ([13, 24], [0, 37]), 3: ([5, 19, 13], [0, 20, 17])}[world]
+    budget = kernel.CHUNK_BYTES
+    kernel.CHUNK_BYTES = 8 * 4 * 24  # 8 rows of the 24-class shard, 14 of the 13-class one
+    try:
+        for sizes in layouts:
+            lo = sum(sizes[:rank])
+            hi = lo + sizes[rank]
+            g = torch.Generator().manual_seed(sum(sizes[:2]))
+            h = torch.randn(53, 6, generator=g, dtype=torch.float64)
+            W = torch.randn(V, 6, generator=g, dtype=torch.float64)
+            target = torch.randint(0, V, (53,), generator=g)
+            h_ref, W_ref = h.clone().requires_grad_(True), W.clone().requires_grad_(True)
+            ref = F.cross_entropy(h_ref @ W_ref.T, target, label_smoothing=0.1)
+            ref.backward()
+            h_our, W_our = h.clone().requires_grad_(True), W[lo:hi].clone().requires_grad_(True)
+            ours = vocab_parallel_linear_cross_entropy(h_our, W_our, target, label_smoothing=0.1)
+            torch.testing.assert_close(ours, ref.detach(), msg=f"{sizes} value")
+            ours.backward()
+            torch.testing.assert_close(h_our.grad, h_ref.grad, msg=f"{sizes} input grad")
+            torch.testing.assert_close(W_our.grad, W_ref.grad[lo:hi], msg=f"{sizes} weight grad")
+    finally:
+        kernel.CHUNK_BYTES = budget
+
+
 CASES = [name for name in dir() if name.startswith("case_")]
 
 

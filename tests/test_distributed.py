@@ -83,6 +83,7 @@ def test_cases_cover_the_issue():
         "case_vocab_parallel_head_with_global_normalization",
         "case_vocab_parallel_z_loss_and_softcap",
         "case_vocab_parallel_dtensor_and_btv_logits",
+        "case_vocab_parallel_default_chunks_with_uneven_and_empty_shards",
     }
 
 

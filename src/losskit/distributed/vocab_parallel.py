@@ -59,10 +59,12 @@ def _shard_stats(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Global per-row ``(lse, x_t, sum_c w_c x_c)`` of a chunk of local (capped) logits ``x``:
     the max is all-reduced first, then the sums below it in one stack."""
-    m = x.amax(1)
+    empty = x.shape[1] == 0  # a shard without classes (more ranks than torch.chunk fills)
+    m = x.new_full(x.shape[:1], float("-inf")) if empty else x.amax(1)
     dist.all_reduce(m, op=dist.ReduceOp.MAX, group=group)
     local, pos = _local_targets(ids, offset, x.shape[1])
-    parts = [torch.exp(x - m[:, None]).sum(1), x.gather(1, pos[:, None])[:, 0].masked_fill(~local, 0.0)]
+    x_t = x.new_zeros(x.shape[:1]) if empty else x.gather(1, pos[:, None])[:, 0].masked_fill(~local, 0.0)
+    parts = [torch.exp(x - m[:, None]).sum(1), x_t]
     if smoothing:
         parts.append(x.sum(1) if w_local is None else x @ w_local)
     stacked = torch.stack(parts)
@@ -98,6 +100,8 @@ def _shard_grad(
 ) -> torch.Tensor:
     """``d(sum_n row_grad_n * loss_n) / d`` (raw local logits) for a chunk; overwrites ``tanh``."""
     p = torch.exp(x - lse[:, None])
+    if x.shape[1] == 0:  # no classes here: nothing to differentiate
+        return p
     local, pos = _local_targets(ids, offset, x.shape[1])
     core.apply_index_grad_(p, pos, core.index_grad_coefficients(row_grad, w_t, lse, opts), w_local, local)
     return p if tanh is None else core.softcap_grad_(p, tanh)
@@ -448,7 +452,13 @@ def vocab_parallel_linear_cross_entropy(
     v_local = local_weight.shape[0] if problem is None else -1
     rank, _ = world(group)
     device = input.device if isinstance(input, torch.Tensor) else torch.device("cpu")
-    options = {"reduction": reduction, "label_smoothing": label_smoothing, "z_loss": z_loss, "softcap": softcap}
+    options = {
+        "reduction": reduction,
+        "label_smoothing": label_smoothing,
+        "z_loss": z_loss,
+        "softcap": softcap,
+        "chunk_size": chunk_size,
+    }
     offsets, n_classes = exchange(fn, group, device, n_rows, v_local, problem, target, ignore_index, options, weight)
     h = input.reshape(-1, input.shape[-1])
     ids = target.reshape(-1).long()
@@ -458,7 +468,10 @@ def vocab_parallel_linear_cross_entropy(
     )
     denominator = _denominator(ids, opts.weight, ignore_index, n_classes, normalizer) if reduction == "mean" else 1.0
     scale = core.reduction_scale(reduction, denominator, acc, h.device)
-    rows = chunk_size or rows_per_chunk(h.shape[0], v_local, input.dtype, opts.softcap)
+    # every chunk all-reduces its row statistics: all ranks must walk the same chunks, so the
+    # rows per chunk come from the largest shard (not this rank's, which may be smaller or empty)
+    largest = max(b - a for a, b in zip(offsets, [*offsets[1:], n_classes]))
+    rows = chunk_size or rows_per_chunk(h.shape[0], largest, input.dtype, opts.softcap)
     out: torch.Tensor = _VocabParallelLinearCE.apply(  # type: ignore[no-untyped-call]
         h,
         local_weight,
