@@ -386,8 +386,9 @@ def case_vocab_parallel_default_chunks_with_uneven_and_empty_shards(rank: int, w
     import losskit.autograd.linear_cross_entropy as kernel
 
     layouts = {2: ([13, 24], [0, 37]), 3: ([5, 19, 13], [0, 20, 17])}[world]
-    budget = kernel.CHUNK_BYTES
+    budget, least = kernel.CHUNK_BYTES, kernel.CHUNK_MIN_ROWS
     kernel.CHUNK_BYTES = 8 * 4 * 24  # 8 rows of the 24-class shard, 14 of the 13-class one
+    kernel.CHUNK_MIN_ROWS = 1
     try:
         for sizes in layouts:
             lo = sum(sizes[:rank])
@@ -406,7 +407,7 @@ def case_vocab_parallel_default_chunks_with_uneven_and_empty_shards(rank: int, w
             torch.testing.assert_close(h_our.grad, h_ref.grad, msg=f"{sizes} input grad")
             torch.testing.assert_close(W_our.grad, W_ref.grad[lo:hi], msg=f"{sizes} weight grad")
     finally:
-        kernel.CHUNK_BYTES = budget
+        kernel.CHUNK_BYTES, kernel.CHUNK_MIN_ROWS = budget, least
 
 
 CASES = [name for name in dir() if name.startswith("case_")]

@@ -51,6 +51,11 @@ OPTIONS = [
 ]
 
 
+#: the numerics tests run on every device the machine has (CUDA where there is one)
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(o) or "plain")
@@ -59,12 +64,14 @@ OPTIONS = [
     [(37, 16, 101, None, False), (19, 8, 53, 2, True), (64, 24, 250, None, True)],
     ids=["N37-V101", "B2xT19-V53-bias", "N64-V250-bias"],
 )
-def test_matches_reference(dtype, reduction, options, shape):
+def test_matches_reference(device, dtype, reduction, options, shape):
     n, d, v, batch, bias = shape
-    h, w, b, t = _case(n, d, v, dtype, batch=batch, bias=bias, ignore_every=5)
+    h, w, b, t = (
+        x if x is None else x.to(device) for x in _case(n, d, v, dtype, batch=batch, bias=bias, ignore_every=5)
+    )
     kwargs = dict(options)
     if kwargs.get("weight") == "random":
-        kwargs["weight"] = torch.rand(v, generator=torch.Generator().manual_seed(3), dtype=dtype) + 0.2
+        kwargs["weight"] = (torch.rand(v, generator=torch.Generator().manual_seed(3), dtype=dtype) + 0.2).to(device)
     ref_loss, ref_grads = _grads(linear_cross_entropy_reference, h, w, b, t, reduction=reduction, **kwargs)
     # chunk_size=7: N is not a multiple of it, so the last chunk is short
     loss, grads = _grads(LF.linear_cross_entropy, h, w, b, t, reduction=reduction, chunk_size=7, **kwargs)
@@ -238,6 +245,7 @@ def test_autocast_runs_products_in_low_precision_and_stays_close():
 def test_never_allocates_the_full_logits(monkeypatch):
     # With a 64 KiB budget, no allocation may reach the N x V logits' size (N*V*4 = 3.2 MB)
     monkeypatch.setattr(fused, "CHUNK_BYTES", 64 * 2**10)
+    monkeypatch.setattr(fused, "CHUNK_MIN_ROWS", 1)
     n, d, v = 800, 16, 1000
     h, w, _, t = _case(n, d, v, torch.float32)
     h.requires_grad_(), w.requires_grad_()
@@ -255,18 +263,24 @@ def test_never_allocates_the_full_logits(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("v", "dtype", "softcap", "rows"),
+    ("v", "dtype", "softcap", "min_rows", "rows"),
     [
         # hand-derived from the 64 MiB (67,108,864-byte) budget for one chunk of float32 logits:
-        (32768, torch.float32, None, 512),  # 64 MiB / (32768 x 4 B)
-        (32768, torch.float32, 30.0, 256),  # soft-capping keeps a second float32 buffer
-        (32768, torch.float64, None, 256),  # float64 logits take 8 B
-        (256000, torch.bfloat16, None, 43),  # 4 B float32 + 2 B bf16 product: floor(64 Mi / 1.536 M)
+        (32768, torch.float32, None, 1, 512),  # 64 MiB / (32768 x 4 B)
+        (32768, torch.float32, 30.0, 1, 256),  # soft-capping keeps a second float32 buffer
+        (32768, torch.float64, None, 1, 256),  # float64 logits take 8 B
+        (256000, torch.bfloat16, None, 1, 43),  # 4 B float32 + 2 B bf16 product: floor(64 Mi / 1.536 M)
+        # ... and never fewer rows than the minimum (the weight gradient's pass per chunk)
+        (256000, torch.bfloat16, None, 512, 512),
+        (32768, torch.float64, None, 512, 512),
+        (8192, torch.float32, None, 512, 2048),  # the budget allows more
     ],
 )
-def test_chunks_hold_as_many_rows_as_the_budget_allows(monkeypatch, v, dtype, softcap, rows):
+def test_chunks_hold_as_many_rows_as_the_budget_allows(monkeypatch, v, dtype, softcap, min_rows, rows):
     """The rows of each chunk's logits, as the kernel really builds them, for 2.5 chunks' worth of
     rows: two full chunks of the hand-computed size and the remainder."""
+    assert fused.CHUNK_MIN_ROWS == 512  # the default the last cases use
+    monkeypatch.setattr(fused, "CHUNK_MIN_ROWS", min_rows)
     seen = []
     original = fused.chunk_logits
 

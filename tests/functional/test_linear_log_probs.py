@@ -34,10 +34,14 @@ def _reference(h, w, b, t, softcap=None):
     return picked, entropy, correct
 
 
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
 @pytest.mark.parametrize("softcap", [None, 2.0])
 @pytest.mark.parametrize("chunk", [None, 1, 3])
-def test_values_and_gradients_match_torch(softcap, chunk):
+def test_values_and_gradients_match_torch(softcap, chunk, device):
     h, w, b, t = _case()
+    if device != "cpu":
+        h, w, b = (x.detach().to(device).requires_grad_() for x in (h, w, b))
+        t = t.to(device)
     ours = LF.linear_log_probs(h, w, t, linear_bias=b, softcap=softcap, entropy=True, accuracy=True, chunk_size=chunk)
     ref_lp, ref_h, ref_correct = _reference(h, w, b, t, softcap)
     torch.testing.assert_close(ours.log_probs, ref_lp)
@@ -46,8 +50,8 @@ def test_values_and_gradients_match_torch(softcap, chunk):
     # any per-token upstream gradient, on the log-probabilities and on the entropy
     g = torch.Generator().manual_seed(1)
     up_lp, up_h = (
-        torch.randn(t.shape, generator=g, dtype=torch.float64),
-        torch.randn(t.shape, generator=g, dtype=torch.float64),
+        torch.randn(t.shape, generator=g, dtype=torch.float64).to(h.device),
+        torch.randn(t.shape, generator=g, dtype=torch.float64).to(h.device),
     )
     ours_grads = torch.autograd.grad((ours.log_probs * up_lp).sum() + (ours.entropy * up_h).sum(), (h, w, b))
     ref_grads = torch.autograd.grad((ref_lp * up_lp).sum() + (ref_h * up_h).sum(), (h, w, b))

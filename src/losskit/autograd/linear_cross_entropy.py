@@ -2,7 +2,7 @@
 ever holding the ``N x V`` logits.
 
 The rows of ``input`` are walked in chunks whose logits fit a memory budget
-(:data:`CHUNK_BYTES`). For ``reduction="mean"`` / ``"sum"`` the gradients are computed during
+(:data:`CHUNK_BYTES`, with at least :data:`CHUNK_MIN_ROWS` rows). For ``reduction="mean"`` / ``"sum"`` the gradients are computed during
 the forward pass, while each chunk's logits are at hand: per chunk one matrix product makes the
 logits, the softmax gradient overwrites them in place, and two more products give that chunk's
 rows of ``grad_input`` and its share of ``grad_weight``. That is the three matrix products any
@@ -28,7 +28,7 @@ from losskit._core import cross_entropy as core
 from losskit._core.cross_entropy import RowOptions, accumulation_dtype
 from losskit.errors import LossInputError
 
-__all__ = ["CHUNK_BYTES", "LinearCrossEntropyFunction", "chunk_logits", "rows_per_chunk"]
+__all__ = ["CHUNK_BYTES", "CHUNK_MIN_ROWS", "LinearCrossEntropyFunction", "chunk_logits", "rows_per_chunk"]
 
 #: Memory budget for one chunk of float32 logits (and its soft-capping twin). Large enough that
 #: the chunk's matrix products run at full speed on a CPU (hundreds of rows for a 32k-128k
@@ -39,14 +39,24 @@ CHUNK_BYTES = 64 * 2**20
 _TINY_PROBABILITY = 1e-30
 
 
+#: Fewest rows per chunk (when the batch has them), whatever the vocabulary: every chunk's
+#: ``grad_weight += P.T @ h`` reads and writes the whole ``V x D`` float32 gradient, which costs
+#: about ``1.3 / rows`` of the chunk's three products -- 10 % at the 130 rows a 64 MiB budget
+#: leaves a 128k vocabulary, 2-3 % at 512 rows (measured, ``benchmarks/bench_fused_floor.py``).
+#: The chunk then holds ``512 x V`` float32 logits (250 MiB at V = 128k): still bounded, and a
+#: small fraction of the ``N x V`` logits and of the ``V x D`` gradient it replaces.
+CHUNK_MIN_ROWS = 512
+
+
 def rows_per_chunk(n_rows: int, n_classes: int, dtype: torch.dtype, softcap: float | None) -> int:
-    """Rows per chunk so that the chunk's scratch logits fit :data:`CHUNK_BYTES`."""
+    """Rows per chunk: as many as :data:`CHUNK_BYTES` of scratch logits hold, and at least
+    :data:`CHUNK_MIN_ROWS` (at most ``n_rows``)."""
     per_row = n_classes * 4 * (2 if softcap is not None else 1)
     if dtype not in (torch.float32, torch.float64):
         per_row += n_classes * torch.finfo(dtype).bits // 8  # the low-precision product
     elif dtype == torch.float64:
         per_row *= 2
-    return max(1, min(n_rows, CHUNK_BYTES // max(per_row, 1)))
+    return max(1, min(n_rows, max(CHUNK_BYTES // max(per_row, 1), CHUNK_MIN_ROWS)))
 
 
 def chunk_logits(h: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, buf: torch.Tensor) -> torch.Tensor:

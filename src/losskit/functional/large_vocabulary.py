@@ -121,8 +121,8 @@ def linear_cross_entropy(
     argument order) / ``cross_entropy(linear(input, W, b), target)``. torch has no ``z_loss``
     or ``softcap``.
 
-    The rows are processed in chunks whose float32 logits fit a 64 MiB budget (``chunk_size``
-    overrides the rows per chunk). For ``"mean"`` and ``"sum"`` the gradients are computed
+    The rows are processed in chunks whose float32 logits fit a 64 MiB budget, at least 512 rows
+    each (``chunk_size`` overrides the rows per chunk). For ``"mean"`` and ``"sum"`` the gradients are computed
     during forward (three matrix products, nothing recomputed); ``"none"`` recomputes each
     chunk's logits in backward so any per-token upstream gradient is exact.
 

@@ -96,7 +96,7 @@ def linear_log_probs(
         softcap: cap :math:`\kappa > 0` for the logits (Gemma 2), or ``None``.
         entropy: also return the entropy of each token's distribution (differentiable).
         accuracy: also return whether each token's argmax is its target (a bool tensor).
-        chunk_size: rows per chunk (default: from the 64 MiB budget).
+        chunk_size: rows per chunk (default: from the 64 MiB budget, at least 512 rows).
 
     Returns:
         ``log_probs`` (target's shape, input's dtype); with ``entropy`` or ``accuracy`` a
