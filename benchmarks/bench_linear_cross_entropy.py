@@ -10,12 +10,22 @@ Providers (each call of each provider runs in a fresh process):
 * ``torch``   -- eager ``F.cross_entropy(h @ W.T, t)`` (the reference, imported from the tests);
 * ``compile`` -- ``torch.compile`` of the same (compiled before the measured call);
 * ``torch-chunked`` -- torch 2.13's ``F.linear_cross_entropy(..., options=LinearCrossEntropyOptions())``;
+* ``cce-compile`` -- cut-cross-entropy's ``torch_compile`` implementation (its CPU path:
+  ``torch.compile`` of the logits and the loss), where ``cut_cross_entropy`` imports (it needs
+  ``pip install cut-cross-entropy triton``; otherwise the row says so);
+* ``liger`` -- Liger-Kernel's fused linear cross-entropy, on a CUDA device only (Triton kernels);
 * ``losskit`` -- ``losskit.functional.linear_cross_entropy`` (default checks).
 
+On a machine with a GPU, ``--device cuda`` (the default there) runs the same table on it, with
+peak memory from ``torch.cuda.max_memory_allocated``.
+
 A process builds the inputs (``h`` ``(N, D)`` and ``W`` ``(V, D)`` requiring grad, ``t``), warms
-the kernels up on a few rows (the compiled provider on the full size), reads its resident set,
+the kernels up on a few rows (the compiled providers on the full size), reads its resident set,
 resets the high-water mark (``/proc/self/clear_refs``), runs forward+backward once and reports
-the time and the peak memory above that baseline (``W.grad`` and ``h.grad`` included for all).
+the peak memory above that baseline and the time (the fastest of up to 5 calls while they add up
+to less than 10 s: the least disturbed by other work on a shared machine) (``W.grad`` and ``h.grad`` included for all),
+and the peak above the returned gradients (that minus the bytes of ``W.grad`` and ``h.grad``:
+what an implementation needs beyond what it must hand back).
 Rounds are interleaved (every provider once per round) and each round's times are divided by
 that round's floor; the table shows the median of those ratios, so machine noise between
 rounds cancels. Writes JSON, a markdown table and a PNG plot (time ratio and memory against V)
@@ -45,7 +55,7 @@ CONFIGS = {
     "N=4096 D=2048 V=128256": (4096, 2048, 128256, "float32"),
     "bf16 N=2048 D=512 V=32768": (2048, 512, 32768, "bfloat16"),
 }
-PROVIDERS = ["floor", "torch", "compile", "torch-chunked", "losskit"]
+PROVIDERS = ["floor", "torch", "compile", "torch-chunked", "cce-compile", "liger", "losskit"]
 
 
 def _kib(field: str) -> int:
@@ -92,6 +102,14 @@ def _step(provider: str):
     if provider == "torch-chunked":
         options = torch.nn.LinearCrossEntropyOptions()
         return lambda h, w, t: F.linear_cross_entropy(h, w, t, options=options).backward()
+    if provider == "cce-compile":
+        from cut_cross_entropy import linear_cross_entropy as cce
+
+        return lambda h, w, t: cce(h, w, t, impl="torch_compile").backward()
+    if provider == "liger":
+        from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
+
+        return lambda h, w, t: liger_fused_linear_cross_entropy(h, w, t).backward()
     if provider == "losskit":
         import losskit.functional as LF
 
@@ -99,7 +117,22 @@ def _step(provider: str):
     raise SystemExit(f"unknown provider {provider!r}; expected one of {PROVIDERS}")
 
 
-def measure(provider: str, config: str, quick: bool) -> dict:
+def unavailable(provider: str, device: str) -> str | None:
+    """Why ``provider`` cannot run here (``None`` when it can)."""
+    import importlib.util
+
+    if provider == "cce-compile" and importlib.util.find_spec("cut_cross_entropy") is None:
+        return "not installed (pip install cut-cross-entropy triton)"
+    if provider == "cce-compile" and importlib.util.find_spec("triton") is None:
+        return "cut_cross_entropy imports triton (pip install triton)"
+    if provider == "liger" and device != "cuda":
+        return "needs a CUDA device (Triton kernels)"
+    if provider == "liger" and importlib.util.find_spec("liger_kernel") is None:
+        return "not installed (pip install liger-kernel)"
+    return None
+
+
+def measure(provider: str, config: str, quick: bool, device: str = "cpu") -> dict:
     """In a fresh process: warm up, then time one forward+backward and its peak extra memory."""
     import torch
 
@@ -107,24 +140,50 @@ def measure(provider: str, config: str, quick: bool) -> dict:
     if quick:
         n //= 4
     step = _step(provider)
-    warm_rows = n if provider == "compile" else min(n, 64)
-    h, w, t = _inputs(warm_rows, d, v, dtype, seed=1)
-    step(h, w, t)
+    cuda = device == "cuda"
+    warm_rows = n if provider in ("compile", "cce-compile") else min(n, 64)
+    h, w, t = (x.to(device) for x in _inputs(warm_rows, d, v, dtype, seed=1))
+    step(h.detach().requires_grad_(), w.detach().requires_grad_(), t)
     del h, w, t
     h, w, t = _inputs(n, d, v, dtype)
+    if cuda:
+        h, w, t = h.detach().to(device).requires_grad_(), w.detach().to(device).requires_grad_(), t.to(device)
     gc.collect()
-    before = _kib("VmRSS")
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")  # reset VmHWM to the current resident set
+    if cuda:
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        before = _kib("VmRSS") * 1024
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # reset VmHWM to the current resident set
     start = time.perf_counter()
     step(h, w, t)
+    if cuda:
+        torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
-    peak = (_kib("VmHWM") - before) * 1024
-    return {"time_s": elapsed, "peak_extra_bytes": peak, "threads": torch.get_num_threads()}
+    peak = (torch.cuda.max_memory_allocated() if cuda else _kib("VmHWM") * 1024) - before
+    # more calls, while they are cheap: the fastest is the least disturbed by other work
+    times = [elapsed]
+    while len(times) < 5 and sum(times) < 10.0:
+        h.grad = w.grad = None
+        start = time.perf_counter()
+        step(h, w, t)
+        if cuda:
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    elapsed = min(times)
+    grads = 0 if provider == "floor" else h.numel() * h.element_size() + w.numel() * w.element_size()
+    return {
+        "time_s": elapsed,
+        "peak_extra_bytes": peak,
+        "grad_bytes": grads,
+        "threads": torch.get_num_threads(),
+    }
 
 
-def _child(provider: str, config: str, quick: bool) -> dict:
-    cmd = [sys.executable, __file__, "--_child", provider, config] + (["--quick"] if quick else [])
+def _child(provider: str, config: str, quick: bool, device: str) -> dict:
+    cmd = [sys.executable, __file__, "--_child", provider, config, "--device", device] + (["--quick"] if quick else [])
     out = subprocess.run(cmd, check=False, capture_output=True, text=True, env={**os.environ, "LOSSKIT_CHECKS": "auto"})
     if out.returncode != 0:
         raise SystemExit(f"benchmark {config} / {provider} failed:\n{out.stderr[-3000:]}")
@@ -134,8 +193,11 @@ def _child(provider: str, config: str, quick: bool) -> dict:
 def _table_rows(results: list[dict]) -> list[list[str]]:
     rows = []
     for r in results:
-        for p in PROVIDERS:
+        for p in r["providers"]:
             s = r["providers"][p]
+            if "skipped" in s:
+                rows.append([r["config"], p, "-", "-", "-", "-", "-", "-", s["skipped"]])
+                continue
             rows.append(
                 [
                     r["config"],
@@ -144,12 +206,25 @@ def _table_rows(results: list[dict]) -> list[list[str]]:
                     f"{s['time_vs_floor']:.3f}x",
                     f"{s['peak_extra_bytes'] / 2**20:.0f}",
                     f"{s['memory_vs_torch']:.3f}x",
+                    "-" if p == "floor" else f"{s['above_grads_bytes'] / 2**20:.0f}",
+                    "-" if p == "floor" else f"{s['above_grads_vs_torch']:.3f}x",
+                    "",
                 ]
             )
     return rows
 
 
-HEADER = ["config", "provider", "median ms", "time / floor", "peak extra MiB", "memory / torch eager"]
+HEADER = [
+    "config",
+    "provider",
+    "median ms",
+    "time / floor",
+    "peak extra MiB",
+    "memory / eager",
+    "above grads MiB",
+    "above grads / eager",
+    "note",
+]
 
 
 def _plot(results: list[dict], path: Path) -> None:
@@ -163,6 +238,8 @@ def _plot(results: list[dict], path: Path) -> None:
     labels = [f"V={r['V']}\n(N={r['N']}, D={r['D']})" for r in fp32]
     xs = range(len(fp32))
     for p in PROVIDERS:
+        if not fp32 or "skipped" in fp32[0]["providers"].get(p, {"skipped": ""}):
+            continue
         ax_t.plot(xs, [r["providers"][p]["time_vs_floor"] for r in fp32], marker="o", label=p)
         ax_m.plot(xs, [r["providers"][p]["peak_extra_bytes"] / 2**20 for r in fp32], marker="o", label=p)
     ax_t.axhline(1.10, color="grey", linestyle="--", linewidth=1, label="target 1.10x")
@@ -183,52 +260,70 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="quarter-size batches (smoke run)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median of ratios)")
-    parser.add_argument("--only", default="", help="comma-separated substrings of config names to run")
+    parser.add_argument(
+        "--only", default="", help="comma-separated config names, or substrings of them, to run (an exact name wins)"
+    )
+    parser.add_argument("--providers", default="", help="comma-separated providers (default: all that run here)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
     parser.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args._child:
-        print(json.dumps(measure(*args._child, args.quick)))
+        print(json.dumps(measure(*args._child, args.quick, device)))
         return
 
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=140)
-    wanted = [c for c in CONFIGS if not args.only or any(s in c for s in args.only.split(","))]
+    console = Console(width=160)
+    tokens = args.only.split(",") if args.only else []
+    wanted = [c for c in CONFIGS if c in tokens] or [c for c in CONFIGS if not tokens or any(s in c for s in tokens)]
+    chosen = [p for p in PROVIDERS if not args.providers or p in args.providers.split(",") or p in ("floor", "torch")]
+    skipped = {p: why for p in chosen if (why := unavailable(p, device))}
+    running = [p for p in chosen if p not in skipped]
     results = []
     for config in wanted:
         n, d, v, dtype = CONFIGS[config]
-        runs: dict[str, list[dict]] = {p: [] for p in PROVIDERS}
+        runs: dict[str, list[dict]] = {p: [] for p in running}
         for rnd in range(args.rounds):
-            for p in PROVIDERS:
-                runs[p].append(_child(p, config, args.quick))
+            for p in running:
+                runs[p].append(_child(p, config, args.quick, device))
                 console.print(
                     f"  {config:28s} round {rnd + 1}/{args.rounds} {p:14s} "
                     f"{runs[p][-1]['time_s'] * 1e3:9.0f} ms {runs[p][-1]['peak_extra_bytes'] / 2**20:9.0f} MiB"
                 )
         floor = [r["time_s"] for r in runs["floor"]]
         torch_mem = statistics.median(r["peak_extra_bytes"] for r in runs["torch"])
-        providers = {}
-        for p in PROVIDERS:
+        torch_above = torch_mem - runs["torch"][0]["grad_bytes"]
+        providers: dict[str, dict] = {}
+        for p in chosen:
+            if p in skipped:
+                providers[p] = {"skipped": skipped[p]}
+                continue
             times = [r["time_s"] for r in runs[p]]
             mem = statistics.median(r["peak_extra_bytes"] for r in runs[p])
+            above = mem - runs[p][0]["grad_bytes"]
             providers[p] = {
                 "time_s": statistics.median(times),
                 "times_s": times,
                 "time_vs_floor": statistics.median(t / f for t, f in zip(times, floor)),
                 "peak_extra_bytes": mem,
                 "memory_vs_torch": mem / torch_mem if torch_mem else float("nan"),
+                "above_grads_bytes": above,
+                "above_grads_vs_torch": above / torch_above if torch_above > 0 else float("nan"),
             }
         results.append(
             {"config": config, "N": n // 4 if args.quick else n, "D": d, "V": v, "dtype": dtype, "providers": providers}
         )
 
     table = Table(
-        title=f"forward+backward, CPU, {args.rounds} interleaved rounds" + (" (quick: N/4)" if args.quick else "")
+        title=f"forward+backward, {device}, {args.rounds} interleaved rounds" + (" (quick: N/4)" if args.quick else "")
     )
     for col in HEADER:
-        table.add_column(col, justify="left" if col in ("config", "provider") else "right")
+        table.add_column(col, justify="left" if col in ("config", "provider", "note") else "right")
     for row in _table_rows(results):
         table.add_row(*row)
     console.print(table)
@@ -244,6 +339,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
+            "device": device,
         },
         "quick": args.quick,
         "rounds": args.rounds,
