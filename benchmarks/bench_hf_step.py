@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from _memory import kib
+
 ROOT = Path(__file__).resolve().parents[1]
 
 #: name -> (vocab, hidden, layers, seq, batch)
@@ -38,14 +40,6 @@ CONFIGS = {
 }
 QUICK = {"Llama V=8000 (quick)": (8000, 128, 2, 128, 2)}
 VARIANTS = ["stock", "losskit"]
-
-
-def _kib(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def measure(variant: str, vocab: int, hidden: int, layers: int, seq: int, batch: int) -> dict:
@@ -84,13 +78,13 @@ def measure(variant: str, vocab: int, hidden: int, layers: int, seq: int, batch:
         return float(out.loss)
 
     first_loss = step()
-    before = _kib("VmRSS")
+    before = kib("VmRSS")
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")
     start = time.perf_counter()
     step()
     times = [time.perf_counter() - start]
-    peak = (_kib("VmHWM") - before) * 1024
+    peak = (kib("VmHWM") - before) * 1024
     while len(times) < 5 and sum(times) < 20.0:
         start = time.perf_counter()
         step()

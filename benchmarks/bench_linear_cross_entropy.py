@@ -45,6 +45,8 @@ import sys
 import time
 from pathlib import Path
 
+from _memory import kib
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -56,14 +58,6 @@ CONFIGS = {
     "bf16 N=2048 D=512 V=32768": (2048, 512, 32768, "bfloat16"),
 }
 PROVIDERS = ["floor", "torch", "compile", "torch-chunked", "cce-compile", "liger", "losskit"]
-
-
-def _kib(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def _inputs(n: int, d: int, v: int, dtype: str, seed: int = 0):
@@ -154,7 +148,7 @@ def measure(provider: str, config: str, quick: bool, device: str = "cpu") -> dic
         before = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
     else:
-        before = _kib("VmRSS") * 1024
+        before = kib("VmRSS") * 1024
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")  # reset VmHWM to the current resident set
     start = time.perf_counter()
@@ -162,7 +156,7 @@ def measure(provider: str, config: str, quick: bool, device: str = "cpu") -> dic
     if cuda:
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - start
-    peak = (torch.cuda.max_memory_allocated() if cuda else _kib("VmHWM") * 1024) - before
+    peak = (torch.cuda.max_memory_allocated() if cuda else kib("VmHWM") * 1024) - before
     # more calls, while they are cheap: the fastest is the least disturbed by other work
     times = [elapsed]
     while len(times) < 5 and sum(times) < 10.0:

@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from _memory import kib
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -100,23 +102,15 @@ def setup(provider: str, config: str, quick: bool, tiny: bool = False):
     return fn
 
 
-def _rss_kib(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not found in /proc/self/status")
-
-
 def measure_memory(provider: str, config: str, quick: bool) -> dict:
     """Runs in a fresh subprocess: peak extra memory of the first forward+backward."""
     setup(provider, config, quick, tiny=True)()  # load kernels and thread pools outside the measurement
     fn = setup(provider, config, quick)
-    before = _rss_kib("VmRSS")
+    before = kib("VmRSS")
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")  # reset VmHWM to the current RSS
     fn()
-    return {"peak_extra_bytes": (_rss_kib("VmHWM") - before) * 1024}
+    return {"peak_extra_bytes": (kib("VmHWM") - before) * 1024}
 
 
 def _checks_share(fn, rounds: int) -> float:

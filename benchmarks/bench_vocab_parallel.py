@@ -65,6 +65,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from _memory import kib
 from torch.utils._python_dispatch import TorchDispatchMode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -254,26 +255,18 @@ def dtensor_gather_check(local: torch.Tensor, target: torch.Tensor, mesh: Any) -
 # one world size
 
 
-def _kib(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def _measured(step: Step, local: torch.Tensor, target: torch.Tensor) -> tuple[float, int]:
     """Seconds (after a barrier) and extra resident bytes of one forward+backward."""
     local.grad = None
     gc.collect()
-    before = _kib("VmRSS") * 1024
+    before = kib("VmRSS") * 1024
     with open("/proc/self/clear_refs", "w") as fh:
         fh.write("5")  # reset VmHWM to the current resident set
     dist.barrier()
     start = time.perf_counter()
     step(local, target)
     elapsed = time.perf_counter() - start
-    return elapsed, _kib("VmHWM") * 1024 - before
+    return elapsed, kib("VmHWM") * 1024 - before
 
 
 def _check_round(

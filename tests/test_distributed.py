@@ -6,60 +6,18 @@ a hard deadline: a hung collective fails the test instead of stalling CI.
 
 from __future__ import annotations
 
-import queue as queue_module
-import socket
-import time
-
 import pytest
 import torch
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from tests import distributed_workers as workers
+from tests._gloo import free_port, run_cases
 
 DEADLINE_S = 240
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _run(world: int) -> dict[str, dict[int, str | None]]:
-    ctx = mp.get_context("spawn")
-    results = ctx.Queue()
-    port = _free_port()
-    procs = [
-        ctx.Process(target=workers.entry, args=(r, world, port, workers.CASES, results), daemon=True)
-        for r in range(world)
-    ]
-    for p in procs:
-        p.start()
-    outcome: dict[str, dict[int, str | None]] = {name: {} for name in workers.CASES}
-    expected = world * len(workers.CASES)
-    got = 0
-    deadline = time.monotonic() + DEADLINE_S
-    while got < expected and time.monotonic() < deadline:
-        try:
-            rank, name, error = results.get(timeout=1)
-        except queue_module.Empty:
-            if all(not p.is_alive() for p in procs):
-                break
-            continue
-        outcome[name][rank] = error
-        got += 1
-    for p in procs:
-        p.join(timeout=max(1.0, deadline - time.monotonic()))
-    hung = [p for p in procs if p.is_alive()]
-    for p in hung:
-        p.kill()
-    for name in workers.CASES:
-        for r in range(world):
-            outcome[name].setdefault(
-                r, "no result: the process died or hung" + (" (killed at the deadline)" if hung else "")
-            )
-    return outcome
+    return run_cases(workers, world, DEADLINE_S)[0]
 
 
 @pytest.fixture(scope="module", params=[2, 3], ids=lambda w: f"world{w}")
@@ -145,7 +103,7 @@ def test_tiny_lm_example_trains_under_torchrun():
             "--nproc_per_node",
             "2",
             "--master_port",
-            str(_free_port()),
+            str(free_port()),
             str(root / "examples" / "ddp_tiny_lm.py"),
             "--steps",
             "20",

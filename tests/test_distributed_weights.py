@@ -8,62 +8,20 @@ The per-rank code is in tests/distributed_weight_workers.py.
 
 from __future__ import annotations
 
-import queue as queue_module
-import socket
 import sys
-import time
 
 import pytest
-import torch.multiprocessing as mp
 
 from tests import distributed_weight_workers as workers
+from tests._gloo import run_cases
 
 DEADLINE_S = 180
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run(world: int) -> tuple[dict[str, dict[int, str | None]], list[str]]:
     """Every case on ``world`` processes: ``{case: {rank: traceback or None}}`` and the
     measurements rank 0 reported."""
-    ctx = mp.get_context("spawn")
-    results = ctx.Queue()
-    port = _free_port()
-    procs = [
-        ctx.Process(target=workers.entry, args=(r, world, port, workers.CASES, results), daemon=True)
-        for r in range(world)
-    ]
-    for p in procs:
-        p.start()
-    outcome: dict[str, dict[int, str | None]] = {name: {} for name in workers.CASES}
-    reports: list[str] = []
-    expected, got = world * len(workers.CASES), 0
-    deadline = time.monotonic() + DEADLINE_S
-    while got < expected and time.monotonic() < deadline:
-        try:
-            rank, name, error, reported = results.get(timeout=1)
-        except queue_module.Empty:
-            if all(not p.is_alive() for p in procs):
-                break
-            continue
-        outcome[name][rank] = error
-        reports += [f"{name}: {line}" for line in reported]
-        got += 1
-    for p in procs:
-        p.join(timeout=max(1.0, deadline - time.monotonic()))
-    hung = [p for p in procs if p.is_alive()]
-    for p in hung:
-        p.kill()
-    for name in workers.CASES:
-        for r in range(world):
-            outcome[name].setdefault(
-                r, "no result: the process died or hung" + (" (killed at the deadline)" if hung else "")
-            )
-    return outcome, reports
+    return run_cases(workers, world, DEADLINE_S)
 
 
 @pytest.mark.parametrize("world", [2, 3], ids=lambda w: f"world{w}")
