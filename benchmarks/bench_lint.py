@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from losskit.lint import engine, lint_paths  # noqa: E402
-from losskit.lint.prefilter import relevant_source  # noqa: E402
+from losskit.lint.prefilter import relevant_source, text_could_match  # noqa: E402
 from losskit.lint.rules import RULES  # noqa: E402
 
 HEADER = '''# Copyright 2026 The Generated Authors.
@@ -241,7 +241,10 @@ def main() -> None:
         files, lines = generate(root, files, lines)
         paths = sorted(root.rglob("*.py"))
         codes = [r.code for r in RULES]
-        need = sum(relevant_source(p.read_text(), ast.parse(p.read_text()), codes) is not None for p in paths)
+        need = sum(
+            text_could_match(src, codes) and relevant_source(src, ast.parse(src), codes) is not None
+            for src in (p.read_text() for p in paths)
+        )
         rows = []
         for jobs in (1, 2):
             result, seconds, cpu = _timed(lambda jobs=jobs: lint_paths([str(root)], jobs=jobs))

@@ -10,8 +10,11 @@ import queue as queue_module
 import socket
 import time
 from types import ModuleType
+from typing import Any
 
 import torch.multiprocessing as mp
+
+import losskit
 
 
 def free_port() -> int:
@@ -57,3 +60,15 @@ def run_cases(workers: ModuleType, world: int, deadline_s: float) -> tuple[dict[
                 r, "no result: the process died or hung" + (" (killed at the deadline)" if hung else "")
             )
     return outcome, reports
+
+
+def expect_error(fn: Any, *patterns: str) -> None:
+    """``fn()`` raises a :class:`losskit.LossInputError` whose message holds every pattern."""
+    try:
+        fn()
+    except losskit.LossInputError as exc:
+        text = str(exc)
+        for p in patterns:
+            assert p in text, f"{p!r} not in {text!r}"
+        return
+    raise AssertionError("no LossInputError raised")

@@ -18,9 +18,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-import losskit
 import losskit.functional as LF
 from losskit.distributed import dtensor_weights, global_normalizer
+from tests._gloo import expect_error
 
 V = 37  # classes: torch.chunk splits them [19, 18] over 2 ranks, [13, 13, 11] over 3
 D = 6
@@ -372,17 +372,6 @@ def case_tiny_vocabulary_leaves_a_rank_without_classes(rank: int, world: int) ->
     torch.testing.assert_close(Wd.grad.full_tensor(), W_ref.grad)
 
 
-def _expect_error(fn, *patterns: str) -> None:
-    try:
-        fn()
-    except losskit.LossInputError as exc:
-        text = str(exc)
-        for p in patterns:
-            assert p in text, f"{p!r} not in {text!r}"
-        return
-    raise AssertionError("no LossInputError raised")
-
-
 def case_unsupported_layouts_raise(rank: int, world: int) -> None:
     """Layouts the loss cannot compute right raise a LossInputError naming the argument, what it
     got and what it expects, on every rank -- never a silently wrong gradient."""
@@ -394,36 +383,36 @@ def case_unsupported_layouts_raise(rank: int, world: int) -> None:
     h, y, _ = _batch(1, (5,), {})
     fn = LF.linear_cross_entropy
     cols = distribute_tensor(W.clone(), mesh, [Shard(1)])
-    _expect_error(
+    expect_error(
         lambda: fn(h, cols, y),
         "linear_cross_entropy: linear_weight is a DTensor with placements (Shard(dim=1),) on a 1-D mesh",
         "expected (Replicate(),) or (Shard(0),)",
         "linear_weight.redistribute(mesh, [Shard(0)])",
     )
     partial = DTensor.from_local(W.clone(), mesh, [Partial()], run_check=False)
-    _expect_error(lambda: fn(h, partial, y), "placements (Partial(sum),)", "expected (Replicate(),) or (Shard(0),)")
+    expect_error(lambda: fn(h, partial, y), "placements (Partial(sum),)", "expected (Replicate(),) or (Shard(0),)")
     rows = distribute_tensor(W.clone(), mesh, [Shard(0)])
     mesh2 = init_device_mesh("cpu", (1, world))
     two_d = distribute_tensor(W.clone(), mesh2, [Replicate(), Shard(0)])
-    _expect_error(lambda: fn(h, two_d, y), "on a 2-D mesh", "expected a 1-D mesh")
+    expect_error(lambda: fn(h, two_d, y), "on a 2-D mesh", "expected a 1-D mesh")
     batch_sharded = DTensor.from_local(h.clone(), mesh, [Shard(0)], run_check=False)
-    _expect_error(
+    expect_error(
         lambda: fn(batch_sharded, rows, y),
         "input is a DTensor with placements (Shard(dim=0),)",
         "expected (Replicate(),)",
         "input.to_local()",
     )
     replicated_bias = distribute_tensor(b.clone(), mesh, [Replicate()])
-    _expect_error(lambda: fn(h, rows, y, linear_bias=replicated_bias), "linear_bias is", "laid out as the weight")
-    _expect_error(
+    expect_error(lambda: fn(h, rows, y, linear_bias=replicated_bias), "linear_bias is", "laid out as the weight")
+    expect_error(
         lambda: fn(h, rows, y, linear_bias=b),
         "linear_bias is a plain tensor, linear_weight a DTensor with placements (Shard(dim=0),)",
     )
     # tensor parallel (the same batch on every rank) cannot return the z-loss term alone
-    _expect_error(
+    expect_error(
         lambda: fn(h, rows, y, z_loss=1e-4, return_z_loss=True), "return_z_loss=True with linear_weight sharded"
     )
-    _expect_error(
+    expect_error(
         lambda: fn(h, rows, torch.softmax(torch.randn(5, V, dtype=torch.float64), 1)),
         "target has dtype float64 with linear_weight sharded",
     )

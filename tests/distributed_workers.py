@@ -15,9 +15,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-import losskit
 import losskit.functional as LF
 from losskit.distributed import global_normalizer, vocab_parallel_cross_entropy, vocab_parallel_linear_cross_entropy
+from tests._gloo import expect_error
 
 #: uneven shard sizes of V = 37 classes, by world size
 SHARDS = {2: [13, 24], 3: [5, 19, 13]}
@@ -177,17 +177,6 @@ def case_vocab_parallel_z_loss_and_softcap(rank: int, world: int) -> None:
             torch.testing.assert_close(W_our.grad, W_ref.grad[lo:hi], msg=f"{name} {reduction} fused weight grad")
 
 
-def _expect_error(fn, *patterns: str) -> None:
-    try:
-        fn()
-    except losskit.LossInputError as exc:
-        text = str(exc)
-        for p in patterns:
-            assert p in text, f"{p!r} not in {text!r}"
-        return
-    raise AssertionError("no LossInputError raised")
-
-
 def case_mismatches_raise_on_every_rank(rank: int, world: int) -> None:
     lo, hi = _bounds(rank, world)
     full, target, _, _ = _data(5)
@@ -195,60 +184,60 @@ def case_mismatches_raise_on_every_rank(rank: int, world: int) -> None:
     # rank 1 passes a target of the wrong shape: every rank raises, none hangs
     bad = target[:-1] if rank == 1 else target
     if rank == 1:
-        _expect_error(lambda: vocab_parallel_cross_entropy(local, bad), "(rank 1)", "target has shape (22,)")
+        expect_error(lambda: vocab_parallel_cross_entropy(local, bad), "(rank 1)", "target has shape (22,)")
     else:
-        _expect_error(
+        expect_error(
             lambda: vocab_parallel_cross_entropy(local, bad), "rank(s) [1] passed inputs that failed the local checks"
         )
     # different targets on different ranks
     other = target.clone()
     if rank == world - 1:
         other[0] = (other[0] + 1) % V
-    _expect_error(lambda: vocab_parallel_cross_entropy(local, other), "target differs between ranks")
+    expect_error(lambda: vocab_parallel_cross_entropy(local, other), "target differs between ranks")
     # different reductions
-    _expect_error(
+    expect_error(
         lambda: vocab_parallel_cross_entropy(local, target, reduction="sum" if rank == 0 else "mean"),
         "reduction differs between ranks",
     )
-    _expect_error(
+    expect_error(
         lambda: vocab_parallel_cross_entropy(local, target, z_loss=1e-4 if rank == 0 else 0.0),
         "z_loss differs between ranks, got [0.0001, 0.0",
     )
-    _expect_error(
+    expect_error(
         lambda: vocab_parallel_cross_entropy(local, target, softcap=-1.0), "softcap must be None or a positive number"
     )
     # an id beyond the last shard
     high = target.clone()
     high[3] = V + 4
-    _expect_error(lambda: vocab_parallel_cross_entropy(local, high), f"class id {V + 4} out of range", f"[0, {V - 1}]")
+    expect_error(lambda: vocab_parallel_cross_entropy(local, high), f"class id {V + 4} out of range", f"[0, {V - 1}]")
     # a local check failing on one rank only (float targets on rank 0): every rank stops
     if rank == 0:
-        _expect_error(
+        expect_error(
             lambda: vocab_parallel_cross_entropy(local, target.float()), "(rank 0)", "expected int64 global class ids"
         )
     else:
-        _expect_error(
+        expect_error(
             lambda: vocab_parallel_cross_entropy(local, target),
             "rank(s) [0] passed inputs that failed the local checks",
         )
     # a bad option on one rank only
-    _expect_error(
+    expect_error(
         lambda: vocab_parallel_cross_entropy(local, target, label_smoothing=1.5 if rank == world - 1 else 0.0),
         "label_smoothing" if rank == world - 1 else "failed the local checks",
     )
     # class weights: wrong length everywhere, or different lengths on different ranks
-    _expect_error(
+    expect_error(
         lambda: vocab_parallel_cross_entropy(local, target, weight=torch.ones(V - 1, dtype=torch.float64)),
         f"weight has length {V - 1} on every rank",
         f"({V},)",
     )
-    _expect_error(
+    expect_error(
         lambda: vocab_parallel_cross_entropy(local, target, weight=torch.ones(V + rank, dtype=torch.float64)),
         "the length of weight (-1: none) differs between ranks",
     )
     W = torch.randn(V, 3, dtype=torch.float64)
     h = torch.randn(23, 3, dtype=torch.float64)
-    _expect_error(
+    expect_error(
         lambda: vocab_parallel_linear_cross_entropy(h, W[lo:hi], target if rank else target[:5]),
         "(rank 0)" if rank == 0 else "rank(s) [0] passed inputs",
     )
@@ -376,7 +365,7 @@ def case_vocab_parallel_dtensor_and_btv_logits(rank: int, world: int) -> None:
                     local.grad, ref_in.grad[..., lo : lo + sizes[rank]], msg=f"{form} {name} {reduction} grad"
                 )
     bad = DTensor.from_local(full[..., lo : lo + sizes[rank]].clone(), mesh, [Shard(0)], run_check=False)
-    _expect_error(lambda: vocab_parallel_cross_entropy(bad, target), "expected the logits sharded on their class axis")
+    expect_error(lambda: vocab_parallel_cross_entropy(bad, target), "expected the logits sharded on their class axis")
 
 
 def case_vocab_parallel_default_chunks_with_uneven_and_empty_shards(rank: int, world: int) -> None:

@@ -162,8 +162,8 @@ def relevant_source(source: str, tree: ast.Module, codes: Iterable[str]) -> str 
     a class of the file (its output may reach a loss), and for LK107 module-level
     ``y.scatter_(...)`` / ``y.zero_()`` statements (a one-hot target built in place)."""
     codes = list(codes)
-    if not text_could_match(source, codes):
-        return None
+    # (the caller, lint_source, has already ruled out files whose text no rule can match; a
+    # statement's words are a subset of the text's, so the checks below give None for them too)
     # the words of each top-level statement, and of each method of a class, read off its lines
     # with one regular expression (C speed; words in strings and comments count too, which only
     # keeps more, never less, than the names of the syntax tree would)
