@@ -346,7 +346,7 @@ def test_out_folder_of_the_user_is_never_touched(tmp_path, capsys):
 @pytest.mark.parametrize(
     "module,function",
     [
-        ("losskit.app.compare.run", "train_candidate"),
+        ("losskit.app.compare.engines", "run_task"),
         ("losskit.app.compare.baselines", "fit_predict"),
         ("losskit.app.compare.report", "write_report"),
         ("losskit.app.compare.report", "print_summary"),

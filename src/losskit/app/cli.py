@@ -33,6 +33,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="losskit",
@@ -125,6 +135,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--metric", metavar="NAME", help="metric the verdict is decided on (default: macro_f1, roc_auc or mae by task)"
     )
     cmp_.add_argument("--no-baselines", action="store_true", help="skip the scikit-learn baselines")
+    cmp_.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="worker processes for the fits, one thread each (default: one per core; small comparisons run "
+        "in this process; with --device cuda: one per visible GPU)",
+    )
+    cmp_.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="where the fits run: this machine (default) or a Ray cluster (RAY_ADDRESS or --ray-address, "
+        "else a local Ray instance; needs the 'ray' extra)",
+    )
+    cmp_.add_argument(
+        "--ray-address", metavar="ADDR", help="the Ray cluster to use with --backend ray (e.g. ray://host:10001)"
+    )
+    cmp_.add_argument(
+        "--gpus-per-fit",
+        type=_non_negative_float,
+        default=0,
+        metavar="G",
+        help="GPUs Ray reserves for each fit with --backend ray --device cuda (e.g. 1, or 0.5 to share one)",
+    )
     cmp_.add_argument(
         "--save-model",
         action="store_true",
@@ -250,24 +285,33 @@ def _load_table(args: argparse.Namespace) -> Any:
 
 def _compare(args: argparse.Namespace) -> int:
     from losskit.app.compare import run_compare
+    from losskit.app.compare.engines import WorkerDied
 
     table = _load_table(args)
-    run_compare(
-        table,
-        task=args.task,
-        losses=args.losses,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        out=args.out,
-        device=args.device,
-        folds=args.folds,
-        repeats=args.repeats,
-        baselines=not args.no_baselines,
-        metric=args.metric,
-        save_model=args.save_model,
-    )
+    try:
+        run_compare(
+            table,
+            task=args.task,
+            losses=args.losses,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            out=args.out,
+            device=args.device,
+            folds=args.folds,
+            repeats=args.repeats,
+            baselines=not args.no_baselines,
+            metric=args.metric,
+            save_model=args.save_model,
+            jobs=args.jobs,
+            backend=args.backend,
+            ray_address=args.ray_address,
+            gpus_per_fit=args.gpus_per_fit,
+        )
+    except WorkerDied as exc:
+        print(f"losskit compare: {exc}.", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -351,6 +395,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"losskit {args.command}: interrupted; no report was written.", file=sys.stderr)
             return 130
+
     if args.command == "doctor":
         if not args.demo:
             print(

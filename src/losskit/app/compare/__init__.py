@@ -185,6 +185,10 @@ def compare(
     metric: str | None = None,
     save_model: bool = False,
     name: str | None = None,
+    jobs: int | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
+    gpus_per_fit: float = 0,
 ) -> CompareResult:
     """Compare candidate losses on your data (and your model) by repeated cross-validation.
 
@@ -246,6 +250,10 @@ def compare(
         baselines=baselines,
         metric=metric,
         save_model=save_model,
+        jobs=jobs,
+        backend=backend,
+        ray_address=ray_address,
+        gpus_per_fit=gpus_per_fit,
     )
     result = CompareResult(run)
     result.seconds = time.perf_counter() - start
@@ -268,6 +276,10 @@ def run_compare(
     baselines: bool = True,
     metric: str | None = None,
     save_model: bool = False,
+    jobs: int | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
+    gpus_per_fit: float = 0,
     console: Any = None,
     progress: bool = True,
 ) -> CompareResult:
@@ -306,6 +318,10 @@ def run_compare(
         baselines=baselines,
         metric=metric,
         save_model=save_model,
+        jobs=jobs,
+        backend=backend,
+        ray_address=ray_address,
+        gpus_per_fit=gpus_per_fit,
         console=console,
         progress=progress,
     )

@@ -5,28 +5,31 @@
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 import platform
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from losskit.app.compare import baselines as base
 from losskit.app.compare import candidates as cand
+from losskit.app.compare import fits
 from losskit.app.compare.data import Encoded, encode, fold_data, make_folds
 from losskit.app.compare.metrics import METRICS, PRIMARY, evaluate, higher_is_better, tune_threshold
 from losskit.app.compare.stats import corrected_t_test, mean_ci
-from losskit.app.compare.train import TrainResult, hidden_size, make_model, predict, train_candidate
+from losskit.app.compare.train import TrainResult, hidden_size, train_candidate
 from losskit.app.compare.verdict import ALPHA, Test, decide, paired_tests
 from losskit.app.data import Table
 from losskit.errors import LossInputError
 from losskit.tasks import Task
+
+if TYPE_CHECKING:
+    from losskit.app.compare.engines import Engine
 
 __all__ = ["Run", "compare_table", "to_table", "default_batch_size"]
 
@@ -43,8 +46,10 @@ class Run:
     tests: list[Test]
     model: nn.Module | None = None
     warnings: list[str] = field(default_factory=list)
-    #: wall-clock seconds per fold (kept out of metrics.json, which must be reproducible)
-    fold_seconds: list[float] = field(default_factory=list)
+    #: seconds each task took where it ran (kept out of metrics.json, which must be reproducible)
+    task_seconds: list[float] = field(default_factory=list)
+    #: where the fits ran: backend, workers, engine, batched, tasks (not in metrics.json either)
+    execution: dict[str, Any] = field(default_factory=dict)
 
 
 def to_table(data: Any, target: Any = None, name: str | None = None) -> Table:
@@ -92,20 +97,6 @@ def to_table(data: Any, target: Any = None, name: str | None = None) -> Table:
     features = pd.DataFrame(x, columns=[f"x{i}" for i in range(x.shape[1])])
     y = pd.Series(t, name="target") if t.ndim == 1 else pd.DataFrame(t, columns=[f"y{i}" for i in range(t.shape[1])])
     return Table(name or "arrays", features, y)
-
-
-def _factory(model: Callable[..., nn.Module] | None, d_in: int, d_out: int) -> Callable[[int], nn.Module]:
-    """A function of the seed giving the initial model (the same for every candidate of a fold)."""
-    if model is None:
-        return lambda seed: make_model(d_in, d_out, seed)
-    takes_shape = len(inspect.signature(model).parameters) >= 2
-
-    def build(seed: int) -> nn.Module:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return model(d_in, d_out) if takes_shape else model()
-
-    return build
 
 
 def _versions() -> dict[str, str]:
@@ -183,6 +174,10 @@ def compare_table(
     baselines: bool = True,
     metric: str | None = None,
     save_model: bool = False,
+    jobs: int | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
+    gpus_per_fit: float = 0,
     console: Any = None,
     progress: bool = False,
 ) -> Run:
@@ -194,6 +189,7 @@ def compare_table(
             f"compare: folds={folds}, repeats={repeats}, epochs={epochs}, batch_size={batch_size}, lr={lr}; "
             "expected folds >= 2, repeats, epochs and batch_size >= 1, lr > 0."
         )
+    _check_execution(jobs, backend, ray_address, gpus_per_fit)
     dev = device if isinstance(device, torch.device) else _device(device)
     data = encode(table, task=task)
     primary = metric or PRIMARY[data.task]
@@ -230,11 +226,38 @@ def compare_table(
     n_test = sum(len(f.test) for f in splits) / len(splits)
     n_train = sum(len(f.fit) + len(f.val) for f in splits) / len(splits)
     ratio = n_test / n_train
-    d_in = len(fold_data(data, splits[0]).x_fit[0])
+    first = fold_data(data, splits[0])
+    d_in = int(first.x_fit[0].numel())
     d_out = data.num_outputs
-    initial_for = _factory(model, d_in, d_out)
+    settings = fits.Settings(data.task, d_in, d_out, epochs, batch_size, lr, seed, str(dev), model, optimizer)
     baseline_names = list(base.BASELINES) if baselines else []
+    unbatchable = None
+    if model is not None or optimizer is not None:
+        from losskit.app.compare.batched import batch_reason
+
+        with fits.single_threaded():
+            unbatchable = batch_reason(settings.initial(0), first.x_fit[:4], optimizer)
+    labels = [f"repeat {s.repeat + 1}, fold {s.fold + 1}" for s in splits]
+    tasks = fits.plan(
+        lambda k: [fits.Member(k, n) for n in trained],
+        [len(s.fit) for s in splits],
+        labels,
+        settings,
+        baseline_names,
+        unbatchable,
+    )
+    engine = _engine(backend, settings, jobs, ray_address, gpus_per_fit, tasks, [len(s.fit) for s in splits])
     h = hidden_size(d_in, d_out)
+    execution = {
+        "backend": backend,
+        "workers": engine.workers,
+        "engine": engine.describe(),
+        "batched": unbatchable is None,
+        "tasks": len(tasks),
+    }
+    notes = list(data.notes)
+    if unbatchable is not None:
+        notes.append(f"your model trains one fit at a time (not stacked): {unbatchable}.")
     if console is not None:
         from rich.markup import escape
 
@@ -245,85 +268,36 @@ def compare_table(
             f"{epochs} epochs with early stopping on a validation split of each training fold; {repeats}x{folds}-fold "
             f"cross-validation; candidates: {', '.join(names)}"
             + (f"; baselines: {', '.join(base.label(b, data.task) for b in baseline_names)}" if baseline_names else "")
+            + f"; {sum(t.fits for t in tasks)} fits on {escape(engine.describe())}"
         )
-        for note in data.notes:
+        for note in notes:
             console.print(f"  [dim]- {escape(note)}[/]")
         for alias, same in aliases.items():
             console.print(
                 f"  [dim]- {escape(alias)} is the same model as {escape(same)} here (neutral weights): not trained twice.[/]"
             )
 
-    fold_seconds: list[float] = []
-    fold_scores: dict[str, list[dict[str, float]]] = {n: [] for n in trained + baseline_names}
-    histories: dict[str, list[TrainResult]] = {n: [] for n in trained}
+    outcomes = _run_tasks(engine, tasks, splits, data, first, trained, custom, settings, console, progress)
+    fold_scores: dict[str, list[dict[str, float]]] = {n: [{} for _ in splits] for n in trained + baseline_names}
+    histories: dict[str, list[TrainResult]] = {n: [TrainResult(n) for _ in splits] for n in trained}
     oof: dict[str, torch.Tensor] = {}
     label_names = data.class_names if data.task == Task.multilabel else None
-    bars: Any = nullcontext()
-    if console is not None and progress:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        bars = Progress(
-            TextColumn("{task.description:<44}"),
-            BarColumn(bar_width=24),
-            MofNCompleteColumn(),
-            TextColumn("fits"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
-    with bars as bar, _single_threaded():
-        job = bar.add_task("", total=len(splits) * (len(trained) + len(baseline_names))) if bar is not None else None
-        for k, split in enumerate(splits):
-            fold_start = time.perf_counter()
-            fd = fold_data(data, split)
-            initial = initial_for(seed * 1000 + k)
-            where = f"repeat {split.repeat + 1}, fold {split.fold + 1}"
-            for name in trained:
-                loss_fn = (
-                    copy.deepcopy(custom[name]) if name in custom else cand.build(data.task, name, fd.y_fit, d_out)
-                )
-                if bar is not None:
-                    bar.update(job, description=f"{where}: {name}")
-                run = train_candidate(
-                    name, data.task, fd, initial, loss_fn, epochs=epochs, batch_size=batch_size, lr=lr,
-                    seed=seed * 1000 + k, device=dev, optimizer=optimizer,
-                )  # fmt: skip
-                net = copy.deepcopy(initial)
-                net.load_state_dict(run.state)
-                net.to(dev)
-                threshold = (
-                    tune_threshold(predict(data.task, net, fd.x_val, fd), fd.y_val) if data.task == Task.binary else 0.5
-                )
-                scores = predict(data.task, net, fd.x_test, fd)
-                ev = evaluate(data.task, scores, data.y[split.test], d_out, threshold, label_names)
-                fold_scores[name].append(ev.metrics)
-                histories[name].append(run)
-                if split.repeat == 0:
-                    _store(oof, name, scores, split.test, len(data.y))
-                if bar is not None:
-                    bar.advance(job)
-            for name in baseline_names:
-                if bar is not None:
-                    bar.update(job, description=f"{where}: {base.label(name, data.task)}")
-                val_scores, scores = base.fit_predict(name, data.task, fd, seed, d_out)
-                threshold = tune_threshold(val_scores, fd.y_val) if data.task == Task.binary else 0.5
-                ev = evaluate(data.task, scores, data.y[split.test], d_out, threshold, label_names)
-                fold_scores[name].append(ev.metrics)
-                if split.repeat == 0:
-                    _store(oof, name, scores, split.test, len(data.y))
-                if bar is not None:
-                    bar.advance(job)
-            fold_seconds.append(time.perf_counter() - fold_start)
-            if console is not None and progress and not console.is_terminal:  # a log file gets a line per fold
-                console.print(f"  fold {k + 1}/{len(splits)} done in {fold_seconds[-1]:.1f} s")
+    task_seconds = []
+    for outcome in outcomes:
+        task_seconds.append(outcome.seconds)
+        for m in outcome.members:
+            split = splits[m.fold]
+            y_val = data.y[split.val]
+            scores = torch.from_numpy(np.asarray(m.test_scores))
+            threshold = 0.5
+            if data.task == Task.binary and m.val_scores is not None:
+                threshold = tune_threshold(torch.from_numpy(np.asarray(m.val_scores)), y_val)
+            ev = evaluate(data.task, scores, data.y[split.test], d_out, threshold, label_names)
+            fold_scores[m.name][m.fold] = ev.metrics
+            if m.history is not None:
+                histories[m.name][m.fold] = m.history
+            if split.repeat == 0:
+                _store(oof, m.name, scores, split.test, len(data.y))
 
     candidate_folds = {n: fold_scores[n] for n in trained}
     tests = paired_tests(candidate_folds, plain, primary, ratio)
@@ -407,7 +381,7 @@ def compare_table(
         "baselines": baseline_rows,
         "recommendation": recommendation,
         "warnings": warnings,
-        "notes": data.notes,
+        "notes": notes,
         "settings": {
             "task": task,
             "losses": names,
@@ -427,30 +401,11 @@ def compare_table(
         },
         "versions": _versions(),
     }
-    out = Run(data, payload, histories, oof, tests, warnings=warnings, fold_seconds=fold_seconds)
+    out = Run(data, payload, histories, oof, tests, warnings=warnings, task_seconds=task_seconds, execution=execution)
     if save_model:
-        with _single_threaded():
-            out.model = _refit(data, chosen, custom, initial_for, epochs, batch_size, lr, seed, dev, optimizer)
+        with fits.single_threaded():
+            out.model = _refit(data, chosen, custom, settings)
     return out
-
-
-@contextmanager
-def _single_threaded() -> Iterator[None]:
-    """One thread for torch and scikit-learn's native pools while the folds run: the models are
-    small, and on a busy machine with few cores extra threads spin-wait (40x slower measured on 2
-    loaded cores). losskit's value heuristics are off ("cheap" checks): they judge a user's
-    batch, and an early model's logits can look like probabilities. Settings are restored."""
-    from threadpoolctl import threadpool_limits
-
-    import losskit
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1), losskit.set_checks("cheap"):
-            yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _store(oof: dict[str, torch.Tensor], name: str, scores: torch.Tensor, rows: Any, n: int) -> None:
@@ -459,41 +414,142 @@ def _store(oof: dict[str, torch.Tensor], name: str, scores: torch.Tensor, rows: 
     oof[name][torch.as_tensor(rows)] = scores.double()
 
 
-def _refit(
-    data: Encoded,
-    name: str,
-    custom: dict[str, nn.Module],
-    initial_for: Callable[[int], nn.Module],
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    device: torch.device,
-    optimizer: Callable[..., torch.optim.Optimizer] | None,
-) -> nn.Module:
+def _refit(data: Encoded, name: str, custom: dict[str, nn.Module], settings: fits.Settings) -> nn.Module:
     """The recommended loss trained on all rows (20 % held out for early stopping)."""
-    import numpy as np
-
     from losskit.app.compare.data import Fold
 
-    split = make_folds(data, 5, 1, seed)[0]
+    split = make_folds(data, 5, 1, settings.seed)[0]
     everything = Fold(0, 0, np.sort(np.concatenate([split.fit, split.test])), split.val, split.val)
     fd = fold_data(data, everything)
     loss_fn = copy.deepcopy(custom[name]) if name in custom else cand.build(data.task, name, fd.y_fit, data.num_outputs)
-    initial = initial_for(seed)
+    initial = settings.build(settings.seed)
     run = train_candidate(
         name,
         data.task,
         fd,
         initial,
         loss_fn,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        device=device,
-        optimizer=optimizer,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        seed=settings.seed,
+        device=torch.device(settings.device),
+        optimizer=settings.optimizer,
     )
     net = copy.deepcopy(initial)
     net.load_state_dict(run.state)
     return net.cpu()
+
+
+def _check_execution(jobs: int | None, backend: str, ray_address: str | None, gpus_per_fit: float) -> None:
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise LossInputError(
+            f"--jobs {jobs!r}: expected a positive number of worker processes (default: one per core). Pass e.g. --jobs 2."
+        )
+    if backend not in ("local", "ray"):
+        raise LossInputError(f"--backend {backend!r}: expected 'local' (this machine) or 'ray' (a Ray cluster).")
+    if ray_address is not None and backend != "ray":
+        raise LossInputError(
+            f"--ray-address {ray_address!r} is given with --backend {backend}; expected --backend ray."
+        )
+    if not (isinstance(gpus_per_fit, (int, float)) and gpus_per_fit >= 0 and math.isfinite(gpus_per_fit)):
+        raise LossInputError(f"--gpus-per-fit {gpus_per_fit!r}: expected a number of GPUs >= 0 (e.g. 1 or 0.5).")
+    if gpus_per_fit and backend != "ray":
+        raise LossInputError(
+            f"--gpus-per-fit {gpus_per_fit:g} needs --backend ray (Ray hands out the GPUs); with --backend local and "
+            "--device cuda, the workers are spread over the visible GPUs by themselves."
+        )
+
+
+#: below this much work (model parameters x training rows x epochs, summed over fits) a
+#: comparison runs in this process: starting worker processes (a second or more each, importing
+#: torch) would cost more than they save
+IN_PROCESS_WORK = 3e9
+
+
+def _engine(
+    backend: str,
+    settings: fits.Settings,
+    jobs: int | None,
+    ray_address: str | None,
+    gpus_per_fit: float,
+    tasks: list[fits.FitTask],
+    fit_rows: list[int],
+) -> Engine:
+    from losskit.app.compare.engines import InProcess, cpu_count, make_engine
+
+    workers = jobs or cpu_count()
+    if backend == "local" and jobs is None:
+        params = sum(p.numel() for p in settings.initial(0).parameters())
+        work = 0.0
+        for t in tasks:
+            for k in t.folds:
+                fits_of_fold = sum(m.fold == k for m in t.members) if t.members else 1
+                work += fits_of_fold * params * fit_rows[k] * settings.epochs
+        if workers == 1 or work < IN_PROCESS_WORK:
+            return InProcess(settings)
+    return make_engine(backend, settings, workers, ray_address=ray_address, gpus_per_fit=gpus_per_fit)
+
+
+def _run_tasks(
+    engine: Engine,
+    tasks: list[fits.FitTask],
+    splits: list[Any],
+    data: Encoded,
+    first: Any,
+    trained: list[str],
+    custom: dict[str, nn.Module],
+    settings: fits.Settings,
+    console: Any,
+    progress: bool,
+) -> list[fits.TaskOutcome]:
+    """Prepare each fold (features standardized on its training rows), hand its tasks to the
+    engine as soon as their folds are ready, and collect the outcomes in task order."""
+    bars: Any = nullcontext()
+    if console is not None and progress:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        bars = Progress(
+            TextColumn("{task.description:<44}"),
+            BarColumn(bar_width=24),
+            MofNCompleteColumn(),
+            TextColumn("fits"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+    last_fold = [max(t.folds) for t in tasks]
+    losses: dict[int, dict[str, nn.Module]] = {}
+    outcomes: list[fits.TaskOutcome | None] = [None] * len(tasks)
+    total = sum(t.fits for t in tasks)
+    done = 0
+    with bars as bar, fits.single_threaded(), engine:
+        job = bar.add_task("preparing folds", total=total) if bar is not None else None
+        for k, split in enumerate(splits):
+            fd = first if k == 0 else fold_data(data, split)
+            engine.put(k, fits.FoldArrays.of(fd))
+            # fitted options (class weights, Huber's delta) come from the fold's own training targets
+            losses[k] = {
+                n: copy.deepcopy(custom[n]) if n in custom else cand.build(data.task, n, fd.y_fit, settings.d_out)
+                for n in trained
+            }
+            for i, t in enumerate(tasks):
+                if last_fold[i] == k:
+                    members = tuple(replace(m, loss=losses[m.fold][m.candidate]) for m in t.members)
+                    engine.submit(i, replace(t, members=members))
+        for i, outcome in engine.outcomes():
+            outcomes[i] = outcome
+            done += tasks[i].fits
+            if bar is not None:
+                bar.update(job, advance=tasks[i].fits, description=f"{done} of {total} fits done")
+            if console is not None and progress and not console.is_terminal:  # a log file gets a line per task
+                console.print(f"  {tasks[i].label} done in {outcome.seconds:.1f} s")
+    return [o for o in outcomes if o is not None]
