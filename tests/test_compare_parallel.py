@@ -17,7 +17,7 @@ import pytest
 
 from losskit.app.cli import main
 
-FAST = ["--folds", "2", "--repeats", "2", "--epochs", "4"]
+FAST = ["--folds", "2", "--repeats", "2", "--max-repeats", "2", "--epochs", "4"]
 
 
 def _losskit(*args: str, tmp: Path, **kwargs) -> subprocess.Popen:

@@ -13,15 +13,17 @@ serves all members, and each member keeps
 * its own early stopping: a member whose validation loss stopped improving leaves the stack
   (its parameters and optimizer state are dropped, its best weights kept).
 
-Two stacks: :class:`StackedMLP` for ``nn.Sequential`` of ``nn.Linear`` and element-wise
-activations (the default model; one ``baddbmm`` per layer) and :class:`StackedModule` for any
-other model (``torch.func.stack_module_state`` + ``functional_call`` + ``vmap``).
-:func:`batch_reason` says why a model or optimizer cannot be stacked (batch norm in training
-mode, random layers, data-dependent control flow, an optimizer that is not element-wise); those
-fits train one by one (:func:`losskit.app.compare.train.train_candidate`).
+Two stacks: :class:`StackedMLP` for ``nn.Sequential`` of ``nn.Linear``, element-wise
+activations and dropout (the default model; one ``baddbmm`` per layer) and
+:class:`StackedModule` for any other model (``torch.func.stack_module_state`` +
+``functional_call`` + ``vmap``). :func:`batch_reason` says why a model or optimizer cannot be
+stacked (batch norm in training mode, data-dependent control flow, an optimizer that is not
+element-wise); those fits train one by one (:func:`losskit.app.compare.train.train_candidate`).
 
 The arithmetic is that of one-by-one training, so results agree within float tolerance
-(``tests/test_compare_batched.py`` trains both ways).
+(``tests/test_compare_batched.py`` trains both ways). Random layers draw their numbers for the
+whole stack (each member its own, seeded by the task): the same in any process, but not the
+draws of a one-by-one run.
 """
 
 from __future__ import annotations
@@ -65,8 +67,11 @@ ELEMENTWISE_OPTIMIZERS: tuple[type[torch.optim.Optimizer], ...] = (
     torch.optim.Rprop,
 )
 
-#: activations applied element by element (their module works on any shape)
+#: layers applied element by element (their module works on any shape); dropout draws its mask
+#: for the whole stack, so every member gets its own random numbers
 _ELEMENTWISE_ACTIVATIONS: tuple[type[nn.Module], ...] = (
+    nn.Dropout,
+    nn.AlphaDropout,
     nn.ReLU,
     nn.LeakyReLU,
     nn.GELU,
@@ -117,8 +122,10 @@ class StackedMLP:
     def trainable(self) -> list[torch.Tensor]:
         return [p for p in self.params if p.requires_grad]
 
-    def train(self, mode: bool = True) -> None:  # no mode-dependent layers
-        return None
+    def train(self, mode: bool = True) -> None:
+        for layer in self.layers:
+            if isinstance(layer, nn.Module):
+                layer.train(mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` of shape ``(M, B, in)`` to ``(M, B, out)``."""
@@ -193,7 +200,7 @@ class StackedModule:
             out: torch.Tensor = functional_call(self.base, (params, buffers), (xm,))
             return out
 
-        batched = vmap(one, in_dims=(0, 0, 0), randomness="error")
+        batched = vmap(one, in_dims=(0, 0, 0), randomness="different")
         out: torch.Tensor = batched(dict(zip(self.names, self.params)), self.buffers, x)
         return out
 
@@ -233,14 +240,13 @@ def batch_reason(
 
     Checks: no batch norm in training mode (its running statistics are updated in place), the
     optimizer (called on a throwaway copy) is one of :data:`ELEMENTWISE_OPTIMIZERS`, and a stacked
-    forward and backward on ``sample`` (a few rows) runs (no random layers, no data-dependent
-    control flow) and gives each member's own output.
+    forward and backward on ``sample`` (a few rows) runs (no data-dependent control flow) and, in
+    evaluation mode, gives each member's own output. Random layers (dropout) are stacked too:
+    their numbers are drawn for the whole stack, each member its own.
     """
     for name, module in model.named_modules():
         if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:
             return f"batch norm ({name or 'the model'}) updates running statistics in training"
-        if isinstance(module, nn.modules.dropout._DropoutNd):
-            return f"a random layer ({name}: {type(module).__name__}) draws its own numbers in each fit"
     if optimizer is not None:
         twin = copy.deepcopy(model)
         probe = optimizer(twin.parameters())
@@ -259,12 +265,14 @@ def batch_reason(
         stack = StackedModule([model, twin])
         x = torch.stack([sample, sample])
         stack.train(True)
-        out = stack.forward(x)
-        torch.autograd.backward(out.float().square().mean())
+        torch.autograd.backward(stack.forward(x).float().square().mean())
+        stack.train(False)
         with torch.no_grad():
-            model.train(True)
-            twin.train(True)
+            out = stack.forward(x)
+            model.train(False)
+            twin.train(False)
             expected = torch.stack([model(sample), twin(sample)])
+            model.train(True)
         if out.shape != expected.shape or not torch.allclose(out.detach(), expected, rtol=1e-4, atol=1e-5):
             return "a stacked forward pass does not give each model's own output"
     except Exception as exc:  # vmap refuses: random ops, data-dependent control flow, in-place buffers ...

@@ -205,6 +205,7 @@ class Processes(Engine):
             max_workers=workers, timeout=60, initializer=_worker_start, initargs=(gpus, claims)
         )
         self.futures: dict[Any, int] = {}
+        self.pending: set[Any] = set()
         self.labels: dict[int, str] = {}
 
     def put(self, fold: int, arrays: FoldArrays) -> None:
@@ -213,6 +214,7 @@ class Processes(Engine):
     def submit(self, index: int, task: FitTask) -> None:
         future = self.executor.submit(_run_in_worker, task, self.settings, str(self.root), index)
         self.futures[future] = index
+        self.pending.add(future)
         self.labels[index] = task.label
 
     def outcomes(self) -> Iterator[tuple[int, TaskOutcome]]:
@@ -220,10 +222,10 @@ class Processes(Engine):
 
         from loky.process_executor import TerminatedWorkerError
 
-        pending = set(self.futures)
-        while pending:
-            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+        while self.pending:
+            done, _ = wait(self.pending, timeout=0.5, return_when=FIRST_COMPLETED)
             for future in done:
+                self.pending.discard(future)
                 try:
                     outcome = future.result()
                 except TerminatedWorkerError as exc:
@@ -246,7 +248,7 @@ class Processes(Engine):
 
     def close(self, failed: bool) -> None:
         if failed:
-            for future in self.futures:
+            for future in self.pending:
                 future.cancel()
             with contextlib.suppress(Exception):
                 self.executor.shutdown(wait=True, kill_workers=True)
@@ -303,6 +305,7 @@ class Ray(Engine):
         self.settings_ref = ray.put(settings)
         self.fold_refs: dict[int, Any] = {}
         self.refs: dict[Any, int] = {}
+        self.pending: list[Any] = []
         self.labels: dict[int, str] = {}
 
     def put(self, fold: int, arrays: FoldArrays) -> None:
@@ -311,14 +314,15 @@ class Ray(Engine):
     def submit(self, index: int, task: FitTask) -> None:
         ref = self.remote.remote(task, self.settings_ref, *(self.fold_refs[k] for k in task.folds))
         self.refs[ref] = index
+        self.pending.append(ref)
         self.labels[index] = task.label
 
     def outcomes(self) -> Iterator[tuple[int, TaskOutcome]]:
         ray = self.ray
-        pending = list(self.refs)
-        while pending:
-            done, pending = ray.wait(pending, num_returns=1, timeout=0.5)
+        while self.pending:
+            done, _ = ray.wait(self.pending, num_returns=1, timeout=0.5)
             for ref in done:
+                self.pending.remove(ref)
                 index = self.refs[ref]
                 try:
                     outcome = ray.get(ref)
@@ -336,7 +340,7 @@ class Ray(Engine):
     def close(self, failed: bool) -> None:
         ray = self.ray
         if failed:
-            for ref in self.refs:
+            for ref in self.pending:
                 with contextlib.suppress(Exception):
                     ray.cancel(ref, force=True)
         if self.started:

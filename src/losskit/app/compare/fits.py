@@ -207,10 +207,17 @@ def run_task(task: FitTask, settings: Settings, folds: dict[int, FoldArrays]) ->
             val, test = base.fit_predict(task.baseline, settings.task, tensors[k], settings.seed, settings.d_out)
             members = [MemberOutcome(k, task.baseline, val.numpy(), test.numpy())]
         elif task.batched:
-            members = _run_stacked(task, settings, tensors)
+            with torch.random.fork_rng(devices=[]):  # random layers: the task's own numbers
+                torch.manual_seed(_task_seed(settings, task))
+                members = _run_stacked(task, settings, tensors)
         else:
             members = [_run_one(m, settings, tensors[m.fold]) for m in task.members]
     return TaskOutcome(members, time.perf_counter() - start)
+
+
+def _task_seed(settings: Settings, task: FitTask) -> int:
+    key = ",".join(f"{m.fold}:{m.candidate}" for m in task.members).encode()
+    return (settings.seed * 1_000_003 + zlib.crc32(key)) % (2**63)
 
 
 def _scores(settings: Settings, net: nn.Module, fold: FoldData) -> tuple[np.ndarray | None, np.ndarray]:
@@ -286,26 +293,27 @@ def _parameters(model: nn.Module) -> int:
 
 
 def plan(
+    folds: Sequence[int],
     members_of: Callable[[int], list[Member]],
     fit_rows: Sequence[int],
     labels: Sequence[str],
     settings: Settings,
     baselines: Sequence[str],
+    baseline_folds: Sequence[int],
     batch_reason: str | None,
 ) -> list[FitTask]:
-    """The tasks of a comparison, in the order they are handed out (fold by fold).
+    """The tasks of the splits ``folds``, in the order they are handed out (fold by fold).
 
     ``members_of(k)`` gives the fits of split ``k``; ``fit_rows[k]`` its training rows;
-    ``labels[k]`` its name ("repeat 1, fold 2"); ``batch_reason`` why the model cannot be
-    stacked (``None``: it can). The plan depends only on the data and the settings, never on
-    how many workers run it, so every engine computes the same numbers.
+    ``labels[k]`` its name ("repeat 1, fold 2"); the ``baselines`` are fitted on the splits in
+    ``baseline_folds``; ``batch_reason`` says why the model cannot be stacked (``None``: it
+    can). The plan depends only on the data and the settings, never on how many workers run it,
+    so every engine computes the same numbers.
     """
-    folds = list(range(len(fit_rows)))
     tasks: list[FitTask] = []
     groups: list[list[int]] = []
     if batch_reason is None:
-        sample = settings.initial(0)
-        small = _parameters(sample) * max(fit_rows) < SMALL_WORK
+        small = _parameters(settings.initial(0)) * max(fit_rows[k] for k in folds) < SMALL_WORK
         if small:
             by_steps: dict[int, list[int]] = {}
             for k in folds:
@@ -323,5 +331,6 @@ def plan(
                 tasks.append(FitTask(f"{where}: {len(members)} fits stacked", tuple(g), members, batched=True))
         else:
             tasks += [FitTask(f"{labels[k]}: {m.candidate}", (k,), (m,)) for m in members_of(k)]
-        tasks += [FitTask(f"{labels[k]}: {base.label(b, settings.task)}", (k,), baseline=b) for b in baselines]
+        if k in baseline_folds:
+            tasks += [FitTask(f"{labels[k]}: {base.label(b, settings.task)}", (k,), baseline=b) for b in baselines]
     return tasks

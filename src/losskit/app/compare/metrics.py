@@ -19,7 +19,19 @@ import torch
 
 from losskit.tasks import Task
 
-__all__ = ["METRICS", "PRIMARY", "HIGHER_IS_BETTER", "Evaluation", "evaluate", "tune_threshold", "higher_is_better"]
+__all__ = [
+    "METRICS",
+    "PRIMARY",
+    "MAIN",
+    "HIGHER_IS_BETTER",
+    "IMBALANCED",
+    "Evaluation",
+    "evaluate",
+    "tune_threshold",
+    "higher_is_better",
+    "deciding_metric",
+    "default_margin",
+]
 
 METRICS: dict[Task, tuple[str, ...]] = {
     Task.binary: ("roc_auc", "average_precision", "f1", "brier", "ece", "log_loss"),
@@ -34,6 +46,18 @@ PRIMARY: dict[Task, str] = {
     Task.multilabel: "macro_f1",
     Task.regression: "mae",
 }
+#: the metrics that speak for a task: a decision on one of them is checked against the others, and
+#: the verdict names a trade-off (better on one, worse on another)
+MAIN: dict[Task, tuple[str, ...]] = {
+    Task.binary: ("roc_auc", "average_precision"),
+    Task.multiclass: ("macro_f1", "balanced_accuracy"),
+    Task.multilabel: ("macro_f1", "micro_f1"),
+    Task.regression: ("mae", "rmse"),
+}
+#: a multiclass target whose smallest class has a smaller share of the rows (and less than half
+#: its share if the classes were balanced, so ten balanced classes are not "imbalanced") is
+#: imbalanced: the verdict decides on balanced accuracy (every class counts the same)
+IMBALANCED = 0.10
 HIGHER_IS_BETTER = {
     "roc_auc": True,
     "average_precision": True,
@@ -51,6 +75,39 @@ HIGHER_IS_BETTER = {
     "r2": True,
 }
 ECE_BINS = 15
+
+
+def deciding_metric(task: Task, y: torch.Tensor, num_outputs: int) -> tuple[str, str | None]:
+    """The metric the verdict decides on for ``task``, and the reason when it is not the task's
+    usual one (an imbalanced multiclass target decides on balanced accuracy)."""
+    if task == Task.multiclass and len(y):
+        counts = torch.bincount(y.long().reshape(-1), minlength=num_outputs).double()
+        share = float(counts.min() / counts.sum())
+        if share < IMBALANCED and share < 0.5 / num_outputs:
+            return "balanced_accuracy", (
+                f"the smallest class holds {share:.1%} of the rows (under {IMBALANCED:.0%}): the verdict decides on "
+                "balanced_accuracy, where every class counts the same; macro_f1 is checked beside it"
+            )
+    return PRIMARY[task], None
+
+
+def default_margin(metric: str, y: torch.Tensor) -> float:
+    """The region of practical equivalence of ``metric`` (``±margin``, in the metric's units):
+    0.01 for scores in [0, 1] (F1, ROC-AUC, balanced accuracy, accuracy, average precision, R²,
+    ECE), 0.01 nats for the log loss, 0.005 for the Brier score; for errors in the target's
+    units, 1 % of the target's spread: its mean absolute deviation from the median (MAE) or its
+    standard deviation (RMSE), averaged over outputs."""
+    name = metric.split("[", maxsplit=1)[0]
+    if name == "brier":
+        return 0.005
+    if name in ("mae", "rmse"):
+        t = y.double().reshape(len(y), -1)
+        if name == "mae":
+            spread = (t - t.median(0).values).abs().mean(0)
+        else:
+            spread = t.std(0) if len(t) > 1 else torch.zeros(t.shape[1], dtype=torch.float64)
+        return float(0.01 * spread.mean())
+    return 0.01
 
 
 def higher_is_better(metric: str) -> bool:
