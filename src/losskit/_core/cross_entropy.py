@@ -61,10 +61,14 @@ __all__ = [
     "add_z_term",
     "index_grad_coefficients",
     "apply_index_grad_",
+    "scale_softmax_grad_",
+    "add_target_grad_",
     "smoothed_probabilities",
     "probability_row_loss",
     "probability_grad_scale",
     "probability_target_grad",
+    "ROW_BLOCK",
+    "row_blocks",
     "index_denominator",
     "mean_denominator",
     "reduction_scale",
@@ -219,6 +223,28 @@ def index_grad_coefficients(
     return GradCoefficients(p_coef, g_t * (eps - 1.0), smooth)
 
 
+def scale_softmax_grad_(p: Tensor, p_coef: Tensor, smooth_coef: Tensor | None, weight: Tensor | None) -> Tensor:
+    """The parts of a row's gradient that touch every class, in place: ``p * p_coef + smooth_coef
+    * w`` (``p`` the softmax, or anything proportional to it row by row when ``p_coef`` carries the
+    row's ``1 / sum``; ``w`` the class weights, or ones)."""
+    p.mul_(p_coef.unsqueeze(1))
+    if smooth_coef is not None:
+        if weight is not None and p.dim() == 2:
+            p.addr_(smooth_coef.to(p.dtype), weight.to(p.dtype))
+        else:
+            s = smooth_coef.unsqueeze(1)
+            p.add_(s if weight is None else s * class_view(weight, p))
+    return p
+
+
+def add_target_grad_(p: Tensor, target: Tensor, target_coef: Tensor, target_mask: Tensor | None = None) -> Tensor:
+    """Add the target term ``target_coef * onehot(t)`` of each row's gradient to ``p``, in place
+    (``target`` indexes dim 1; ``target_mask`` marks the rows whose target lies in this block of
+    classes -- vocabulary shards -- the others get no target term)."""
+    tc = target_coef if target_mask is None else target_coef * target_mask
+    return p.scatter_add_(1, target.unsqueeze(1), tc.unsqueeze(1).to(p.dtype))
+
+
 def apply_index_grad_(
     p: Tensor,
     target: Tensor,
@@ -227,21 +253,10 @@ def apply_index_grad_(
     target_mask: Tensor | None = None,
 ) -> Tensor:
     """Turn ``p`` (softmax probabilities, or anything proportional to them row by row when
-    ``coef.p_coef`` carries the row's ``1 / sum``) into the gradient, in place.
-
-    ``target`` indexes dim 1 of ``p``; ``target_mask`` (vocabulary shards) marks the rows whose
-    target lies in this block of classes -- the others get no target term.
-    """
-    p.mul_(coef.p_coef.unsqueeze(1))
-    tc = coef.target_coef if target_mask is None else coef.target_coef * target_mask
-    p.scatter_add_(1, target.unsqueeze(1), tc.unsqueeze(1).to(p.dtype))
-    if coef.smooth_coef is not None:
-        if weight is not None and p.dim() == 2:
-            p.addr_(coef.smooth_coef.to(p.dtype), weight.to(p.dtype))
-        else:
-            s = coef.smooth_coef.unsqueeze(1)
-            p.add_(s if weight is None else s * class_view(weight, p))
-    return p
+    ``coef.p_coef`` carries the row's ``1 / sum``) into the gradient, in place:
+    :func:`scale_softmax_grad_`, then :func:`add_target_grad_`."""
+    scale_softmax_grad_(p, coef.p_coef, coef.smooth_coef, weight)
+    return add_target_grad_(p, target, coef.target_coef, target_mask)
 
 
 def smoothed_probabilities(y: Tensor, opts: RowOptions) -> Tensor:
@@ -269,12 +284,32 @@ def probability_grad_scale(mass: Tensor, lse: Tensor | None, opts: RowOptions) -
     return mass
 
 
+#: On a CPU, per-row work runs in blocks of at most this many rows: torch's grain size, below which
+#: an operation runs serially in the calling thread. As one operation over a segmentation batch's
+#: ``N x H x W`` rows, every mask would be an OpenMP parallel region of its own, and each region
+#: waits for a descheduled thread when other processes load the cores.
+ROW_BLOCK = 32768
+
+
+def row_blocks(n_rows: int, device: torch.device) -> list[slice]:
+    """Slices covering ``range(n_rows)``: blocks of :data:`ROW_BLOCK` on a CPU, one elsewhere
+    (an accelerator launches one kernel per operation, whatever its size)."""
+    step = ROW_BLOCK if device.type == "cpu" else max(n_rows, 1)
+    return [slice(a, min(a + step, n_rows)) for a in range(0, n_rows, step)] or [slice(0, 0)]
+
+
 def index_denominator(ids: Tensor, weight: Tensor | None, ignore_index: int, n_classes: int) -> Tensor:
     """Sum of the class weights of counted targets (their count without ``weight``), as torch."""
-    _, use = counted_targets(ids, ignore_index, n_classes)
-    if weight is None:
-        return use.sum()
-    return (weight[safe_targets(ids, use)] * use).sum(dtype=accumulation_dtype(weight.dtype))
+    flat = ids.reshape(-1)
+    total: Tensor | None = None
+    for block in row_blocks(flat.numel(), flat.device):
+        _, use = counted_targets(flat[block], ignore_index, n_classes)
+        if weight is None:
+            part = use.sum()
+        else:
+            part = (weight[safe_targets(flat[block], use)] * use).sum(dtype=accumulation_dtype(weight.dtype))
+        total = part if total is None else total + part
+    return total  # type: ignore[return-value]
 
 
 def mean_denominator(
