@@ -248,8 +248,8 @@ class CrossEntropyFunction(torch.autograd.Function):
                     loss_b = core.index_row_loss_(nll, smooth_b, w_t, opts).masked_fill_(~use_b, 0.0)
                     core.mark_out_of_range_(loss_b, valid_b, use_b)
                 if lse_b is not None:
-                    loss_b, z_b = core.add_z_term(loss_b, lse_b, opts, use_b)
-                    z_rows[rows] = z_b
+                    z_b = core.z_term(lse_b, opts, use_b)
+                    loss_b, z_rows[rows] = loss_b + z_b, z_b
                 loss[rows] = loss_b
         ctx.mark_non_differentiable(z_rows)
         ctx.set_materialize_grads(False)  # no zeros for the z-loss term's (unused) gradient
@@ -330,7 +330,7 @@ class CrossEntropyFunction(torch.autograd.Function):
             if logits is not None and opts.softcap is not None:  # logits hold cap * tanh(x / cap)
                 core.softcap_grad_(p, logits.div_(opts.softcap))
             if kept is None:
-                grad_x[idx].copy_(p)  # type: ignore[index]
+                grad_x[idx].copy_(p)
         return grad_x, grad_t, None, None, None, None, None, None
 
 
