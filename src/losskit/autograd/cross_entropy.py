@@ -212,8 +212,6 @@ class CrossEntropyFunction(torch.autograd.Function):
         lse = rows_of(acc) if opts.z_loss else None
         z_rows = rows_of(acc) if opts.z_loss else loss.new_zeros(()).expand(loss.shape)
         mass = rows_of(acc) if prob_target else None  # sum_c w y'
-        use = None if prob_target else rows_of(torch.bool)
-        safe_target = target if prob_target else torch.empty_like(target)
         budget = scratch_budget(x.device) if not compiling else 2**62
         for idx in _chunks(x, _scratch_per_element(keep, x, prob_target, softcap), budget):
             # over the chunk's logits: a few large operations
@@ -241,7 +239,6 @@ class CrossEntropyFunction(torch.autograd.Function):
                 else:
                     valid_b, use_b = core.counted_targets(target[rows], ignore_index, opts.n_classes)
                     safe_b = core.safe_targets(target[rows], use_b)
-                    use[rows], safe_target[rows] = use_b, safe_b  # type: ignore[index]
                     nll = logp[rel].gather(1, safe_b.unsqueeze(1)).squeeze(1).neg_()  # lse - x_t
                     smooth_b = None if smooth is None else smooth[rel_rows].neg()
                     w_t = None if opts.weight is None else opts.weight[safe_b]
@@ -260,7 +257,7 @@ class CrossEntropyFunction(torch.autograd.Function):
         if ctx.in_place:
             ctx.kept = kept  # not saved: backward consumes it (a second backward recomputes it)
             kept = None
-        ctx.save_for_backward(x, safe_target, lse, weight, use, mass, kept)
+        ctx.save_for_backward(x, target, lse, weight, mass, kept)  # backward recomputes the masks
         return loss, z_rows
 
     @staticmethod
@@ -271,7 +268,7 @@ class CrossEntropyFunction(torch.autograd.Function):
             return (None,) * 8
         if torch.is_grad_enabled():  # backward(create_graph=True): a gradient that has a graph
             return _differentiable_backward(ctx, grad_loss)
-        x, target, lse, _, use, mass, kept = ctx.saved_tensors
+        x, target, lse, _, mass, kept = ctx.saved_tensors
         opts: core.RowOptions = ctx.opts
         acc = core.accumulation_dtype(x.dtype)
         if ctx.in_place:
@@ -290,25 +287,18 @@ class CrossEntropyFunction(torch.autograd.Function):
             n0, n1, s0, s1 = _bounds(x, idx)
             shape = (n1 - n0, s1 - s0) if x.dim() == 3 else (n1 - n0,)
             p_coef = torch.empty(shape, dtype=acc, device=x.device)
-            row_g = torch.empty(shape, dtype=acc, device=x.device)  # probabilities: the upstream gradient
-            target_coef, smooth_coef = row_g, None
+            smoothing = opts.label_smoothing and not ctx.prob_target
+            smooth_coef = torch.empty(shape, dtype=acc, device=x.device) if smoothing else None
+            row_g = grad_loss[_rowwise(idx)].to(acc)  # probabilities: the upstream gradient of each row
             for block, rel in _blocks(x, idx):
                 rows, rel_rows = _rowwise(block), _rowwise(rel)
-                g = grad_loss[rows].to(acc)
                 lse_b = None if lse is None else lse[rows]
                 if ctx.prob_target:
-                    row_g[rel_rows] = g
-                    p_coef[rel_rows] = core.probability_grad_scale(mass[rows], lse_b, opts) * g
+                    p_coef[rel_rows] = core.probability_grad_scale(mass[rows], lse_b, opts) * row_g[rel_rows]
                     continue
-                # rows that do not count get exactly zero (not g * 0, which is NaN when the mean's
-                # denominator was 0 and g is inf: every target ignored gives zero gradients, as torch)
-                g = g.masked_fill(~use[rows], 0.0)
-                w_t = None if opts.weight is None else opts.weight[target[rows]]
-                coef = core.index_grad_coefficients(g, w_t, lse_b, opts)
-                p_coef[rel_rows], row_g[rel_rows] = coef.p_coef, coef.target_coef
-                if coef.smooth_coef is not None:
-                    if smooth_coef is None:
-                        smooth_coef = torch.empty(shape, dtype=acc, device=x.device)
+                _, coef = _index_coefficients(ctx, target[rows], grad_loss[rows], lse_b, acc)
+                p_coef[rel_rows] = coef.p_coef
+                if smooth_coef is not None and coef.smooth_coef is not None:
                     smooth_coef[rel_rows] = coef.smooth_coef
             # over the chunk's logits: a few large operations
             logits = None
@@ -325,8 +315,10 @@ class CrossEntropyFunction(torch.autograd.Function):
             if ctx.prob_target:
                 p.addcmul_(core.smoothed_probabilities(target[idx].to(acc), opts), row_g.unsqueeze(1), value=-1.0)
             else:
-                for block, rel in _blocks(x, idx):
-                    core.add_target_grad_(p[rel], target[_rowwise(block)], target_coef[_rowwise(rel)])
+                for block, rel in _blocks(x, idx):  # the coefficients again: no row-sized buffer for them
+                    rows = _rowwise(block)
+                    safe_b, coef = _index_coefficients(ctx, target[rows], grad_loss[rows], None, acc)
+                    core.add_target_grad_(p[rel], safe_b, coef.target_coef)
             if logits is not None and opts.softcap is not None:  # logits hold cap * tanh(x / cap)
                 core.softcap_grad_(p, logits.div_(opts.softcap))
             if kept is None:
@@ -334,16 +326,29 @@ class CrossEntropyFunction(torch.autograd.Function):
         return grad_x, grad_t, None, None, None, None, None, None
 
 
+def _index_coefficients(
+    ctx: Any, target: torch.Tensor, grad: torch.Tensor, lse: torch.Tensor | None, acc: torch.dtype
+) -> tuple[torch.Tensor, core.GradCoefficients]:
+    """Safe class ids and gradient coefficients of class-index rows (a block of them)."""
+    opts: core.RowOptions = ctx.opts
+    _, use = core.counted_targets(target, ctx.ignore_index, opts.n_classes)
+    safe = core.safe_targets(target, use)
+    # rows that do not count get exactly zero (not g * 0, which is NaN when the mean's
+    # denominator was 0 and g is inf: every target ignored gives zero gradients, as in torch)
+    g = grad.to(acc).masked_fill(~use, 0.0)
+    w_t = None if opts.weight is None else opts.weight[safe]
+    return safe, core.index_grad_coefficients(g, w_t, lse, opts)
+
+
 def _differentiable_backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
     """The gradient as torch's autograd would build it, for double backward: recompute the rows
     from the saved inputs with :func:`~losskit._core.cross_entropy.differentiable_rows` and
     differentiate them with ``create_graph=True``."""
-    x, target, _, weight, use, _, _ = ctx.saved_tensors
+    x, target, _, weight, _, _ = ctx.saved_tensors
     opts: core.RowOptions = ctx.opts
-    ids = target if ctx.prob_target else target.masked_fill(~use, ctx.ignore_index)
     wanted = [t for t, need in zip((x, target), ctx.needs_input_grad[:2]) if need]
     rows, _ = core.differentiable_rows(
-        x, ids, weight, ctx.ignore_index, opts.label_smoothing, ctx.prob_target, opts.z_loss, opts.softcap
+        x, target, weight, ctx.ignore_index, opts.label_smoothing, ctx.prob_target, opts.z_loss, opts.softcap
     )
     grads = iter(torch.autograd.grad(rows, wanted, grad_loss, create_graph=True))
     grad_x = next(grads) if ctx.needs_input_grad[0] else None
