@@ -208,7 +208,9 @@ def _checks_share(fn, rounds: int) -> float:
             setattr(module, name, value)
 
 
-def measure_times(config: str, quick: bool, repeats: int, device: str = "cpu", min_seconds: float = MIN_SECONDS) -> dict:
+def measure_times(
+    config: str, quick: bool, repeats: int, device: str = "cpu", min_seconds: float = MIN_SECONDS
+) -> dict:
     """Runs in one subprocess per config: the providers take turns, round after round, so
     machine noise hits them alike; returns each provider's median."""
     fns = {p: setup(p, config, quick, device=device) for p in PROVIDERS}
@@ -328,7 +330,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median)")
-    parser.add_argument("--min-seconds", type=float, default=MIN_SECONDS, help="more rounds for fast configs, up to this")
+    parser.add_argument(
+        "--min-seconds", type=float, default=MIN_SECONDS, help="more rounds for fast configs, up to this"
+    )
     parser.add_argument("--only", default="", help="comma-separated substrings of config names to run")
     parser.add_argument("--busy", default="0,1,2", help="busy processes beside the timing: levels to run")
     parser.add_argument("--processes", type=int, default=2, help="fresh timing processes per busy level")

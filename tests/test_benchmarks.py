@@ -76,22 +76,20 @@ def test_hf_step_benchmark_smoke(tmp_path):
     assert "time vs stock" in out.stdout
 
 
+#: bench_losses.py at smoke size: small inputs, one fresh process per level, few rounds
+_SMOKE = ("--quick", "--processes", "1", "--repeats", "2", "--min-seconds", "0.2")
+
+
 def test_losses_benchmark_smoke_with_busy_processes(tmp_path):
     """One config, idle and beside one busy process: the table names the busy columns, the JSON
     holds every round of each level, and the busy processes the benchmark started are gone."""
     out = _run(
         "bench_losses.py",
-        "--quick",
+        *_SMOKE,
         "--only",
         "cross_entropy 2048x32768",
         "--busy",
         "0,1",
-        "--processes",
-        "1",
-        "--repeats",
-        "2",
-        "--min-seconds",
-        "0.2",
         "--out",
         str(tmp_path / "bench_losses.json"),
     )
@@ -115,17 +113,11 @@ def test_gpu_benchmark_runs_on_cpu_as_a_smoke_check(tmp_path):
         "bench_cross_entropy_gpu.py",
         "--device",
         "cpu",
-        "--quick",
+        *_SMOKE,
         "--only",
         "seg 8x21",
         "--busy",
         "0",
-        "--processes",
-        "1",
-        "--repeats",
-        "2",
-        "--min-seconds",
-        "0.2",
         "--out",
         str(tmp_path / "gpu.json"),
     )
@@ -151,5 +143,11 @@ def test_update_docs_fills_the_marked_tables(tmp_path, monkeypatch):
 
 def test_the_benchmarks_page_marks_its_generated_tables():
     page = (ROOT / "docs" / "benchmarks.md").read_text()
-    for name in ("bench_losses", "bench_linear_cross_entropy", "bench_fused_floor", "bench_hf_step", "bench_vocab_parallel"):
+    for name in (
+        "bench_losses",
+        "bench_linear_cross_entropy",
+        "bench_fused_floor",
+        "bench_hf_step",
+        "bench_vocab_parallel",
+    ):
         assert f"<!-- results: {name} -->" in page, name

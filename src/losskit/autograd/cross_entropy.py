@@ -13,9 +13,12 @@ Few, large operations per call, on purpose: on a CPU every torch operation on mo
 elements is one OpenMP parallel region ending in a barrier, and when another process holds a core
 each barrier waits for a descheduled thread (about a millisecond each, measured in
 ``docs/benchmarks.md``). The kernel runs a fixed number of them per call for float32 / float64
-logits (about ten, whatever ``N``), and about five per chunk otherwise. On an accelerator the same
-count is the number of kernel launches; the chunks there are sized by the device's free memory,
-so low-precision logits take one chunk unless they are huge (see :func:`scratch_budget`).
+logits (about ten, whatever ``N``), and about five per chunk otherwise; per-row work (targets,
+masks, the loss of each row, gradient coefficients) runs in blocks of at most
+:data:`~losskit._core.cross_entropy.ROW_BLOCK` rows, which torch runs serially (no region at all).
+On an accelerator the same count is the number of kernel launches; the chunks there are sized by
+the device's free memory and the rows are one block, so a call launches the same kernels for any
+``N`` unless low-precision logits outgrow the budget (see :func:`scratch_budget`).
 
 Shapes: ``x`` is ``(N, C)`` or ``(N, C, S)`` (K-dim inputs flattened to one spatial axis);
 class-index targets are ``(N,)`` / ``(N, S)``; probability targets have ``x``'s shape. The
