@@ -50,7 +50,9 @@ __all__ = [
     "GradCoefficients",
     "accumulation_dtype",
     "class_view",
+    "counted_mask",
     "counted_targets",
+    "uncounted_rows",
     "safe_targets",
     "mark_out_of_range_",
     "softcap_",
@@ -117,23 +119,36 @@ def class_view(vector: Tensor, like: Tensor) -> Tensor:
     return vector.view(1, -1, *([1] * (like.dim() - 2)))
 
 
+def counted_mask(target: Tensor, ignore_index: int, n_classes: int) -> Tensor:
+    """``True`` for the targets that count: class ids in ``[0, n_classes)`` other than
+    ``ignore_index`` (three element-wise operations for an ``ignore_index`` outside the classes)."""
+    use = (target >= 0) & (target < n_classes)
+    if 0 <= ignore_index < n_classes:
+        use &= target != ignore_index
+    return use
+
+
 def counted_targets(target: Tensor, ignore_index: int, n_classes: int) -> tuple[Tensor, Tensor]:
     """``(valid, use)``: ``valid`` marks targets that are not ``ignore_index``; ``use`` those
     that also lie in ``[0, n_classes)`` -- the targets that count in the loss and the mean."""
-    valid = target != ignore_index
-    use = valid & (target >= 0) & (target < n_classes)
-    return valid, use
+    return target != ignore_index, counted_mask(target, ignore_index, n_classes)
 
 
 def safe_targets(target: Tensor, use: Tensor) -> Tensor:
     """``target`` with the rows that do not count pointing at class 0 (safe to gather)."""
-    return target.masked_fill(~use, 0)
+    return torch.where(use, target, 0)
 
 
 def mark_out_of_range_(loss: Tensor, valid: Tensor, use: Tensor) -> Tensor:
     """NaN in the rows whose target is neither ignored nor a class id, in place: an id that no
     check stopped gives NaN instead of a device-side assert."""
     return loss.masked_fill_(valid & ~use, float("nan"))
+
+
+def uncounted_rows(loss: Tensor, target: Tensor, use: Tensor, ignore_index: int) -> Tensor:
+    """``loss`` where the target counts, 0 where it is ``ignore_index`` and NaN where it is
+    neither (:func:`mark_out_of_range_` and the zeroing in one expression, three operations)."""
+    return torch.where(use, loss, torch.where(target == ignore_index, 0.0, float("nan")))
 
 
 def softcap_(logits: Tensor, cap: float) -> tuple[Tensor, Tensor]:
@@ -303,7 +318,7 @@ def index_denominator(ids: Tensor, weight: Tensor | None, ignore_index: int, n_c
     flat = ids.reshape(-1)
     total: Tensor | None = None
     for block in row_blocks(flat.numel(), flat.device):
-        _, use = counted_targets(flat[block], ignore_index, n_classes)
+        use = counted_mask(flat[block], ignore_index, n_classes)
         if weight is None:
             part = use.sum()
         else:

@@ -240,13 +240,13 @@ class CrossEntropyFunction(torch.autograd.Function):
                 if cross is not None:
                     loss_b = cross[rel_rows].neg()  # sum_c w y' (lse - x_c)
                 else:
-                    valid_b, use_b = core.counted_targets(target[rows], ignore_index, opts.n_classes)
+                    use_b = core.counted_mask(target[rows], ignore_index, opts.n_classes)
                     safe_b = core.safe_targets(target[rows], use_b)
                     nll = logp[rel].gather(1, safe_b.unsqueeze(1)).squeeze(1).neg_()  # lse - x_t
                     smooth_b = None if smooth is None else smooth[rel_rows].neg()
                     w_t = None if opts.weight is None else opts.weight[safe_b]
-                    loss_b = core.index_row_loss_(nll, smooth_b, w_t, opts).masked_fill_(~use_b, 0.0)
-                    core.mark_out_of_range_(loss_b, valid_b, use_b)
+                    loss_b = core.index_row_loss_(nll, smooth_b, w_t, opts)
+                    loss_b = core.uncounted_rows(loss_b, target[rows], use_b, ignore_index)
                 if lse_b is not None:
                     z_b = core.z_term(lse_b, opts, use_b)
                     loss_b, z_rows[rows] = loss_b + z_b, z_b
@@ -334,11 +334,11 @@ def _index_coefficients(
 ) -> tuple[torch.Tensor, core.GradCoefficients]:
     """Safe class ids and gradient coefficients of class-index rows (a block of them)."""
     opts: core.RowOptions = ctx.opts
-    _, use = core.counted_targets(target, ctx.ignore_index, opts.n_classes)
+    use = core.counted_mask(target, ctx.ignore_index, opts.n_classes)
     safe = core.safe_targets(target, use)
     # rows that do not count get exactly zero (not g * 0, which is NaN when the mean's
     # denominator was 0 and g is inf: every target ignored gives zero gradients, as in torch)
-    g = grad.to(acc).masked_fill(~use, 0.0)
+    g = torch.where(use, grad.to(acc), 0.0)
     w_t = None if opts.weight is None else opts.weight[safe]
     return safe, core.index_grad_coefficients(g, w_t, lse, opts)
 
