@@ -1,6 +1,6 @@
 """Forward+backward time and peak memory of every losskit loss against torch, side by side.
 
-    .venv/bin/python benchmarks/bench_losses.py            # full sizes (about 15 minutes on 2 cores)
+    .venv/bin/python benchmarks/bench_losses.py            # full sizes (about 25 minutes on 2 cores)
     .venv/bin/python benchmarks/bench_losses.py --quick    # small sizes, a smoke run
     .venv/bin/python benchmarks/bench_losses.py --only cross_entropy --device cuda   # on a GPU
 
