@@ -174,3 +174,48 @@ def test_forecast_of_the_repeats_that_would_decide():
     # a difference of 0.001 with that noise: the correction's floor (t * sqrt(0.25) * sd) is
     # never under it, however many repeats
     assert repeats_to_decide(Posterior(0.001, 0.006, 9, 0.01), 0.95, 0.0, 0.25, 5) is None
+
+
+def test_a_trade_off_between_main_metrics_is_named():
+    # class weights on an imbalanced target: balanced accuracy up (undecided: noisy), macro-F1
+    # down on every fold (decided worse); and a second data set where balanced accuracy is decided
+    noisy = [0.09, -0.03, 0.12, -0.02, 0.1, 0.0]  # mean +0.043, crosses 0
+    sure = [0.06, 0.05, 0.07, 0.05, 0.06, 0.05]
+    worse_f1 = [-0.03, -0.04, -0.03, -0.035, -0.03, -0.04]
+    for gains, decision in ((noisy, "undecided"), (sure, "better")):
+        folds = {
+            "ce": [{"bacc": 0.7, "f1": 0.8} for _ in range(6)],
+            "cw": [{"bacc": 0.7 + g, "f1": 0.8 + w} for g, w in zip(gains, worse_f1)],
+        }
+        tests = paired_tests(folds, "ce", "bacc", 0.25, margin=0.01, folds_per_repeat=3)
+        others = {"f1": paired_tests(folds, "ce", "f1", 0.25, margin=0.01, folds_per_repeat=3)}
+        assert tests[0].decision == decision and others["f1"][0].decision == "worse"
+        means = {"ce": 0.7, "cw": 0.7 + sum(gains) / 6}
+        text = decide(tests, "ce", "bacc", means, "2x3", margin=0.01, folds_per_repeat=3, others=others)["text"]
+        if decision == "better":
+            assert text.startswith("Use cw: better than ce on bacc")
+            assert "But on f1 it is worse (-0.034 [" in text and "the two metrics disagree" in text
+        else:
+            assert text.startswith("Undecided: the data cannot tell cw (")
+            assert "On f1, cw is decided worse (-0.034 [" in text
+            assert "a likely trade-off (better on bacc, not decided yet, worse on f1)" in text
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_calibration_error_is_torchmetrics(seed):
+    import torch
+    import torchmetrics.functional.classification as C
+
+    from losskit.app.compare.metrics import calibration_error
+
+    g = torch.Generator().manual_seed(seed)
+    p = torch.rand(500, generator=g)
+    p[:5] = torch.tensor([0.0, 1.0, 1.0, 0.5, 1 / 15])  # the edges: 0, exactly 1, a bin boundary
+    y = (torch.rand(500, generator=g) < p).long()
+    ref = C.binary_calibration_error(p, y, n_bins=15, norm="l1")
+    assert calibration_error(p, y) == pytest.approx(float(ref), abs=1e-6)
+    probs = torch.softmax(3 * torch.randn(400, 7, generator=g), 1)
+    t = torch.randint(0, 7, (400,), generator=g)
+    ref = C.multiclass_calibration_error(probs, t, 7, n_bins=15, norm="l1")
+    conf, hit = probs.max(1)[0], (probs.argmax(1) == t).float()
+    assert calibration_error(conf, hit) == pytest.approx(float(ref), abs=1e-6)

@@ -366,7 +366,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _missing_extra(command: str, exc: ModuleNotFoundError) -> int | None:
     top = (exc.name or "").split(".")[0]
-    if top in ("sklearn", "rich", "pandas", "torchmetrics", "matplotlib"):
+    if top in ("sklearn", "rich", "pandas", "matplotlib", "loky"):
         package = {"sklearn": "scikit-learn"}.get(top, top)
         print(
             f"losskit {command}: the package {package!r} is missing; this command needs the 'cli' "

@@ -17,7 +17,7 @@ much; the fits run stacked, on every core or on a Ray cluster.
 * :mod:`losskit.app.compare.run` -- the loop over folds and candidates
 * :mod:`losskit.app.compare.report` -- metrics.json, plots, report.html, terminal table
 
-Needs the ``cli`` extra (scikit-learn, scipy, pandas, rich, torchmetrics, matplotlib).
+Needs the ``cli`` extra (scikit-learn, scipy, pandas, rich, matplotlib, loky); ``--backend ray`` the ``ray`` extra.
 """
 
 from __future__ import annotations

@@ -142,14 +142,25 @@ def _alive(pid: int) -> bool:
 
 def _worker_start(gpus: list[str] | None, claims: str | None) -> None:
     """Each worker: Ctrl-C is the main process's to handle (it stops the workers), one thread,
-    and with several GPUs one of them."""
+    with several GPUs one of them; and the imports of a first fit done now (the optimizer's
+    first step imports torch._dynamo, the baselines scikit-learn), while the main process is
+    still preparing folds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if gpus and claims:
         slot = _claim_slot(Path(claims), len(gpus))
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+    import sklearn.ensemble
+    import sklearn.linear_model  # noqa: F401
     import torch
 
     torch.set_num_threads(1)
+    weight = torch.zeros(1, requires_grad=True)
+    weight.grad = torch.zeros(1)
+    torch.optim.Adam([weight], foreach=True).step()
+
+
+def _ready() -> int:
+    return os.getpid()
 
 
 def _write_fold(root: Path, fold: int, arrays: FoldArrays) -> None:
@@ -207,6 +218,8 @@ class Processes(Engine):
         self.futures: dict[Any, int] = {}
         self.pending: set[Any] = set()
         self.labels: dict[int, str] = {}
+        for _ in range(workers):  # start the workers now: they import while the folds are prepared
+            self.executor.submit(_ready)
 
     def put(self, fold: int, arrays: FoldArrays) -> None:
         _write_fold(self.root, fold, arrays)

@@ -1,5 +1,6 @@
-"""Test-fold metrics that fit the task (scikit-learn, and torchmetrics for calibration), under
-fixed keys.
+"""Test-fold metrics that fit the task (scikit-learn, and the expected calibration error in a few
+lines of torch: torchmetrics' binning, without its import, which pulls in the text metrics and
+transformers and costs seconds), under fixed keys.
 
 binary: ``roc_auc``, ``average_precision``, ``f1`` (at the threshold that maximizes F1 on the
 validation split), ``brier``, ``ece``, ``log_loss``; multiclass: ``macro_f1``,
@@ -27,6 +28,7 @@ __all__ = [
     "IMBALANCED",
     "Evaluation",
     "evaluate",
+    "calibration_error",
     "tune_threshold",
     "higher_is_better",
     "deciding_metric",
@@ -129,6 +131,32 @@ def _float(value: object) -> float:
     return v if math.isfinite(v) else float("nan")
 
 
+def _top_label(probs: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    confidence, predicted = probs.max(1)
+    return confidence, (predicted == y).float()
+
+
+def calibration_error(confidence: torch.Tensor, hit: torch.Tensor, bins: int = ECE_BINS) -> float:
+    """The expected calibration error (L1): ``sum_b |accuracy_b - confidence_b| * share_b`` over
+    ``bins`` equal-width bins of ``confidence`` in [0, 1] (a confidence of exactly 1 has a bin of
+    its own), as torchmetrics' ``binary_calibration_error`` / ``multiclass_calibration_error``
+    compute it (``hit``: 1 where the prediction was right, or the binary label). The tests
+    compare it with torchmetrics."""
+    conf = confidence.reshape(-1).float()
+    if conf.numel() == 0:
+        return math.nan
+    acc = hit.reshape(-1).to(conf.dtype)
+    edges = torch.linspace(0, 1, bins + 1, dtype=conf.dtype)
+    index = torch.bucketize(conf, edges, right=True) - 1
+    count = torch.zeros(bins + 1, dtype=conf.dtype).scatter_add_(0, index, torch.ones_like(conf))
+    conf_sum = torch.zeros(bins + 1, dtype=conf.dtype).scatter_add_(0, index, conf)
+    acc_sum = torch.zeros(bins + 1, dtype=conf.dtype).scatter_add_(0, index, acc)
+    conf_bin = torch.nan_to_num(conf_sum / count)
+    acc_bin = torch.nan_to_num(acc_sum / count)
+    share = count / count.sum()
+    return _float(((acc_bin - conf_bin).abs() * share).sum())
+
+
 def tune_threshold(p_val: torch.Tensor, y_val: torch.Tensor) -> float:
     """The probability threshold with the best F1 on the validation split (0.5 when undefined)."""
     from sklearn.metrics import precision_recall_curve
@@ -152,7 +180,6 @@ def evaluate(
     """Metrics of ``scores`` (probabilities, or predictions in original units) on ``target``."""
     import numpy as np
     import sklearn.metrics as M
-    import torchmetrics.functional.classification as C
 
     scores = scores.detach().double().cpu()
     target = target.detach().cpu()
@@ -175,7 +202,7 @@ def evaluate(
                 "average_precision": _float(M.average_precision_score(yn, pn)),
                 "f1": _float(M.f1_score(yn, (pn >= threshold).astype(int), zero_division=0)),
                 "brier": _float(M.brier_score_loss(yn, pn)),
-                "ece": _float(C.binary_calibration_error(p.float(), y, n_bins=ECE_BINS, norm="l1")),
+                "ece": calibration_error(p, y),
                 "log_loss": _float(M.log_loss(yn, pn, labels=[0, 1])),
             }
             return Evaluation(metrics, p, y)
@@ -189,7 +216,7 @@ def evaluate(
                 "balanced_accuracy": _float(M.balanced_accuracy_score(yn, pred)),
                 "accuracy": _float(M.accuracy_score(yn, pred)),
                 "log_loss": _float(M.log_loss(yn, probs.numpy(), labels=list(range(k)))),
-                "ece": _float(C.multiclass_calibration_error(probs.float(), y, k, n_bins=ECE_BINS, norm="l1")),
+                "ece": calibration_error(*_top_label(probs.float(), y)),
             }
             return Evaluation(metrics, probs, y)
         probs = scores.clamp(0, 1)
@@ -205,9 +232,7 @@ def evaluate(
             "micro_f1": _float(M.f1_score(yn, pred, average="micro", zero_division=0)),
             "macro_f1": _float(M.f1_score(yn, pred, average="macro", zero_division=0)),
             "macro_roc_auc": _float(np.mean(aucs)) if aucs else math.nan,
-            "ece": _float(
-                C.binary_calibration_error(probs.reshape(-1).float(), y.reshape(-1), n_bins=ECE_BINS, norm="l1")
-            ),
+            "ece": calibration_error(probs, y),
         }
         names = label_names or [str(j) for j in range(yn.shape[1])]
         metrics.update({f"f1[{name}]": _float(v) for name, v in zip(names, per_label)})

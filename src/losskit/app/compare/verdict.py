@@ -217,7 +217,7 @@ def decide(
             f"{_num(means[plain])}; difference {_interval(w)}, {_pct(w.level)} interval, P(better) = "
             f"{w.p_better:.3f}; {folds} test folds, {design}{small})."
         )
-        text += _tradeoffs(w.loss, others) + worse_text
+        text += _tradeoffs(w, others, recommended=True) + worse_text
         base.update(
             loss=w.loss,
             decision="better",
@@ -256,13 +256,15 @@ def decide(
         )
         if equivalent:
             text += f" {_names([t.loss for t in equivalent])} {'is' if len(equivalent) == 1 else 'are'} equivalent to {plain} within ±{_num(margin)}."
-        base["text"] = text + worse_text
+        base["text"] = text + worse_text + "".join(_tradeoffs(t, others) for t in tests)
         return base
     if equivalent:
         base["decision"] = "equivalent"
         base["text"] = (
             f"{plain} and {_names([t.loss for t in equivalent])} are equivalent on {metric} within ±{_num(margin)} "
-            f"({folds} test folds, {design}): use the plain loss, {plain}." + worse_text
+            f"({folds} test folds, {design}): use the plain loss, {plain}."
+            + worse_text
+            + "".join(_tradeoffs(t, others) for t in tests)
         )
         return base
     base["decision"] = "better"
@@ -271,16 +273,31 @@ def decide(
     return base
 
 
-def _tradeoffs(loss: str, others: dict[str, list[Test]] | None) -> str:
-    """ " On rmse it is worse (...): the two metrics disagree." for each other main metric."""
+def _tradeoffs(main: Test, others: dict[str, list[Test]] | None, recommended: bool = False) -> str:
+    """The sentences naming what the task's other main metrics decided for ``main.loss`` when it
+    differs from the deciding metric's word: " But on macro_f1 it is worse (...)" for a
+    recommended loss; for a candidate not decided on the deciding metric, what the other metric
+    did decide, and whether that looks like a trade-off."""
     if not others:
         return ""
     out = ""
     for metric, tests in others.items():
-        t = next((t for t in tests if t.loss == loss), None)
-        if t is not None and t.decision == "worse":
+        t = next((t for t in tests if t.loss == main.loss), None)
+        if t is None or t.decision not in ("better", "worse") or t.decision == main.decision:
+            continue
+        where = f"({_interval(t)}, {_pct(t.level)} interval)"
+        if main.decision in ("better", "worse"):
+            subject = "it" if recommended else main.loss
             out += (
-                f" But on {metric} it is worse ({_interval(t)}, {_pct(t.level)} interval): the two metrics disagree, "
-                "so choose by the one that matters for your use."
+                f" But on {metric} {subject} is {t.decision} {where}: the two metrics disagree, so choose by the one "
+                "that matters for your use."
             )
+            continue
+        leaning = "better" if main.improvement > 0 else "worse"
+        trade = (
+            f": a likely trade-off ({leaning} on {main.metric}, not decided yet, {t.decision} on {metric})"
+            if leaning != t.decision
+            else ""
+        )
+        out += f" On {metric}, {main.loss} is decided {t.decision} {where}{trade}."
     return out
