@@ -104,8 +104,16 @@ def stock_and_patched(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn
     return model, patch(copy.deepcopy(model))
 
 
-def assert_same_gradients(stock: torch.nn.Module, patched: torch.nn.Module, rtol: float = 1e-4, atol: float = 1e-6):
-    """Every parameter has a gradient in both, and they agree (by name)."""
+def assert_same_gradients(
+    stock: torch.nn.Module,
+    patched: torch.nn.Module,
+    rtol: float = 1e-4,
+    atol: float = 1e-6,
+    of_largest: float | None = None,
+):
+    """Every parameter has a gradient in both, and they agree (by name). With ``of_largest`` the
+    absolute tolerance is (at least) that fraction of the tensor's largest stock gradient (for deep models,
+    where float32 rounding of the upstream gradient accumulates into single elements)."""
     theirs = dict(patched.named_parameters())
     checked = 0
     for name, p in stock.named_parameters():
@@ -114,6 +122,7 @@ def assert_same_gradients(stock: torch.nn.Module, patched: torch.nn.Module, rtol
         q = theirs[name]
         assert (p.grad is None) == (q.grad is None), name
         if p.grad is not None:
-            torch.testing.assert_close(q.grad, p.grad, rtol=rtol, atol=atol, msg=lambda m, n=name: f"{n}: {m}")
+            tol = atol if of_largest is None else max(atol, of_largest * float(p.grad.abs().max()))
+            torch.testing.assert_close(q.grad, p.grad, rtol=rtol, atol=tol, msg=lambda m, n=name: f"{n}: {m}")
             checked += 1
     assert checked > 0
