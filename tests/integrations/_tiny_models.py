@@ -126,3 +126,16 @@ def assert_same_gradients(
             torch.testing.assert_close(q.grad, p.grad, rtol=rtol, atol=tol, msg=lambda m, n=name: f"{n}: {m}")
             checked += 1
     assert checked > 0
+
+
+def token_rows(n: int, length: int, seed: int) -> list[dict[str, torch.Tensor]]:
+    """Sequences with prompts of random lengths masked by -100: the micro-batches of one
+    accumulation step count different numbers of tokens, so ``num_items_in_batch`` matters."""
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for _ in range(n):
+        ids = torch.randint(3, VOCAB, (length,), generator=g)
+        labels = ids.clone()
+        labels[: int(torch.randint(0, length - 2, (1,), generator=g))] = -100
+        rows.append({"input_ids": ids, "labels": labels})
+    return rows

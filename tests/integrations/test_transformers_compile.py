@@ -9,7 +9,7 @@ import copy
 import pytest
 import torch
 
-from tests.integrations._tiny_models import VOCAB, assert_same_gradients, batch, make_model
+from tests.integrations._tiny_models import VOCAB, assert_same_gradients, batch, make_model, token_rows
 
 transformers = pytest.importorskip("transformers")
 
@@ -80,8 +80,6 @@ def test_an_lm_head_replaced_after_patching_under_fullgraph_is_a_clear_error():
 
 
 def test_trainer_with_torch_compile_gives_the_stock_loss_curve(tmp_path):
-    from tests.integrations.test_transformers_training import _token_data
-
     def train(model, compile_):
         args = transformers.TrainingArguments(
             output_dir=str(tmp_path),
@@ -98,7 +96,7 @@ def test_trainer_with_torch_compile_gives_the_stock_loss_curve(tmp_path):
             torch_compile=compile_,
             torch_compile_backend="aot_eager" if compile_ else None,
         )
-        trainer = transformers.Trainer(model=model, args=args, train_dataset=_token_data(12, 12, seed=0))
+        trainer = transformers.Trainer(model=model, args=args, train_dataset=token_rows(12, 12, seed=0))
         trainer.train()
         return [entry["loss"] for entry in trainer.state.log_history if "loss" in entry], model
 

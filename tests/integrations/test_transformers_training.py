@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.integrations._tiny_models import VOCAB, assert_same_gradients, batch, make_model
+from tests.integrations._tiny_models import assert_same_gradients, batch, make_model, token_rows
 
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
@@ -74,19 +74,6 @@ def test_lora_on_lm_head_added_after_patching_is_refused_at_the_forward():
         model(**batch())
 
 
-def _token_data(n: int, length: int, seed: int) -> list[dict[str, torch.Tensor]]:
-    """Sequences with prompts of random lengths masked by -100: the micro-batches of one
-    accumulation step count different numbers of tokens, so ``num_items_in_batch`` matters."""
-    g = torch.Generator().manual_seed(seed)
-    rows = []
-    for _ in range(n):
-        ids = torch.randint(3, VOCAB, (length,), generator=g)
-        labels = ids.clone()
-        labels[: int(torch.randint(0, length - 2, (1,), generator=g))] = -100
-        rows.append({"input_ids": ids, "labels": labels})
-    return rows
-
-
 def _train(model, output_dir):
     args = transformers.TrainingArguments(
         output_dir=str(output_dir),
@@ -104,7 +91,7 @@ def _train(model, output_dir):
     )
     # a list, not a datasets.Dataset: the Trainer drops every column the forward's signature lacks
     trainer = transformers.Trainer(
-        model=model, args=args, train_dataset=_token_data(16, 12, seed=0), eval_dataset=_token_data(8, 12, seed=1)
+        model=model, args=args, train_dataset=token_rows(16, 12, seed=0), eval_dataset=token_rows(8, 12, seed=1)
     )
     assert trainer.model_accepts_loss_kwargs  # so it passes num_items_in_batch to the forward
     trainer.train()
