@@ -18,7 +18,7 @@ from tests.integrations._tiny_models import make_model, token_rows
 
 transformers = pytest.importorskip("transformers")
 
-from losskit import LossUsageWarning  # noqa: E402
+from losskit import LossInputError, LossUsageWarning  # noqa: E402
 from losskit.integrations import _fused_forward  # noqa: E402
 from losskit.integrations.transformers import is_patched, patch, token_metrics, unpatch  # noqa: E402
 
@@ -229,10 +229,29 @@ def test_token_statistics_are_those_of_the_stock_logits():
 
 
 def test_token_metrics_refuses_what_is_not_token_statistics():
-    from losskit import LossInputError
-
     with pytest.raises(LossInputError, match=r"predictions has shape\(s\) \[\(2, 5, 97\)\]; expected losskit's token"):
         token_metrics((np.zeros((2, 5, 97)), None))
     per_batch = [np.array([[-1.0, 1.0, 1.0]]), (np.zeros((1, 4, 8)), np.array([[-3.0, 0.0, 1.0]]))]
     assert token_metrics((per_batch, None)) == {"token_accuracy": 0.5, "perplexity": pytest.approx(math.exp(2.0))}
     assert math.isnan(token_metrics((np.zeros((2, 3)), None))["perplexity"])
+
+
+def test_under_accelerate_mixed_precision_the_model_stays_patched_and_unpatches(tmp_path):
+    """bf16=True: accelerate wraps model.forward (autocast, outputs to float32) around losskit's.
+    is_patched still sees losskit's forward; unpatch switches it off under the wrapper."""
+    model = patch(make_model("llama"))
+    trainer = _trainer(model, tmp_path, bf16=True, max_steps=1)
+    trainer.train()
+    wrapper = vars(model)["forward"]
+    assert getattr(wrapper.__func__, "__globals__", {}).get("__name__", "").startswith("accelerate")
+    inputs = token_rows(2, 12, seed=3)
+    inputs = {k: torch.stack([r[k] for r in inputs]) for k in inputs[0]}
+    assert is_patched(model) and model(**inputs).logits is None
+    unpatch(model)
+    assert not is_patched(model) and model(**inputs).logits is not None
+    with pytest.raises(
+        LossInputError, match=r"not patched, got an instance forward losskit did not install \(accelerate"
+    ):
+        unpatch(model)
+    patch(model)
+    assert is_patched(model) and model(**inputs).logits is None

@@ -37,8 +37,10 @@ __all__ = [
     "TrainerLoss",
     "check_model",
     "ensure_taps",
+    "forward_chain",
     "fused_call",
     "has_taps",
+    "owner",
     "install_taps",
     "output_with_statistics",
     "remove_taps",
@@ -221,32 +223,77 @@ def warn_once(model: nn.Module, key: str, message: str) -> None:
 
 
 class FusedForward:
-    """``model.forward`` of a patched instance: a bound-method look-alike (``__self__``, the stock
-    ``__signature__``) that ``copy.deepcopy`` rebinds to the copy and ``pickle`` / ``torch.save``
-    stores as "the patched forward of this model", so a reloaded model is patched too."""
+    """``model.forward`` of a patched instance: a bound-method look-alike (``__self__``,
+    ``__func__``, the stock ``__signature__``) that ``copy.deepcopy`` rebinds to the copy and
+    ``pickle`` / ``torch.save`` stores as "the patched forward of this model", so a reloaded
+    model is patched too. ``active=False`` (``unpatch`` of a forward another library wrapped
+    since, e.g. accelerate's mixed precision) makes it the forward it replaced."""
 
-    def __init__(self, model: nn.Module, inner: Any, plan: ForwardPlan) -> None:
+    def __init__(self, model: nn.Module, inner: Any, plan: ForwardPlan, active: bool = True) -> None:
         self.__self__ = model
         #: the instance-level forward in place before patching (accelerate's hook...), or None
         self.inner = inner
         self.plan = plan
+        self.active = active
         self.__signature__ = plan.signature
         self.__name__ = "forward"
-        self.__doc__ = stock_forward(type(model)).__doc__
+        stock = stock_forward(type(model))
+        self.__doc__ = stock.__doc__
+        fused = self
+
+        @functools.wraps(stock)  # what a bound method has: code that reads forward.__func__ (TRL, accelerate)
+        def function(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+            return fused(*args, **kwargs)
+
+        function.__losskit_fused__ = self  # type: ignore[attr-defined]  # found again under their wrappers
+        self.__func__ = function
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return fused_call(self.__self__, self.plan, self.inner, args, kwargs)
+        model = self.__self__
+        if not self.active:
+            return (
+                stock_forward(type(model))(model, *args, **kwargs)
+                if self.inner is None
+                else self.inner(*args, **kwargs)
+            )
+        return fused_call(model, self.plan, self.inner, args, kwargs)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (self.__self__, self.inner))
+        return (_rebuild, (self.__self__, self.inner, self.active))
 
     def __repr__(self) -> str:
-        return f"<losskit fused forward of {type(self.__self__).__name__}>"
+        return f"<losskit fused forward of {type(self.__self__).__name__}{'' if self.active else ' (unpatched)'}>"
 
 
-def _rebuild(model: nn.Module, inner: Any) -> FusedForward:
+def _rebuild(model: nn.Module, inner: Any, active: bool = True) -> FusedForward:
     """Unpickling / deep-copying a :class:`FusedForward` (``model``'s state may not be set yet)."""
-    return FusedForward(model, inner, plan_for(model))
+    return FusedForward(model, inner, plan_for(model), active)
+
+
+def forward_chain(model: nn.Module) -> list[Any]:
+    """``model``'s instance-level forward and the forwards it wraps, outermost first, down to the
+    first :class:`FusedForward` (accelerate's ``convert_outputs_to_fp32`` and hooks, TRL's head...)."""
+    chain: list[Any] = []
+    todo = [vars(model).get("forward")]
+    while todo and len(chain) < 16:
+        current = todo.pop(0)
+        if current is None or any(current is seen for seen in chain):
+            continue
+        chain.append(current)
+        if isinstance(current, FusedForward):
+            break
+        names = ("__losskit_fused__", "__func__", "__wrapped__", "model_forward", "func")
+        todo.extend(getattr(current, name, None) for name in names)
+    return chain
+
+
+def owner(forward: Any) -> str:
+    """``"trl.trainer.utils._fused_forward"``: the module and name of the function ``forward`` runs."""
+    function = getattr(forward, "__func__", forward)
+    code = getattr(function, "__code__", None)
+    if code is None:  # a callable object
+        return f"{type(function).__module__}.{type(function).__qualname__}"
+    return f"{getattr(function, '__globals__', {}).get('__name__', '?')}.{code.co_name}"
 
 
 def fused_call(model: nn.Module, plan: ForwardPlan, inner: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -28,15 +28,19 @@ from losskit.integrations._forward_reader import read_forward
 from losskit.integrations._fused_forward import (
     STOCK,
     TRAINER_LOSS,
+    FusedForward,
     TrainerLoss,
+    forward_chain,
     fused_call,
     install_taps,
+    owner,
     stock_forward,
 )
 
 __all__ = [
     "AUTO_CLASSES",
     "foreign_forward",
+    "fused_forward",
     "is_auto_class",
     "is_auto_patched",
     "is_class_patched",
@@ -63,30 +67,40 @@ _ABSENT = object()
 
 
 def foreign_forward(model: nn.Module) -> str | None:
-    """Where ``model``'s instance-level ``forward`` comes from (``"trl.trainer.utils._fused_forward"``),
+    """Where ``model``'s instance-level ``forward`` comes from (``"accelerate.utils.operations.forward"``),
     or None when it has none."""
-    forward = vars(model).get("forward")
-    if forward is None:
-        return None
-    function = getattr(forward, "__func__", forward)
-    function = getattr(function, "func", function)  # functools.partial (accelerate's hooks)
-    module = getattr(function, "__globals__", {}).get("__name__") or getattr(function, "__module__", "?")
-    code = getattr(function, "__code__", None)
-    name = code.co_name if code is not None else type(function).__name__
-    return f"{module}.{name}"
+    chain = forward_chain(model)
+    return owner(chain[0]) if chain else None
+
+
+def fused_forward(model: nn.Module) -> FusedForward | None:
+    """losskit's active forward of ``model`` -- its instance forward, or under wrappers another
+    library added since (accelerate) -- unless TRL's fused head sits above it."""
+    for forward in forward_chain(model):
+        if owner(forward).startswith("trl."):
+            return None
+        if isinstance(forward, FusedForward):
+            return forward if forward.active else None
+    return None
 
 
 def trl_forward(model: nn.Module) -> str | None:
-    """The TRL function installed as ``model.forward`` (its fused LM head), or None."""
-    owner = foreign_forward(model)
-    return owner if owner is not None and owner.startswith("trl.") else None
+    """The TRL function installed as ``model.forward`` (its fused LM head, maybe under accelerate's
+    wrappers), or None."""
+    for forward in forward_chain(model):
+        if isinstance(forward, FusedForward):
+            return None
+        if owner(forward).startswith("trl."):
+            return owner(forward)
+    return None
 
 
 def trl_refusal(fn: str, owner: str) -> LossInputError:
     return LossInputError(
-        f"{fn}: model.forward is TRL's fused LM head ({owner}, installed by TRL's trainer), not losskit's; "
-        "expected a model losskit can patch. TRL >= 1.14 already computes the loss without building the "
-        "logits: there is nothing to patch, train with TRL as it is."
+        f"{fn}: model.forward is TRL's own loss head ({owner}, installed by TRL's trainer: its fused LM head from "
+        "TRL 1.14, its chunked loss for loss_type='chunked_nll' in 1.7-1.13), not losskit's; expected a model "
+        "losskit can patch. It already computes the loss without building the logits: there is nothing to patch, "
+        "train with TRL as it is."
     )
 
 
@@ -219,9 +233,9 @@ def patch_trainer(trainer: Any, patch_model: Any, causal_lm: Any) -> None:
 
         raise LossInputError(
             f"patch: trainer is TRL {getattr(trl, '__version__', '?')}'s {type(trainer).__name__}, without TRL's "
-            "fused LM head; expected a transformers.Trainer. This TRL reads outputs.logits (its loss, entropy and "
-            "token accuracy), which a patched model does not return: upgrade to TRL >= 1.14, whose trainers avoid "
-            "the logits themselves."
+            "own loss head; expected a transformers.Trainer. This trainer reads outputs.logits (its loss, entropy, "
+            "token accuracy), which a patched model does not return: use TRL >= 1.14 (or loss_type='chunked_nll' "
+            "in 1.7-1.13), which avoids the logits itself, and do not patch."
         )
     if _TRAINER in vars(trainer):
         return

@@ -35,6 +35,7 @@ from losskit.integrations._fused_forward import (
     FusedForward,
     check_model,
     ensure_taps,
+    forward_chain,
     has_taps,
     install_taps,
     plan_for,
@@ -42,6 +43,7 @@ from losskit.integrations._fused_forward import (
 )
 from losskit.integrations._hf_targets import (
     foreign_forward,
+    fused_forward,
     is_auto_class,
     is_auto_patched,
     is_class_patched,
@@ -218,9 +220,11 @@ def is_patched(model: object) -> bool:
     if not isinstance(model, nn.Module):
         return False
     target = _unwrap(model)
-    if isinstance(vars(target).get("forward"), FusedForward):
+    if fused_forward(target) is not None:
         return True
-    return trl_forward(target) is None and is_class_patched(type(target))
+    chain = forward_chain(target)
+    inactive = any(isinstance(f, FusedForward) for f in chain)  # unpatched under another library's wrapper
+    return not inactive and trl_forward(target) is None and is_class_patched(type(target))
 
 
 def token_metrics(eval_pred: Any) -> dict[str, float]:
@@ -328,27 +332,31 @@ def _patch_model(model: object) -> None:
 
 def _unpatch_model(model: object) -> None:
     target = _causal_lm("unpatch", model)
-    forward = vars(target).get("forward")
+    fused = fused_forward(target)
     name = type(target).__name__
-    if isinstance(forward, FusedForward):
-        del target.forward
-        if forward.inner is not None:
-            target.forward = forward.inner
-        remove_taps(target, forward.plan)
+    if fused is not None:
+        outermost = vars(target).get("forward") is fused
+        if outermost:
+            del target.forward
+            if fused.inner is not None:
+                target.forward = fused.inner
+        else:  # another library wrapped it since (accelerate's mixed precision): switched off in place
+            fused.active = False
+        remove_taps(target, fused.plan)
         target.__dict__.pop(TRAINER_LOSS, None)
         return
     owner = trl_forward(target)
     if owner is not None:
         under = (
-            "; losskit's patched forward is underneath, used only when TRL calls the model without its fused head "
+            "; losskit's patched forward is underneath, run only when TRL calls the model without its loss head "
             "(unpatch before building the trainer to remove it)"
             if has_taps(target)
             else ""
         )
         raise LossInputError(
-            f"unpatch: model ({name}) has TRL's fused LM head as its forward ({owner}, installed by TRL's trainer), "
-            f"not losskit's{under}; expected a model returned by patch(model). TRL's forward already trains "
-            "without the logits and is TRL's to keep: losskit leaves it."
+            f"unpatch: model ({name}) has TRL's own loss head as its forward ({owner}, installed by TRL's trainer), "
+            f"not losskit's{under}; expected a model returned by patch(model). It already trains without the "
+            "logits and is TRL's to keep: losskit leaves it."
         )
     if is_class_patched(type(target)):
         raise LossInputError(
