@@ -92,6 +92,21 @@ def test_unpatching_the_class_restores_the_stock_forward(patch_for_test):
         unpatch(Llama)
 
 
+def test_a_subclass_is_patched_through_its_base_and_unpatched_there(patch_for_test):
+    class MyLlama(Llama):  # a user's subclass that keeps the forward
+        pass
+
+    patch_for_test(Llama)
+    model = MyLlama(make_model("llama").config)
+    assert is_patched(MyLlama) and is_patched(model) and model(**batch()).logits is None
+    with pytest.raises(
+        LossInputError, match=r"MyLlama is patched through its base class LlamaForCausalLM.*unpatch\(LlamaForCausalLM\)"
+    ):
+        unpatch(MyLlama)
+    unpatch(Llama)
+    assert not is_patched(MyLlama) and model(**batch()).logits is not None
+
+
 def test_a_class_patched_model_compiles_with_fullgraph(patch_for_test):
     """The hook on lm_head is installed when the model is made, so dynamo never has to."""
     initial = make_model("llama")

@@ -234,6 +234,8 @@ def test_token_metrics_refuses_what_is_not_token_statistics():
     per_batch = [np.array([[-1.0, 1.0, 1.0]]), (np.zeros((1, 4, 8)), np.array([[-3.0, 0.0, 1.0]]))]
     assert token_metrics((per_batch, None)) == {"token_accuracy": 0.5, "perplexity": pytest.approx(math.exp(2.0))}
     assert math.isnan(token_metrics((np.zeros((2, 3)), None))["perplexity"])
+    with pytest.raises(LossInputError, match=r"compute_result was given \(False: batch_eval_metrics=True\)"):
+        token_metrics((np.zeros((2, 3)), None), compute_result=False)
 
 
 def test_under_accelerate_mixed_precision_the_model_stays_patched_and_unpatches(tmp_path):

@@ -111,7 +111,7 @@ def test_trainer_with_gradient_accumulation_gives_the_stock_loss_curve(tmp_path)
         torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
 
 
-def test_the_example_script_runs_and_both_curves_agree():
+def test_the_example_script_runs_and_both_curves_and_evaluations_agree():
     out = subprocess.run(
         [
             sys.executable,
@@ -124,6 +124,8 @@ def test_the_example_script_runs_and_both_curves_agree():
             "32",
             "--batch",
             "4",
+            "--label-smoothing",
+            "0.1",
         ],
         capture_output=True,
         text=True,
@@ -137,3 +139,11 @@ def test_the_example_script_runs_and_both_curves_agree():
     assert "largest loss difference" in out.stdout and "peak memory" in out.stdout
     difference = float(next(line for line in lines if "largest loss difference" in line).split()[-1])
     assert difference < 1e-4
+    # evaluation: the patched run's token accuracy and perplexity (no logits) are the stock run's
+    evaluations = {line.split()[0]: line for line in lines if " evaluation: " in line}
+    assert set(evaluations) == {"stock", "losskit"}
+    numbers = {
+        k: [float(w.rstrip(",")) for w in v.split() if w.rstrip(",").replace(".", "").isdigit()]
+        for k, v in evaluations.items()
+    }
+    assert numbers["stock"] == pytest.approx(numbers["losskit"], rel=1e-4)

@@ -45,6 +45,7 @@ __all__ = [
     "is_auto_patched",
     "is_class_patched",
     "is_trainer",
+    "is_trainer_patched",
     "patch_auto_class",
     "patch_class",
     "patch_trainer",
@@ -139,6 +140,12 @@ def patch_class(cls: type[nn.Module]) -> None:
 
 
 def unpatch_class(cls: type[nn.Module]) -> None:
+    if _INIT not in vars(cls):  # patched through a base class
+        base = next(c for c in cls.__mro__[1:] if _INIT in vars(c))
+        raise LossInputError(
+            f"unpatch: {cls.__name__} is patched through its base class {base.__name__}, got a class that was not "
+            f"patched itself; expected a class given to patch(cls). Call unpatch({base.__name__})."
+        )
     setattr(cls, "forward", getattr(cls.forward, STOCK))  # noqa: B010 (mypy: a method cannot be assigned)
     own_init = vars(cls)[_INIT]
     delattr(cls, _INIT)
@@ -208,6 +215,10 @@ def is_trainer(obj: object) -> bool:
     module = sys.modules.get("transformers.trainer")
     trainer = getattr(module, "Trainer", None)
     return trainer is not None and isinstance(obj, trainer)
+
+
+def is_trainer_patched(trainer: object) -> bool:
+    return _TRAINER in vars(trainer)
 
 
 def _is_trl(trainer: object) -> bool:

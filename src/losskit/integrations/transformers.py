@@ -48,6 +48,7 @@ from losskit.integrations._hf_targets import (
     is_auto_patched,
     is_class_patched,
     is_trainer,
+    is_trainer_patched,
     patch_auto_class,
     patch_class,
     patch_trainer,
@@ -216,7 +217,7 @@ def is_patched(model: object) -> bool:
     if isinstance(model, type):
         return is_auto_patched(model) if is_auto_class(model) else is_class_patched(model)
     if is_trainer(model):
-        return "_losskit_trainer_state" in vars(model)
+        return is_trainer_patched(model)
     if not isinstance(model, nn.Module):
         return False
     target = _unwrap(model)
@@ -227,7 +228,7 @@ def is_patched(model: object) -> bool:
     return not inactive and trl_forward(target) is None and is_class_patched(type(target))
 
 
-def token_metrics(eval_pred: Any) -> dict[str, float]:
+def token_metrics(eval_pred: Any, compute_result: bool | None = None) -> dict[str, float]:
     r"""Token accuracy and perplexity for ``Trainer(compute_metrics=token_metrics)``, from the
     ``token_statistics`` a patched model returns during evaluation -- no logits needed.
 
@@ -268,6 +269,12 @@ def token_metrics(eval_pred: Any) -> dict[str, float]:
     """
     import numpy as np
 
+    if compute_result is not None:
+        raise LossInputError(
+            f"token_metrics: compute_result was given ({compute_result!r}: batch_eval_metrics=True); expected "
+            "batch_eval_metrics=False. The token statistics are three numbers per sequence, gathered at no cost: "
+            "drop batch_eval_metrics."
+        )
     predictions = eval_pred[0] if isinstance(eval_pred, tuple) else getattr(eval_pred, "predictions", eval_pred)
     batches = predictions if isinstance(predictions, list) else [predictions]
     arrays = [np.asarray(b[-1] if isinstance(b, tuple) else b, dtype=np.float64) for b in batches]
