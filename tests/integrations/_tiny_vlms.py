@@ -6,22 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.integrations._tiny_models import TEXT_CONFIG
+
 transformers = pytest.importorskip("transformers")
 
 VOCAB = 120
 #: the image placeholder token, and the ids around it (inside the vocabulary, above the text ids)
 IMAGE, START, END = 100, 101, 102
-_TEXT = dict(
-    vocab_size=VOCAB,
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    pad_token_id=0,
-    bos_token_id=1,
-    eos_token_id=2,
-)
+#: the text model: the causal LMs' tiny shape (head_dim given where the config takes it)
+_TEXT = {k: v for k, v in TEXT_CONFIG.items() if k != "head_dim"} | {"vocab_size": VOCAB}
 #: images of 28 x 28 pixels in patches of 14: 4 patches, 4 image tokens per image
 _VISION = dict(
     hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14

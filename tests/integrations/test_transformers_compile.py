@@ -9,7 +9,15 @@ import copy
 import pytest
 import torch
 
-from tests.integrations._tiny_models import VOCAB, assert_same_gradients, batch, make_model, token_rows
+from tests.integrations._tiny_models import (
+    VOCAB,
+    assert_same_gradients,
+    batch,
+    logged,
+    make_model,
+    token_rows,
+    trainer_args,
+)
 
 transformers = pytest.importorskip("transformers")
 
@@ -82,23 +90,11 @@ def test_an_lm_head_replaced_after_patching_under_fullgraph_is_a_clear_error():
 def test_trainer_with_torch_compile_gives_the_stock_loss_curve(tmp_path):
     def train(model, compile_):
         args = transformers.TrainingArguments(
-            output_dir=str(tmp_path),
-            per_device_train_batch_size=2,
-            gradient_accumulation_steps=2,
-            max_steps=3,
-            learning_rate=1e-2,
-            logging_steps=1,
-            report_to=[],
-            use_cpu=True,
-            save_strategy="no",
-            seed=0,
-            disable_tqdm=True,
-            torch_compile=compile_,
-            torch_compile_backend="aot_eager" if compile_ else None,
+            **trainer_args(tmp_path, torch_compile=compile_, torch_compile_backend="aot_eager" if compile_ else None)
         )
         trainer = transformers.Trainer(model=model, args=args, train_dataset=token_rows(12, 12, seed=0))
         trainer.train()
-        return [entry["loss"] for entry in trainer.state.log_history if "loss" in entry], model
+        return logged(trainer), model
 
     initial = make_model("llama")
     expected, stock = train(copy.deepcopy(initial), compile_=False)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.integrations._tiny_models import make_model, token_rows
+from tests.integrations._tiny_models import logged, make_model, token_rows, trainer_args
 
 transformers = pytest.importorskip("transformers")
 
@@ -24,24 +24,10 @@ from losskit.integrations.transformers import is_patched, patch, token_metrics, 
 
 
 def _trainer(model, output_dir, train=None, evaluate=None, **options):
-    args = dict(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=2,
-        per_device_eval_batch_size=4,
-        gradient_accumulation_steps=2,
-        max_steps=3,
-        learning_rate=1e-2,
-        logging_steps=1,
-        report_to=[],
-        use_cpu=True,
-        save_strategy="no",
-        seed=0,
-        disable_tqdm=True,
-    )
     trainer_options = {k: options.pop(k) for k in list(options) if k in _TRAINER_OPTIONS}
     return transformers.Trainer(
         model=model,
-        args=transformers.TrainingArguments(**{**args, **options}),
+        args=transformers.TrainingArguments(**trainer_args(output_dir, **options)),
         train_dataset=token_rows(12, 12, seed=0) if train is None else train,
         eval_dataset=token_rows(8, 12, seed=1) if evaluate is None else evaluate,
         **trainer_options,
@@ -49,10 +35,6 @@ def _trainer(model, output_dir, train=None, evaluate=None, **options):
 
 
 _TRAINER_OPTIONS = ("compute_metrics", "compute_loss_func", "preprocess_logits_for_metrics", "model_init")
-
-
-def _losses(trainer):
-    return [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
 
 
 @pytest.fixture
@@ -83,7 +65,7 @@ def test_label_smoothing_goes_through_the_fused_loss_with_the_stock_value(family
     trainer.train()
     assert fused_calls and set(fused_calls) == {0.1}  # 3 steps x 2 micro-batches, all fused
     assert len(fused_calls) == 6
-    torch.testing.assert_close(torch.tensor(_losses(trainer)), torch.tensor(_losses(stock)), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.tensor(logged(trainer)), torch.tensor(logged(stock)), rtol=1e-5, atol=1e-5)
     with torch.no_grad():  # the smoothing matters: 10 x the tolerance above, at least
         rows = token_rows(2, 12, seed=0)
         ids, labels = torch.stack([r["input_ids"] for r in rows]), torch.stack([r["labels"] for r in rows])
@@ -110,7 +92,7 @@ def test_label_smoothing_of_a_model_outside_the_causal_lm_mapping_is_stock_too(t
     stock.train()
     trainer = patch(_trainer(copy.deepcopy(initial), tmp_path, train=rows, evaluate=rows, label_smoothing_factor=0.2))
     trainer.train()
-    torch.testing.assert_close(torch.tensor(_losses(trainer)), torch.tensor(_losses(stock)), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.tensor(logged(trainer)), torch.tensor(logged(stock)), rtol=1e-5, atol=1e-5)
     assert trainer.evaluate()["eval_loss"] == pytest.approx(stock.evaluate()["eval_loss"], rel=1e-5)
 
 
@@ -141,7 +123,7 @@ def test_model_init_makes_patched_models(tmp_path):
     patch(trainer)
     trainer.train()  # train() calls model_init again
     assert is_patched(trainer.model) and trainer.model is not initial
-    torch.testing.assert_close(torch.tensor(_losses(trainer)), torch.tensor(_losses(stock)), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.tensor(logged(trainer)), torch.tensor(logged(stock)), rtol=1e-5, atol=1e-5)
 
 
 def test_options_that_need_the_logits_are_named_once_each(tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.integrations._tiny_models import assert_same_gradients, batch, make_model, token_rows
+from tests.integrations._tiny_models import assert_same_gradients, batch, logged, make_model, token_rows, trainer_args
 
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
@@ -75,28 +75,14 @@ def test_lora_on_lm_head_added_after_patching_is_refused_at_the_forward():
 
 
 def _train(model, output_dir):
-    args = transformers.TrainingArguments(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=2,
-        per_device_eval_batch_size=4,
-        gradient_accumulation_steps=2,
-        max_steps=4,
-        learning_rate=1e-2,
-        logging_steps=1,
-        report_to=[],
-        use_cpu=True,
-        save_strategy="no",
-        seed=0,
-        disable_tqdm=True,
-    )
+    args = transformers.TrainingArguments(**trainer_args(output_dir, max_steps=4))
     # a list, not a datasets.Dataset: the Trainer drops every column the forward's signature lacks
     trainer = transformers.Trainer(
         model=model, args=args, train_dataset=token_rows(16, 12, seed=0), eval_dataset=token_rows(8, 12, seed=1)
     )
     assert trainer.model_accepts_loss_kwargs  # so it passes num_items_in_batch to the forward
     trainer.train()
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    return losses, trainer.evaluate()["eval_loss"], model
+    return logged(trainer), trainer.evaluate()["eval_loss"], model
 
 
 def test_trainer_with_gradient_accumulation_gives_the_stock_loss_curve(tmp_path):

@@ -11,7 +11,7 @@ import copy
 import pytest
 import torch
 
-from tests.integrations._tiny_models import VOCAB, make_model
+from tests.integrations._tiny_models import VOCAB, logged, make_model, trainer_args
 
 transformers = pytest.importorskip("transformers")
 trl = pytest.importorskip("trl")
@@ -32,25 +32,10 @@ def _tokenizer():
 def _sft(model, output_dir):
     g = torch.Generator().manual_seed(0)
     rows = [{"input_ids": torch.randint(3, VOCAB, (int(n),), generator=g).tolist()} for n in [12, 9, 12, 7] * 3]
-    args = trl.SFTConfig(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=2,
-        max_steps=3,
-        learning_rate=1e-2,
-        logging_steps=1,
-        report_to=[],
-        use_cpu=True,
-        save_strategy="no",
-        seed=0,
-        disable_tqdm=True,
-    )
+    args = trl.SFTConfig(**trainer_args(output_dir, gradient_accumulation_steps=1))
     return trl.SFTTrainer(
         model=model, args=args, train_dataset=datasets.Dataset.from_list(rows), processing_class=_tokenizer()
     )
-
-
-def _logged(trainer, key):
-    return [entry[key] for entry in trainer.state.log_history if key in entry]
 
 
 def test_a_model_patched_before_the_trainer_trains_as_stock_trl(tmp_path):
@@ -64,8 +49,8 @@ def test_a_model_patched_before_the_trainer_trains_as_stock_trl(tmp_path):
         unpatch(model)
     trainer.train()
     for key in ("loss", "mean_token_accuracy", "entropy"):
-        torch.testing.assert_close(torch.tensor(_logged(trainer, key)), torch.tensor(_logged(stock, key)), msg=key)
-    assert len(_logged(trainer, "loss")) == 3
+        torch.testing.assert_close(torch.tensor(logged(trainer, key)), torch.tensor(logged(stock, key)), msg=key)
+    assert len(logged(trainer, "loss")) == 3
 
 
 def test_patching_after_the_trainer_is_built_is_refused_in_one_line(tmp_path):
@@ -79,7 +64,7 @@ def test_patching_after_the_trainer_is_built_is_refused_in_one_line(tmp_path):
         assert "nothing to patch" in message
     assert not is_patched(trainer.model) and not is_patched(trainer)
     trainer.train()  # and the trainer still works
-    assert len(_logged(trainer, "loss")) == 3
+    assert len(logged(trainer, "loss")) == 3
 
 
 def test_unpatch_names_the_forward_it_did_not_install(tmp_path):
