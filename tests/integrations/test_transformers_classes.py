@@ -105,6 +105,10 @@ def test_a_subclass_is_patched_through_its_base_and_unpatched_there(patch_for_te
         unpatch(MyLlama)
     unpatch(Llama)
     assert not is_patched(MyLlama) and model(**batch()).logits is not None
+    patch_for_test(MyLlama)  # the subclass on its own, then back: it inherits again
+    assert is_patched(MyLlama) and not is_patched(Llama)
+    unpatch(MyLlama)
+    assert "forward" not in vars(MyLlama) and "__init__" not in vars(MyLlama)
 
 
 def test_a_class_patched_model_compiles_with_fullgraph(patch_for_test):

@@ -58,7 +58,7 @@ __all__ = [
 
 #: the Auto classes whose models have an ``lm_head`` and a causal-LM loss
 AUTO_CLASSES = ("AutoModelForCausalLM", "AutoModelForImageTextToText", "AutoModelForMultimodalLM")
-_INIT = "_losskit_stock_init"
+_OWN = "_losskit_stock_methods"
 _AUTO = "_losskit_stock_constructors"
 _TRAINER = "_losskit_trainer_state"
 _ABSENT = object()
@@ -124,7 +124,7 @@ def patch_class(cls: type[nn.Module]) -> None:
         return fused_call(self, plan, None, args, kwargs)
 
     setattr(forward, STOCK, stock)
-    own_init = vars(cls).get("__init__", _ABSENT)
+    own = {name: vars(cls).get(name, _ABSENT) for name in ("forward", "__init__")}  # restored by unpatch
     stock_init = cls.__init__
 
     @functools.wraps(stock_init)
@@ -134,25 +134,25 @@ def patch_class(cls: type[nn.Module]) -> None:
             with contextlib.suppress(AttributeError):  # no submodule to hand labels to: the forward says so
                 install_taps(self, plan)
 
-    setattr(cls, _INIT, own_init)
+    setattr(cls, _OWN, own)
     setattr(cls, "forward", forward)  # noqa: B010 (mypy: a method cannot be assigned)
     setattr(cls, "__init__", __init__)  # noqa: B010
 
 
 def unpatch_class(cls: type[nn.Module]) -> None:
-    if _INIT not in vars(cls):  # patched through a base class
-        base = next(c for c in cls.__mro__[1:] if _INIT in vars(c))
+    if _OWN not in vars(cls):  # patched through a base class
+        base = next(c for c in cls.__mro__[1:] if _OWN in vars(c))
         raise LossInputError(
             f"unpatch: {cls.__name__} is patched through its base class {base.__name__}, got a class that was not "
             f"patched itself; expected a class given to patch(cls). Call unpatch({base.__name__})."
         )
-    setattr(cls, "forward", getattr(cls.forward, STOCK))  # noqa: B010 (mypy: a method cannot be assigned)
-    own_init = vars(cls)[_INIT]
-    delattr(cls, _INIT)
-    if own_init is _ABSENT:
-        delattr(cls, "__init__")
-    else:
-        setattr(cls, "__init__", own_init)  # noqa: B010
+    own = vars(cls)[_OWN]
+    delattr(cls, _OWN)
+    for name, value in own.items():  # as the class had them: its own, or inherited
+        if value is _ABSENT:
+            delattr(cls, name)
+        else:
+            setattr(cls, name, value)
 
 
 # --- Auto classes --------------------------------------------------------------------------------
