@@ -27,6 +27,7 @@ from losskit.app.compare.batched import (
 from losskit.app.compare.data import encode, fold_data, make_folds
 from losskit.app.compare.run import to_table
 from losskit.app.compare.train import make_model, predict, train_candidate
+from losskit.tasks import Task
 
 CPU = torch.device("cpu")
 
@@ -200,3 +201,37 @@ def test_random_layers_give_the_same_numbers_whatever_ran_before():
 def test_to_table_accepts_what_compare_documents():
     table = to_table(np.zeros((30, 2)), np.arange(30) % 2)
     assert table.features.shape == (30, 2)
+
+
+@pytest.mark.parametrize("shape", [(16,), (4, 5, 6)], ids=["rows", "segmentation"])
+def test_class_weighted_members_share_one_call_and_equal_torch(shape):
+    # three members whose cross-entropy differs only in the class weights fitted on their folds
+    # are one unweighted call; each member's loss and gradient must still be torch's weighted mean
+    from losskit.app.compare.batched import _Losses
+
+    torch.manual_seed(0)
+    classes = 4
+    weights = [torch.tensor([1.0, 2.0, 0.5, 3.0]), torch.tensor([0.2, 1.0, 1.0, 4.0]), torch.rand(classes) + 0.1]
+    modules = [losskit.nn.CrossEntropyLoss(weight=w, ignore_index=255) for w in weights]
+    modules.append(losskit.nn.CrossEntropyLoss(label_smoothing=0.1, ignore_index=255))  # not of the family
+    n, rest = shape[0], shape[1:]
+    out = torch.randn(len(modules), n, classes, *rest, requires_grad=True)
+    y = torch.randint(0, classes, (len(modules), n, *rest))
+    if rest:
+        y[:, 0, 0, :2] = 255  # ignored pixels
+    losses = _Losses(Task.multiclass, modules)
+    got = losses(out, y, [n] * len(modules))
+    assert len(losses.families) == 1 and losses.families[0][0] == [0, 1, 2]
+    (grad,) = torch.autograd.grad(got.sum(), out)
+    ref_out = out.detach().clone().requires_grad_(True)
+    refs = [
+        torch.nn.CrossEntropyLoss(weight=w, ignore_index=255)(ref_out[m], y[m]) for m, w in enumerate(weights)
+    ] + [torch.nn.CrossEntropyLoss(label_smoothing=0.1, ignore_index=255)(ref_out[3], y[3])]
+    expected = torch.stack(refs)
+    (ref_grad,) = torch.autograd.grad(expected.sum(), ref_out)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-6)
+    # a member leaving the stack keeps the others' weights in line
+    losses.select([1, 2, 3])
+    again = losses(out[1:], y[1:], [n] * 3)
+    torch.testing.assert_close(again, expected[1:].detach(), rtol=1e-5, atol=1e-6)

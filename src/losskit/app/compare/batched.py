@@ -45,7 +45,14 @@ from losskit.app.compare.stacks import (
     batch_reason,
     stack_models,
 )
-from losskit.app.compare.train import OVERFIT_RISE, PATIENCE, TrainResult, _overfitting, outputs_for_loss
+from losskit.app.compare.train import (
+    OVERFIT_RISE,
+    PATIENCE,
+    TrainResult,
+    _overfitting,
+    default_adam,
+    outputs_for_loss,
+)
 from losskit.tasks import Task
 
 __all__ = [
@@ -69,11 +76,11 @@ def stacked_optimizer(
     stack: Stack,
     lr: float,
 ) -> Callable[[Stack], torch.optim.Optimizer]:
-    """A function building the optimizer of a stack: Adam at ``lr`` (``foreach``, as one-by-one
+    """A function building the optimizer of a stack: Adam at ``lr`` (:func:`default_adam`, as one-by-one
     training), or the user's factory's optimizer class with its parameter groups and options,
     mapped from one member's parameters to the stacked ones."""
     if optimizer is None:
-        return lambda s: torch.optim.Adam(s.trainable(), lr=lr, foreach=True)
+        return lambda s: default_adam(s.trainable(), lr)
     twin = copy.deepcopy(member)
     probe = optimizer(twin.parameters())
     names = {id(p): n for n, p in twin.named_parameters()}
@@ -152,13 +159,20 @@ class GroupData:
 class _Losses:
     """The members' losses, evaluated in as few calls as the modules allow: members whose loss
     modules are identical, take ``reduction="mean"`` and whose mean is the mean of the
-    ``reduction="none"`` values (checked on the first batch) share one call."""
+    ``reduction="none"`` values (checked on the first batch) share one call. Members whose
+    modules differ only in their class ``weight`` (class weights fitted on each fold's targets)
+    share one unweighted ``reduction="none"`` call too, each member's loss then the weighted mean
+    ``sum_i w[y_i] l_i / sum_i w[y_i]`` (torch's definition for cross-entropy without label
+    smoothing; checked against each member's own module on the first batch, else one call each)."""
 
     def __init__(self, task: Task, modules: Sequence[nn.Module]) -> None:
         self.task = task
         self.modules = list(modules)
         self.groups: list[list[int]] = []
         self.none: dict[int, nn.Module] = {}  # group index -> the module with reduction="none"
+        # families of members whose modules differ only in ``weight``: (member indices, the unweighted
+        # reduction="none" module, the class weights of each group)
+        self.families: list[tuple[list[int], nn.Module, torch.Tensor]] = []
         self.checked = False
         for i, module in enumerate(self.modules):
             for g in self.groups:
@@ -187,6 +201,57 @@ class _Losses:
             except Exception:  # a loss that cannot reduce "none": one call per member
                 continue
 
+        self._weighted_families(out, y)
+
+    def _weighted_families(self, out: torch.Tensor, y: torch.Tensor) -> None:
+        if y.is_floating_point() or y.is_complex():
+            return
+        by_options: dict[int, list[int]] = {}
+        for gi, g in enumerate(self.groups):
+            module = self.modules[g[0]]
+            weight = getattr(module, "weight", None)
+            if not (isinstance(weight, torch.Tensor) and weight.dim() == 1) or gi in self.none:
+                continue
+            if getattr(module, "reduction", None) != "mean" or getattr(module, "label_smoothing", 0.0):
+                continue
+            for first, members in by_options.items():
+                if _same_loss(self.modules[self.groups[first][0]], module, but="weight"):
+                    members.append(gi)
+                    break
+            else:
+                by_options[gi] = [gi]
+        for family in by_options.values():
+            members = [m for gi in family for m in self.groups[gi]]
+            if len(members) < 2:
+                continue
+            twin = copy.deepcopy(self.modules[members[0]])
+            try:
+                setattr(twin, "weight", None)  # noqa: B010 - drops the buffer of this copy only
+                setattr(twin, "reduction", "none")  # noqa: B010 - a module attribute, not a tensor
+                weights = torch.stack([_weight_of(self.modules[m]) for m in members])
+                with torch.no_grad():
+                    for j, m in enumerate(members):
+                        own = self.modules[m](outputs_for_loss(self.task, out[m].detach()), y[m])
+                        shared = self._weighted(twin, weights[j : j + 1], out[m : m + 1].detach(), y[m : m + 1])[0]
+                        if not torch.allclose(shared.float(), own.float(), rtol=1e-5, atol=1e-7):
+                            break
+                    else:
+                        self.families.append((members, twin, weights))
+            except Exception:  # a module whose weight cannot be dropped: one call per member
+                continue
+
+    def _weighted(self, twin: nn.Module, weights: torch.Tensor, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Weighted means of the members ``out[j]`` / ``y[j]`` with class weights ``weights[j]``."""
+        k = out.shape[0]
+        flat = twin(outputs_for_loss(self.task, out.reshape(-1, *out.shape[2:])), y.reshape(-1, *y.shape[2:]))
+        flat = flat.reshape(k, -1)
+        ignore = getattr(twin, "ignore_index", -100)
+        target = y.reshape(k, -1)
+        valid = target != ignore
+        w = weights.to(flat.dtype).gather(1, torch.where(valid, target, 0)) * valid
+        mean: torch.Tensor = (flat * w).sum(1) / w.sum(1)
+        return mean
+
     def select(self, keep: list[int]) -> None:
         where = {old: new for new, old in enumerate(keep)}
         self.modules = [self.modules[i] for i in keep]
@@ -198,14 +263,39 @@ class _Losses:
                 if gi in self.none:
                     none[len(groups)] = self.none[gi]
                 groups.append(kept)
-        self.groups, self.none = groups, none
+        families = []
+        for members, twin, weights in self.families:
+            rows = [j for j, m in enumerate(members) if m in where]
+            if rows:
+                families.append(([where[members[j]] for j in rows], twin, weights[rows]))
+        self.groups, self.none, self.families = groups, none, families
+
+    def _families(
+        self, out: torch.Tensor, y: torch.Tensor, sizes: list[int], values: list[torch.Tensor | None]
+    ) -> set[int]:
+        """The losses of the weighted families' members into ``values``; those members."""
+        done: set[int] = set()
+        for members, twin, weights in self.families:
+            done.update(members)
+            by_size: dict[int, list[int]] = {}
+            for j, m in enumerate(members):
+                by_size.setdefault(sizes[m], []).append(j)
+            for size, js in by_size.items():
+                index = torch.tensor([members[j] for j in js])
+                per = self._weighted(twin, weights[js], out[index, :size], y[index, :size])
+                for j, v in zip(js, per):
+                    values[members[j]] = v
+        return done
 
     def __call__(self, out: torch.Tensor, y: torch.Tensor, sizes: list[int]) -> torch.Tensor:
         """One loss per member: ``out[m, :sizes[m]]`` against ``y[m, :sizes[m]]``."""
         if not self.checked:
             self._check(out, y)
         values: list[torch.Tensor | None] = [None] * len(self.modules)
+        in_family = self._families(out, y, sizes, values)
         for gi, g in enumerate(self.groups):
+            if g[0] in in_family:
+                continue
             twin = self.none.get(gi)
             if twin is not None:
                 by_size: dict[int, list[int]] = {}
@@ -225,10 +315,21 @@ class _Losses:
         return torch.stack([v for v in values if v is not None])
 
 
-def _same_loss(a: nn.Module, b: nn.Module) -> bool:
+def _weight_of(module: nn.Module) -> torch.Tensor:
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{type(module).__name__} has no class weight tensor")
+    return weight
+
+
+def _same_loss(a: nn.Module, b: nn.Module, but: str | None = None) -> bool:
+    """``a`` and ``b`` compute the same loss (the same type, buffers and options; the buffer or
+    option ``but`` aside)."""
     if type(a) is not type(b):
         return False
     sa, sb = a.state_dict(), b.state_dict()
+    if but is not None:
+        sa, sb = ({k: v for k, v in d.items() if k != but} for d in (sa, sb))
     if sa.keys() != sb.keys() or not all(torch.equal(sa[k], sb[k]) for k in sa):
         return False
 
@@ -236,7 +337,7 @@ def _same_loss(a: nn.Module, b: nn.Module) -> bool:
         return {
             k: v
             for k, v in vars(m).items()
-            if not k.startswith("_") and k != "training" and not isinstance(v, torch.Tensor)
+            if not k.startswith("_") and k not in ("training", but) and not isinstance(v, torch.Tensor)
         }
 
     try:

@@ -162,7 +162,9 @@ def _warm_up() -> int:
     torch.set_num_threads(1)
     weight = torch.zeros(1, requires_grad=True)
     weight.grad = torch.zeros(1)
-    torch.optim.Adam([weight], foreach=True).step()
+    from losskit.app.compare.train import default_adam
+
+    default_adam([weight], 1e-3).step()
     return os.getpid()
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -88,6 +88,17 @@ def _epoch_loss_batched(
     return total / max(len(x), 1)
 
 
+def default_adam(params: Iterable[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+    """The default optimizer: Adam at ``lr``, torch's fused kernel where the device has one (one
+    kernel per parameter a step: a third of the ``foreach`` path's time for compare's small
+    models), else the ``foreach`` path. The same choice for stacked and one-by-one fits."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
+        return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
 def train_candidate(
     name: str,
     task: Task,
@@ -108,11 +119,7 @@ def train_candidate(
     Adam at ``lr``); ``on_epoch`` is called after every epoch (a progress bar)."""
     model = copy.deepcopy(initial).to(device)
     loss_fn = loss_fn.to(device)
-    opt = (
-        optimizer(model.parameters())
-        if optimizer is not None
-        else torch.optim.Adam(model.parameters(), lr=lr, foreach=True)
-    )
+    opt = optimizer(model.parameters()) if optimizer is not None else default_adam(model.parameters(), lr)
     x_train, y_train = fold.x_fit.to(device), fold.y_fit.to(device)
     x_val, y_val = fold.x_val.to(device), fold.y_val.to(device)
     generator = torch.Generator().manual_seed(seed)  # the same batch order for every candidate
