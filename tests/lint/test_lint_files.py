@@ -79,14 +79,45 @@ def test_unreadable_file_is_reported_and_the_run_goes_on(tmp_path, monkeypatch):
     assert "cannot read the file (Permission denied)" in findings[0].message
 
 
-def test_too_deep_expression_is_one_finding_at_its_line(tmp_path):
+def _table(rows: int, terms: int) -> str:
+    """A generated module: a ~26 KB table of constants and one long sum (as code generators write)."""
+    table = "\n".join(f"W_{i} = [{', '.join(str((i * 7 + j) % 97 / 97) for j in range(24))}]" for i in range(rows))
+    total = " + ".join(f"W_{i % rows}[{i % 24}]" for i in range(terms))
+    return f"import torch.nn as nn\n\n{table}\nTOTAL = {total}\ncrit = nn.MSELoss(size_average=False)\n"
+
+
+LONG_BUT_VALID = {
+    "600-term sum": "import torch.nn as nn\n\nx = " + " + ".join(["a"] * 600) + "\nc = nn.MSELoss(size_average=True)\n",
+    "2,000-term sum": "x = " + " + ".join(["a"] * 2000) + "\nimport torch.nn as nn\nc = nn.L1Loss(reduce=False)\n",
+    "26 KB table, 900-term sum": _table(34, 900),
+}
+
+
+@pytest.mark.parametrize("name", LONG_BUT_VALID)
+def test_no_lk000_on_a_file_python_compiles(tmp_path, name):
+    """LK000 means Python itself cannot read the file: long valid expressions, which libcst walks
+    recursively, are linted (the rest of the file too) and fixed like any other code."""
+    source = LONG_BUT_VALID[name]
+    compile(source, name, "exec")  # Python reads it
+    path = tmp_path / "generated.py"
+    path.write_text(source)
+    findings = lint_paths([str(path)]).findings
+    assert [f.code for f in findings] == ["LK108"]  # the one real finding; no LK000
+    lint_paths([str(path)], fix=True)
+    assert "size_average" not in path.read_text() and "reduce=" not in path.read_text()
+
+
+def test_an_expression_python_cannot_compile_is_one_lk000_finding(tmp_path):
+    deep = " + ".join(["a"] * 5000)  # beyond CPython's own recursion limit for compiling
+    source = f"import torch.nn.functional as F\n\nx = 1\nloss = F.mse_loss(x, {deep})\n"
+    with pytest.raises(RecursionError):
+        compile(source, "deep.py", "exec")
     path = tmp_path / "deep.py"
-    deep = " + ".join(["a"] * 2000)  # fine for CPython's parser, too deep for libcst's recursion
-    path.write_text(f"import torch.nn.functional as F\n\nx = 1\nloss = F.mse_loss(x, {deep})\n")
+    path.write_text(source)
     (tmp_path / "ok.py").write_text(LK108_IN)
     findings = lint_paths([str(tmp_path)]).findings
-    assert [(Path(f.path).name, f.code, f.line) for f in findings] == [("deep.py", "LK000", 4), ("ok.py", "LK108", 4)]
-    assert "nested too deeply" in findings[0].message
+    assert [(Path(f.path).name, f.code) for f in findings] == [("deep.py", "LK000"), ("ok.py", "LK108")]
+    assert "RecursionError" in findings[0].message
 
 
 def _notebook(path: Path, cells: list[tuple[str, str]]) -> None:

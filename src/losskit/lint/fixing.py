@@ -10,6 +10,7 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from losskit.lint.engine import Fix, lint_source
+from losskit.lint.parsing import with_deep_stack
 
 __all__ = ["fix_source"]
 
@@ -47,16 +48,25 @@ def fix_source(
     number of fixes applied. A source that does not parse is returned unchanged."""
     applied = 0
     for _ in range(max_passes):
-        findings = lint_source(source, path, select=select, ignore=ignore)
-        fixes = [f.fix for f in findings if f.fix is not None and (unsafe or not f.fix.unsafe)]
-        if not fixes:
-            break
-        wrapper = MetadataWrapper(cst.parse_module(source), unsafe_skip_copy=True)
-        transformer = _Apply(fixes)
-        new = wrapper.visit(transformer).code
-        if transformer.done == 0 or new == source:
+        try:
+            new, done = _one_pass(source, path, unsafe, select, ignore)
+        except RecursionError:  # valid Python nested deeper than libcst's recursion allows
+            new, done = with_deep_stack(lambda: _one_pass(source, path, unsafe, select, ignore))
+        if done == 0 or new == source:
             break
         ast.parse(new)  # a fix must never produce code that does not parse
-        applied += transformer.done
+        applied += done
         source = new
     return source, applied
+
+
+def _one_pass(
+    source: str, path: str, unsafe: bool, select: Iterable[str] | None, ignore: Iterable[str] | None
+) -> tuple[str, int]:
+    findings = lint_source(source, path, select=select, ignore=ignore)
+    fixes = [f.fix for f in findings if f.fix is not None and (unsafe or not f.fix.unsafe)]
+    if not fixes:
+        return source, 0
+    wrapper = MetadataWrapper(cst.parse_module(source), unsafe_skip_copy=True)
+    transformer = _Apply(fixes)
+    return wrapper.visit(transformer).code, transformer.done

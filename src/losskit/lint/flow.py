@@ -1,0 +1,732 @@
+"""Following a value across the calls of one file, back to what made it.
+
+A loss's input or target is often made far from the loss call: at the end of a model's
+``forward`` (``return torch.sigmoid(x)``), in another method (``VAE.decode``) whose result
+``forward`` returns as one element of a tuple (``return self.decode(z), mu, logvar``), in a helper
+function or a generator (``yield inputs, labels`` with one-hot ``labels``), or it reaches the loss
+through a parameter (``def loss_function(recon_x, x, mu, logvar)``, called with the model's
+output). :func:`origin` follows such a value back, within the file, and answers with an
+:class:`Origin` -- the activation or one-hot that made it, and where -- or None.
+
+It is conservative, so that an answer is always true: every ``return`` of a function (every
+``yield`` of a generator, every call site of a function whose parameter is followed) must give
+the same answer; a name assigned on only some paths (``if not self.training: x = softmax(x)``),
+in a loop or ``try`` body, changed in place or rebound later is unknown; so is a
+``self.<attr>`` module assigned more than once (``self.head = nn.Identity()`` ... ``self.head =
+nn.Softmax(1)``), and anything imported from another file (except a function whose name says it
+makes one-hot vectors: ``to_onehot``, ``to_categorical``).
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Union
+
+import libcst as cst
+
+from losskit.lint.engine import Context
+from losskit.lint.names import TO_TENSOR, TRANSPARENT, dotted, scatters_one
+
+__all__ = ["Origin", "origin", "WANTED"]
+
+#: what :func:`origin` reports; "zeros" and "float_cast" are only steps on the way
+WANTED = frozenset({"softmax", "sigmoid", "log_softmax", "one_hot"})
+_ACTIVATIONS = frozenset({"softmax", "sigmoid", "log_softmax"})
+_DATA_PARALLEL = {"torch.nn.parallel.data_parallel", "torch.nn.parallel.data_parallel.data_parallel"}
+#: a function of another file whose name says it returns one-hot vectors (not ``onehot_to_word``)
+_ONE_HOT_NAME = re.compile(r"(^|_)(one_?hot|categorical)(_encod(e|ed|ing))?$", re.IGNORECASE)
+_DEPTH = 14
+_PICK_FUNCTIONS = {"torch.gather", "torch.masked_select", "torch.index_select", "torch.take_along_dim"}
+_PICK_METHODS = {"gather", "masked_select", "index_select", "take_along_dim"}
+
+
+@dataclass(frozen=True)
+class Item:
+    """Element ``index`` of the tuple ``source`` holds (``a, b = f(x)`` binds ``b`` to Item(f(x), 1))."""
+
+    source: Value
+    index: int
+
+
+@dataclass(frozen=True)
+class Each:
+    """An item of iterating over ``source`` (``for x in gen()``)."""
+
+    source: Value
+
+
+Value = Union[cst.BaseExpression, Item, Each, str]  # noqa: UP007 (a runtime alias)
+Env = dict[str, Union[tuple[Value, ...], None]]  # noqa: UP007
+
+
+@dataclass(frozen=True)
+class Origin:
+    """What made a value: ``kind`` ("softmax", "sigmoid", "log_softmax", "one_hot"), applied in
+    ``function`` of this file (``"Net.forward"``; "" when it is applied inline), whose last
+    ``return`` is on ``line``; ``element`` when the value is one element of the tuple that function
+    returns or yields; ``via`` the parameter through which it reached the loss."""
+
+    kind: str
+    function: str = ""
+    line: int = 0
+    element: int | None = None
+    via: str = ""
+    yields: bool = False
+
+    def describe(self, ctx: Context) -> str:
+        """``Net.forward (line 18) ends in softmax``; in a notebook (whose lines are the joined
+        cells') without the line."""
+        output = "one-hot vectors" if self.kind == "one_hot" else f"{self.kind} output"
+        where = self.function + ("" if ctx.path.endswith(".ipynb") or not self.line else f" (line {self.line})")
+        if not self.function:
+            text = f"the argument passed as {self.via!r} is {output}" if self.via else f"this is {output}"
+            return text
+        verb = "yields" if self.yields else "returns"
+        if self.element is not None:
+            text = f"{where} {verb} {output} (element {self.element} of its result)"
+        elif self.kind == "one_hot" or self.yields:
+            text = f"{where} {verb} {output}"
+        else:
+            text = f"{where} ends in {self.kind}"
+        return text + (f", which reaches this call as the parameter {self.via!r}" if self.via else "")
+
+
+def origin(ctx: Context, expr: cst.BaseExpression, scope: cst.CSTNode | None) -> Origin | None:
+    """What made ``expr`` (an expression of ``scope``: a function, or None for the module)."""
+    return _flow(ctx).value(expr, scope, ctx.pos(expr)[0], 0, None)
+
+
+# --------------------------------------------------------------------------- per-file tables
+
+_FLOWS: weakref.WeakKeyDictionary[Context, _Flow] = weakref.WeakKeyDictionary()
+
+
+def _flow(ctx: Context) -> _Flow:
+    flow = _FLOWS.get(ctx)
+    if flow is None:
+        flow = _FLOWS[ctx] = _Flow(ctx)
+    return flow
+
+
+class _Bindings(cst.CSTVisitor):
+    """Bindings the engine does not record: names unpacked from a tuple (``a, b = f(x)``), loop
+    targets, ``with ... as x``; and the file's functions, their classes and parameters."""
+
+    def __init__(self, flow: _Flow) -> None:
+        self.flow = flow
+        self.ctx = flow.ctx
+        self.scopes: list[cst.FunctionDef | None] = [None]
+        self.classes: list[cst.ClassDef | None] = [None]
+
+    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        cls = self.classes[-1]
+        if self.scopes[-1] is None and cls is None:
+            self.flow.defs.setdefault(node.name.value, []).append((self.ctx.pos(node)[0], node))
+        elif cls is not None and node in cls.body.body:
+            self.flow.owner[node] = cls
+        self.scopes.append(node)
+        self.classes.append(None)
+
+    def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.scopes.pop()
+        self.classes.pop()
+
+    def visit_ClassDef(self, node: cst.ClassDef) -> None:
+        self.classes.append(node)
+
+    def leave_ClassDef(self, node: cst.ClassDef) -> None:
+        self.classes.pop()
+
+    def _bind(self, target: cst.BaseExpression, value: Value | None, line: int) -> None:
+        if isinstance(target, cst.Name):
+            self.flow.bindings.setdefault((self.scopes[-1], target.value), []).append((line, value))
+        elif isinstance(target, (cst.Tuple, cst.List)):
+            starred = any(isinstance(e, cst.StarredElement) for e in target.elements)
+            for i, e in enumerate(target.elements):
+                self._bind(e.value, None if starred or value is None else Item(value, i), line)
+
+    def visit_Assign(self, node: cst.Assign) -> None:
+        line = self.ctx.pos(node)[0]
+        for t in node.targets:
+            target, value = t.target, node.value
+            if isinstance(target, (cst.Tuple, cst.List)):
+                if isinstance(value, (cst.Tuple, cst.List)) and len(value.elements) == len(target.elements):
+                    continue  # a, b = 0, 0: recorded by the engine
+                self._bind(target, value, line)
+
+    def visit_For(self, node: cst.For) -> None:
+        self._bind(node.target, Each(node.iter), self.ctx.pos(node)[0])
+
+    def visit_WithItem(self, node: cst.WithItem) -> None:
+        if node.asname is not None and isinstance(node.asname.name, (cst.Name, cst.Tuple, cst.List)):
+            self._bind(node.asname.name, None, self.ctx.pos(node)[0])
+
+
+@dataclass
+class _Body:
+    """A function's ``return`` and ``yield`` values with what each name held there."""
+
+    returns: list[tuple[int, cst.BaseExpression | None, Env]]
+    yields: list[tuple[int, cst.BaseExpression | None, Env]]
+
+
+def _statements(suite: cst.BaseSuite) -> Sequence[cst.CSTNode]:
+    return suite.body  # IndentedBlock: statements; SimpleStatementSuite: small statements
+
+
+def _assigned(node: cst.CSTNode) -> set[str]:
+    """The plain names bound anywhere in ``node`` (not in nested functions or classes)."""
+    names: set[str] = set()
+
+    class _V(cst.CSTVisitor):
+        def visit_FunctionDef(self, n: cst.FunctionDef) -> bool:
+            names.add(n.name.value)
+            return False
+
+        def visit_ClassDef(self, n: cst.ClassDef) -> bool:
+            names.add(n.name.value)
+            return False
+
+        def visit_AssignTarget(self, n: cst.AssignTarget) -> None:
+            names.update(_target_names(n.target))
+
+        def visit_AugAssign(self, n: cst.AugAssign) -> None:
+            names.update(_target_names(n.target))
+
+        def visit_AnnAssign(self, n: cst.AnnAssign) -> None:
+            names.update(_target_names(n.target))
+
+        def visit_For(self, n: cst.For) -> None:
+            names.update(_target_names(n.target))
+
+        def visit_AsName(self, n: cst.AsName) -> None:
+            names.update(_target_names(n.name))
+
+        def visit_Call(self, n: cst.Call) -> None:  # z.mul_(2) changes z
+            if isinstance(n.func, cst.Attribute) and isinstance(n.func.value, cst.Name):
+                if n.func.attr.value.endswith("_") and not n.func.attr.value.startswith("_"):
+                    names.add(n.func.value.value)
+
+    node.visit(_V())
+    return names
+
+
+def _target_names(target: cst.CSTNode) -> list[str]:
+    if isinstance(target, cst.Name):
+        return [target.value]
+    if isinstance(target, (cst.Tuple, cst.List)):
+        return [n for e in target.elements for n in _target_names(e.value)]
+    if isinstance(target, cst.StarredElement):
+        return _target_names(target.value)
+    return []
+
+
+def _merge(a: Env, b: Env) -> Env:
+    out: Env = {}
+    for name in a.keys() | b.keys():
+        x, y = a.get(name), b.get(name)
+        out[name] = None if x is None or y is None or name not in a or name not in b else tuple(dict.fromkeys(x + y))
+    return out
+
+
+class _Walk:
+    """What each name of a function holds at each ``return`` and ``yield``: straight-line code is
+    followed, both branches of an ``if`` are merged, and a name bound in a loop or ``try`` body
+    is unknown after it."""
+
+    def __init__(self, flow: _Flow) -> None:
+        self.flow = flow
+        self.body = _Body([], [])
+
+    def run(self, fn: cst.FunctionDef) -> _Body:
+        self.block(_statements(fn.body), {})
+        return self.body
+
+    def block(self, statements: Sequence[cst.CSTNode], env: Env) -> Env:
+        for s in statements:
+            env = self.statement(s, env)
+        return env
+
+    def statement(self, s: cst.CSTNode, env: Env) -> Env:
+        if isinstance(s, cst.SimpleStatementLine):
+            return self.block(s.body, env)
+        if isinstance(s, cst.If):
+            then = self.block(_statements(s.body), dict(env))
+            orelse = s.orelse
+            if orelse is None:
+                other = dict(env)
+            elif isinstance(orelse, cst.If):
+                other = self.statement(orelse, dict(env))
+            else:
+                other = self.block(_statements(orelse.body), dict(env))
+            return _merge(then, other)
+        if isinstance(s, cst.With):
+            for item in s.items:
+                if item.asname is not None:
+                    for n in _target_names(item.asname.name):
+                        env[n] = None
+            return self.block(_statements(s.body), env)
+        if isinstance(s, (cst.For, cst.While, cst.Try, cst.TryStar)) or not isinstance(s, cst.BaseSmallStatement):
+            if isinstance(s, (cst.For, cst.While, cst.Try, cst.TryStar)):
+                for suite in self.suites(s):
+                    self.block(_statements(suite), dict(env))  # returns and yields inside are recorded
+            for n in _assigned(s):
+                env[n] = None
+            return env
+        return self.small(s, env)
+
+    @staticmethod
+    def suites(s: cst.CSTNode) -> list[cst.BaseSuite]:
+        suites = [s.body] if isinstance(s, (cst.For, cst.While, cst.Try, cst.TryStar)) else []
+        if isinstance(s, (cst.Try, cst.TryStar)):
+            suites += [h.body for h in s.handlers]
+            suites += [x.body for x in (s.orelse, s.finalbody) if x is not None]
+        elif isinstance(s, (cst.For, cst.While)) and s.orelse is not None:
+            suites.append(s.orelse.body)
+        return suites
+
+    def values(self, expr: cst.BaseExpression, env: Env) -> tuple[Value, ...] | None:
+        peeled = self.flow.peel(expr)
+        if isinstance(peeled, cst.Name) and peeled.value in env:
+            return env[peeled.value]
+        return (peeled,)
+
+    def bind(self, target: cst.BaseExpression, value: Value | None, env: Env) -> None:
+        if isinstance(target, cst.Name):
+            if value is None:
+                env[target.value] = None
+            elif isinstance(value, cst.BaseExpression):
+                env[target.value] = self.values(value, env)
+            else:
+                env[target.value] = (value,)
+        elif isinstance(target, (cst.Tuple, cst.List)):
+            starred = any(isinstance(e, cst.StarredElement) for e in target.elements)
+            literal = isinstance(value, (cst.Tuple, cst.List)) and len(value.elements) == len(target.elements)
+            for i, e in enumerate(target.elements):
+                if starred or value is None:
+                    part: Value | None = None
+                elif literal:
+                    assert isinstance(value, (cst.Tuple, cst.List))
+                    part = value.elements[i].value
+                else:
+                    source = value
+                    if isinstance(value, cst.BaseExpression):
+                        held = self.values(value, env)
+                        source = held[0] if held is not None and len(held) == 1 else value
+                    part = Item(source, i)
+                self.bind(e.value, part, env)
+        else:  # self.x = ..., t[i] = ...: a name changed through an attribute or index is unknown
+            base = target
+            while isinstance(base, (cst.Subscript, cst.Attribute)):
+                base = base.value
+            if isinstance(base, cst.Name) and base.value != "self":
+                env[base.value] = None
+
+    def small(self, s: cst.CSTNode, env: Env) -> Env:
+        line = self.flow.ctx.pos(s)[0]
+        if isinstance(s, cst.Assign):
+            for t in s.targets:
+                self.bind(t.target, s.value, env)
+        elif isinstance(s, cst.AnnAssign):
+            self.bind(s.target, s.value, env)
+        elif isinstance(s, cst.AugAssign):
+            for n in _target_names(s.target):
+                env[n] = None
+        elif isinstance(s, cst.Del):
+            for n in _target_names(s.target):
+                env[n] = None
+        elif isinstance(s, cst.Return):
+            self.body.returns.append((line, s.value, dict(env)))
+        elif isinstance(s, cst.Expr):
+            value = s.value
+            if isinstance(value, cst.Yield) and not isinstance(value.value, cst.From):
+                self.body.yields.append((line, value.value, dict(env)))
+            elif isinstance(value, cst.Call) and isinstance(value.func, cst.Attribute):
+                self.in_place(value, env)
+        return env
+
+    def in_place(self, call: cst.Call, env: Env) -> None:
+        """``t.scatter_(1, idx, 1)`` on zeros makes one-hot rows; any other ``t.op_(...)`` an unknown."""
+        func = call.func
+        assert isinstance(func, cst.Attribute)
+        attr = func.attr.value
+        if not (isinstance(func.value, cst.Name) and attr.endswith("_") and not attr.startswith("_")):
+            return
+        name = func.value.value
+        held = env.get(name)
+        ctx = self.flow.ctx
+        zeros = held is not None and all(
+            isinstance(v, cst.BaseExpression) and "zeros" in ctx.kinds(v, None, line=ctx.pos(call)[0]) for v in held
+        )
+        env[name] = ("one_hot",) if attr == "scatter_" and scatters_one(call) and zeros else None
+
+
+class _Flow:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        #: (function or None, name) -> [(line, value or None for unknown)]
+        self.bindings: dict[tuple[cst.FunctionDef | None, str], list[tuple[int, Value | None]]] = {}
+        self.defs: dict[str, list[tuple[int, cst.FunctionDef]]] = {}
+        self.owner: dict[cst.FunctionDef, cst.ClassDef] = {}
+        self.bodies: dict[cst.FunctionDef, _Body] = {}
+        self.sites: dict[cst.FunctionDef, list[tuple[cst.Call, cst.CSTNode | None]]] = {}
+        self.active: set[tuple[int, int | None, str]] = set()
+        ctx.module.visit(_Bindings(self))
+
+    # ------------------------------------------------------------------ helpers
+
+    def peel(self, expr: cst.BaseExpression) -> cst.BaseExpression:
+        """``x`` for ``Variable(torch.from_numpy(x)).float().view(n, -1).data``."""
+        for _ in range(12):
+            if isinstance(expr, cst.Attribute) and expr.attr.value == "data":
+                expr = expr.value
+            elif isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in TRANSPARENT:
+                expr = expr.func.value
+            elif isinstance(expr, cst.Call) and expr.args and self.ctx.names(expr.func) & TO_TENSOR:
+                expr = expr.args[0].value
+            else:
+                break
+        return expr
+
+    def body(self, fn: cst.FunctionDef) -> _Body:
+        if fn not in self.bodies:
+            self.bodies[fn] = _Walk(self).run(fn)
+        return self.bodies[fn]
+
+    def def_at(self, name: str, line: int) -> cst.FunctionDef | None:
+        """The module-level function ``name`` as defined when ``line`` runs (a notebook may
+        define it twice): the last definition before the line, else the only one."""
+        defs = self.defs.get(name, [])
+        before = [fn for ln, fn in defs if ln < line]
+        return before[-1] if before else (defs[0][1] if len(defs) == 1 else None)
+
+    def method(self, cls: cst.ClassDef, name: str) -> tuple[cst.FunctionDef, cst.ClassDef] | None:
+        for c in self.ctx.class_and_bases(cls):
+            for s in c.body.body:
+                if isinstance(s, cst.FunctionDef) and s.name.value == name:
+                    return s, c
+        return None
+
+    def instance_class(self, expr: cst.BaseExpression, scope: cst.CSTNode | None, line: int) -> cst.ClassDef | None:
+        """The class of this file that ``model`` / ``self.model`` / ``Net()`` is an instance of."""
+        ctx = self.ctx
+        if isinstance(expr, cst.Name) and expr.value == "self":
+            return ctx.class_at(line)
+        if isinstance(expr, cst.Call):
+            bound: cst.BaseExpression | None = ctx.module_behind(expr)
+        else:
+            key = dotted(expr)
+            if key is None:
+                return None
+            if key.startswith("self.") and len(ctx.self_values(key, line)) > 1:
+                return None  # assigned twice: which one?
+            bound = ctx.module_behind(ctx.resolve(key, scope, line) or ctx.resolve_anywhere(key, line))
+        return ctx.local_class(bound) if isinstance(bound, cst.Call) else None
+
+    def binding(self, name: str, scope: cst.CSTNode | None, line: int) -> tuple[int, Value | None, cst.CSTNode | None] | str | None:
+        """The value last bound to ``name`` before ``line`` (in ``scope``, then the module), or
+        "param" for a parameter of ``scope`` not rebound before ``line``."""
+        ctx = self.ctx
+        keys: list[cst.CSTNode | None] = [scope] if scope is None else [scope, None]
+        for where in keys:
+            found: list[tuple[int, Value | None]] = [
+                (ln, v) for ln, v in ctx.assignments.get((where, name), []) if ln < line
+            ]
+            found += [(ln, v) for ln, v in self.bindings.get((where, name), []) if ln < line]  # type: ignore[arg-type]
+            if found:
+                ln, value = max(found, key=lambda lv: lv[0])
+                if ctx.rebound_between(name, ln, line) and not any(ln2 == ln for ln2 in ctx.rebinds.get(name, [])[-1:]):
+                    pass
+                return ln, value, where
+            if where is not None and isinstance(where, cst.FunctionDef) and name in _params(where):
+                return "param"
+        if scope is not None:  # a function reading a module-level name assigned later in the file
+            later = ctx.assignments.get((None, name), [])
+            if later:
+                ln, value = later[-1]
+                return ln, value, None
+        return None
+
+    # ------------------------------------------------------------------ following
+
+    def value(self, v: Value | None, scope: cst.CSTNode | None, line: int, depth: int, env: Env | None) -> Origin | None:
+        if v is None or depth > _DEPTH:
+            return None
+        if isinstance(v, str):
+            return Origin(v) if v in WANTED else None
+        if isinstance(v, Item):
+            return self.item(v.source, v.index, scope, line, depth + 1, env)
+        if isinstance(v, Each):
+            return self.each(v.source, None, scope, line, depth + 1, env)
+        expr = self.peel(v)
+        picked = _picked_from(self.ctx, expr)
+        if picked is not None:  # torch.gather(p, 1, idx), p.masked_select(m): still probabilities
+            found = self.value(picked, scope, line, depth + 1, env)
+            return found if found is not None and found.kind in _ACTIVATIONS else None
+        if isinstance(expr, cst.Call):
+            return self.call(expr, None, scope, line, depth + 1)
+        if isinstance(expr, cst.Name):
+            return self.name(expr.value, scope, line, depth + 1, env)
+        if isinstance(expr, cst.Subscript):
+            index = _int_index(expr)
+            if index is not None:
+                return self.item(expr.value, index, scope, line, depth + 1, env)
+            found = self.value(expr.value, scope, line, depth + 1, env)  # p[mask], p[:, 0], onehot[i:j]
+            return found if found is not None and (found.kind in _ACTIVATIONS or _rows(expr)) else None
+        return None
+
+    def name(self, name: str, scope: cst.CSTNode | None, line: int, depth: int, env: Env | None) -> Origin | None:
+        if env is not None and name in env:
+            held = env[name]
+            return None if held is None else _agree(self.value(v, scope, line, depth, env) for v in held)
+        bound = self.binding(name, scope, line)
+        if bound == "param":
+            assert isinstance(scope, cst.FunctionDef)
+            return self.parameter(name, scope, depth)
+        if not isinstance(bound, tuple):
+            return None
+        ln, value, where = bound
+        if where is scope and self.ctx.rebound_between(name, ln, line) and name not in ("self",):
+            if any(ln < other <= line for other in self.ctx.rebinds.get(name, [])):
+                return None  # rebound (or changed in place) after that assignment
+        return self.value(value, where, ln, depth, None)
+
+    def parameter(self, name: str, fn: cst.FunctionDef, depth: int) -> Origin | None:
+        """The parameter ``name`` of ``fn``: what every call of ``fn`` in this file passes."""
+        params = _params(fn)
+        position = params.index(name)
+        method = fn in self.owner
+        if method:
+            position -= 1  # self
+        results = []
+        sites = self.call_sites(fn)
+        if not sites:
+            return None
+        for call, scope in sites:
+            arg = _argument(call, name, position)
+            if arg is None:
+                return None  # the default, or *args / **kwargs
+            found = self.value(arg, scope, self.ctx.pos(call)[0], depth + 1, None)
+            if found is None:
+                return None
+            results.append(found)
+        found = _agree(results)
+        return replace(found, via=name) if found is not None else None
+
+    def call_sites(self, fn: cst.FunctionDef) -> list[tuple[cst.Call, cst.CSTNode | None]]:
+        if fn not in self.sites:
+            name = fn.name.value
+            cls = self.owner.get(fn)
+            sites = []
+            for call, scope in self.ctx.calls:
+                func = call.func
+                line = self.ctx.pos(call)[0]
+                if cls is None and isinstance(func, cst.Name) and func.value == name:
+                    if self.def_at(name, line) is fn:
+                        sites.append((call, scope))
+                elif cls is not None and isinstance(func, cst.Attribute) and func.attr.value == name:
+                    if isinstance(func.value, cst.Name) and func.value.value == "self" and self.ctx.class_at(line) is cls:
+                        sites.append((call, scope))
+            self.sites[fn] = sites
+        return self.sites[fn]
+
+    def callee(self, func: cst.BaseExpression, scope: cst.CSTNode | None, line: int) -> tuple[cst.FunctionDef, cst.ClassDef | None] | str | None:
+        """The function of this file a call runs: a model's ``forward``, a method, a function;
+        or, for a function of another file, its name."""
+        if isinstance(func, cst.Attribute) and func.attr.value == "forward":
+            func = func.value  # model.forward(x)
+        cls = self.instance_class(func, scope, line)
+        if cls is not None:
+            return self.method(cls, "forward")
+        if isinstance(func, cst.Attribute):
+            owner = self.instance_class(func.value, scope, line)
+            if owner is not None:
+                found = self.method(owner, func.attr.value)
+                if found is not None:
+                    return found
+                return None
+            return func.attr.value if not self.ctx.names(func) or not dotted(func) else None
+        if isinstance(func, cst.Name):
+            fn = self.def_at(func.value, line)
+            if fn is not None:
+                return fn, None
+            return func.value
+        return None
+
+    def call(self, call: cst.Call, index: int | None, scope: cst.CSTNode | None, line: int, depth: int) -> Origin | None:
+        ctx = self.ctx
+        func = call.func
+        if index is None:
+            if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name) and func.value.value != "self":
+                owner = self.instance_class(func.value, scope, line)
+                if owner is not None and self.method(owner, func.attr.value) is None:  # model.head(x)
+                    values = ctx.assignments.get((owner, f"self.{func.attr.value}"), [])
+                    module = ctx.activation_module(ctx.module_behind(values[-1][1])) if len(values) == 1 else None
+                    return Origin(next(iter(module))) if module and len(module) == 1 else None
+            key = dotted(func)
+            if not (key and key.startswith("self.") and len(ctx.self_values(key, line)) > 1):
+                kinds = ctx.kinds(call, scope, line) & WANTED
+                if len(kinds) == 1:
+                    return Origin(next(iter(kinds)))
+        if ctx.names(func) & _DATA_PARALLEL and call.args:  # nn.parallel.data_parallel(module, x)
+            func = call.args[0].value
+        target = self.callee(func, scope, line)
+        if isinstance(target, str):
+            return Origin("one_hot", target) if index is None and _ONE_HOT_NAME.search(target) else None
+        if target is None:
+            return None
+        fn, cls = target
+        found = self.results(fn, cls, index, depth, yields=False)
+        if found is None and index is None and _ONE_HOT_NAME.search(fn.name.value):
+            return Origin("one_hot", fn.name.value, ctx.pos(fn)[0])
+        return found
+
+    def results(self, fn: cst.FunctionDef, cls: cst.ClassDef | None, index: int | None, depth: int, yields: bool) -> Origin | None:
+        """What every ``return`` (with ``yields``: every ``yield``) of ``fn`` gives, or element
+        ``index`` of it."""
+        key = (id(fn), index, "y" if yields else "r")
+        if key in self.active:
+            return None  # recursion
+        self.active.add(key)
+        try:
+            body = self.body(fn)
+            if yields:
+                outs = body.yields
+            else:
+                outs = [] if body.yields else body.returns
+            if not outs:
+                return None
+            results = []
+            for line, value, env in outs:
+                if value is None:
+                    return None
+                part: Value = value
+                if index is not None:
+                    if isinstance(value, (cst.Tuple, cst.List)):
+                        if index >= len(value.elements) or any(isinstance(e, cst.StarredElement) for e in value.elements):
+                            return None
+                        part = value.elements[index].value
+                    else:
+                        part = Item(value, index)
+                found = self.value(part, fn, line, depth + 1, env)
+                if found is None:
+                    return None
+                results.append(found)
+            found = _agree(results)
+            if found is None or found.function:
+                return found
+            name = f"{cls.name.value}.{fn.name.value}" if cls is not None else fn.name.value
+            return replace(found, function=name, line=outs[-1][0], element=index, yields=yields)
+        finally:
+            self.active.discard(key)
+
+    def item(self, source: Value, index: int, scope: cst.CSTNode | None, line: int, depth: int, env: Env | None) -> Origin | None:
+        if depth > _DEPTH or isinstance(source, str):
+            return None
+        if isinstance(source, Item):
+            inner = source.source
+            if isinstance(inner, Each) and isinstance(inner.source, cst.Call):
+                names = _builtin(inner.source)
+                args = inner.source.args
+                if names == "enumerate" and source.index == 1 and args:  # for i, (x, y) in enumerate(g)
+                    return self.item(Each(args[0].value), index, scope, line, depth + 1, env)
+                if names == "zip" and source.index < len(args):  # for (a, b), c in zip(g, h)
+                    return self.item(Each(args[source.index].value), index, scope, line, depth + 1, env)
+            return None
+        if isinstance(source, Each):
+            return self.each(source.source, index, scope, line, depth + 1, env)
+        expr = self.peel(source)
+        if isinstance(expr, (cst.Tuple, cst.List)):
+            if index < len(expr.elements) and not isinstance(expr.elements[index], cst.StarredElement):
+                return self.value(expr.elements[index].value, scope, line, depth + 1, env)
+            return None
+        if isinstance(expr, cst.Call):
+            return self.call(expr, index, scope, line, depth + 1)
+        if isinstance(expr, cst.Name):
+            if env is not None and expr.value in env:
+                held = env[expr.value]
+                return None if held is None else _agree(self.item(v, index, scope, line, depth + 1, env) for v in held)
+            bound = self.binding(expr.value, scope, line)
+            if isinstance(bound, tuple) and bound[1] is not None:
+                return self.item(bound[1], index, bound[2], bound[0], depth + 1, None)
+        return None
+
+    def each(self, source: Value, index: int | None, scope: cst.CSTNode | None, line: int, depth: int, env: Env | None) -> Origin | None:
+        """An item (or element ``index`` of an item) of iterating over ``source``: a generator of
+        this file (``for x, y in self.batches()``)."""
+        if not isinstance(source, cst.BaseExpression):
+            return None
+        expr = self.peel(source)
+        if isinstance(expr, cst.Call):
+            if _builtin(expr) == "iter" and expr.args:
+                return self.each(expr.args[0].value, index, scope, line, depth + 1, env)
+            target = self.callee(expr.func, scope, line)
+            if isinstance(target, tuple):
+                return self.results(target[0], target[1], index, depth + 1, yields=True)
+        elif isinstance(expr, cst.Name):
+            bound = self.binding(expr.value, scope, line)
+            if isinstance(bound, tuple) and isinstance(bound[1], cst.Call):
+                return self.each(bound[1], index, bound[2], bound[0], depth + 1, None)
+        return None
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def _params(fn: cst.FunctionDef) -> list[str]:
+    p = fn.params
+    return [a.name.value for a in (*p.posonly_params, *p.params, *p.kwonly_params)]
+
+
+def _argument(call: cst.Call, name: str, position: int) -> cst.BaseExpression | None:
+    positional = []
+    for a in call.args:
+        if a.star:
+            return None
+        if a.keyword is None:
+            positional.append(a.value)
+        elif a.keyword.value == name:
+            return a.value
+    return positional[position] if 0 <= position < len(positional) else None
+
+
+def _int_index(expr: cst.Subscript) -> int | None:
+    if len(expr.slice) != 1 or not isinstance(expr.slice[0].slice, cst.Index):
+        return None
+    value = expr.slice[0].slice.value
+    return int(value.value) if isinstance(value, cst.Integer) else None
+
+
+def _rows(expr: cst.Subscript) -> bool:
+    """``t[i]`` / ``t[i:j]``: whole rows of a one-hot matrix are one-hot rows."""
+    return len(expr.slice) == 1
+
+
+def _picked_from(ctx: Context, expr: cst.BaseExpression) -> cst.BaseExpression | None:
+    """``p`` for ``torch.gather(p, 1, idx)`` / ``p.gather(1, idx)`` / ``p.masked_select(m)`` /
+    ``p.index_select(0, i)``: elements picked from ``p`` keep what ``p`` is."""
+    if not isinstance(expr, cst.Call):
+        return None
+    func = expr.func
+    if ctx.names(func) & _PICK_FUNCTIONS and expr.args:
+        return expr.args[0].value
+    if isinstance(func, cst.Attribute) and func.attr.value in _PICK_METHODS and not ctx.names(func):
+        return func.value
+    return None
+
+
+def _builtin(call: cst.Call) -> str:
+    return call.func.value if isinstance(call.func, cst.Name) else ""
+
+
+def _agree(results: Iterable[Origin | None]) -> Origin | None:
+    """The common answer of every path, or None."""
+    first: Origin | None = None
+    for r in results:
+        if r is None or (first is not None and r.kind != first.kind):
+            return None
+        first = first or r
+    return first
