@@ -77,6 +77,16 @@ def _lk111(ns: dict[str, Any]) -> Any:
     return torch.tensor(history[0]), model.weight.detach().clone(), model.bias.detach().clone()
 
 
+def _lk111_returned(ns: dict[str, Any]) -> Any:
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    g = torch.Generator().manual_seed(5)
+    loader = [(torch.randn(5, 4, generator=g), torch.randint(0, 3, (5,), generator=g)) for _ in range(3)]
+    mean = ns["train_epoch"](model, loader, optimizer, nn.CrossEntropyLoss())
+    return mean.detach(), model.weight.detach().clone()
+
+
 #: logits far apart: in float32 exp(-240) and sigmoid(-120) underflow to 0, and 1 - sigmoid(121)
 #: rounds to 0, so each hand-written log is -inf somewhere; the fused forms stay finite
 _EXTREME = torch.tensor([[-120.0, 0.0, 3.0, 120.0], [1.0, -2.0, 0.5, 0.0]])
@@ -108,6 +118,7 @@ DRIVERS: dict[str, tuple[Callable[[dict[str, Any]], Any], Any]] = {
     "LK103/bad.py": (_lk103_bad, "same"),
     "LK108/fix.in.py": (_lk108, "same"),  # size_average / reduce == the reduction= they map to
     "LK111/fix.in.py": (_lk111, "same"),  # .detach() keeps the totals and the training
+    "LK111/returned.in.py": (_lk111_returned, "same"),  # the returned mean and the training
     # LK106: the original raises (float class ids); the fixed one is cross-entropy on the ids
     "LK106/fix.in.py": (_class_ids, lambda: 2 * F.cross_entropy(_inputs(4)[0], _inputs(4)[2])),
     "LK106/device.in.py": (

@@ -255,3 +255,26 @@ def test_notebook_cells_ipython_would_run_are_not_parse_errors(tmp_path):
     )
     found = [(f.code, f.cell, f.line, f.col) for f in lint_paths([str(nb)]).findings]
     assert found == [("LK108", 3, 3, 5)]
+
+
+def test_cell_magics_that_run_python_are_linted_and_the_others_are_not(tmp_path):
+    """%%time / %%timeit / %%capture / %%prun run the cell's body as Python: linted, with the
+    cell's own line numbers; %%bash, %%writefile, %%html cells are not Python (the file written by
+    %%writefile is linted as a file, if it is in the tree)."""
+    nb = tmp_path / "train.ipynb"
+    mistake = "loss = F.cross_entropy(torch.softmax(logits, 1), y)"
+    _notebook(
+        nb,
+        [
+            ("code", "import torch\nimport torch.nn.functional as F"),  # cell 1
+            ("code", f"%%time\nlogits = model(x)\n{mistake}"),  # cell 2: line 3
+            ("code", f"%%timeit -n 1 -r 1\n{mistake}"),  # cell 3: line 2
+            ("code", f"%%capture captured\n\n{mistake}"),  # cell 4: line 3
+            ("code", f"  %%prun -s cumulative\nfor _ in range(2):\n    {mistake}"),  # cell 5: line 3
+            ("code", f"%%writefile train.py\nimport torch\nimport torch.nn.functional as F\n{mistake}"),  # cell 6
+            ("code", f"%%bash\necho '{mistake}' ( unbalanced"),  # cell 7
+            ("code", f"%%html\n<p>{mistake}</p>"),  # cell 8
+        ],
+    )
+    found = [(f.code, f.cell, f.line, f.col) for f in lint_paths([str(nb)]).findings]
+    assert found == [("LK101", 2, 3, 24), ("LK101", 3, 2, 24), ("LK101", 4, 3, 24), ("LK101", 5, 3, 28)]

@@ -383,7 +383,11 @@ class _Flow:
         for _ in range(12):
             if isinstance(expr, cst.Attribute) and expr.attr.value == "data":
                 expr = expr.value
-            elif isinstance(expr, cst.Call) and isinstance(expr.func, cst.Attribute) and expr.func.attr.value in TRANSPARENT:
+            elif (
+                isinstance(expr, cst.Call)
+                and isinstance(expr.func, cst.Attribute)
+                and expr.func.attr.value in TRANSPARENT
+            ):
                 expr = expr.func.value
             elif isinstance(expr, cst.Call) and expr.args and self.ctx.names(expr.func) & TO_TENSOR:
                 expr = expr.args[0].value
@@ -426,7 +430,9 @@ class _Flow:
             bound = ctx.module_behind(ctx.resolve(key, scope, line) or ctx.resolve_anywhere(key, line))
         return ctx.local_class(bound) if isinstance(bound, cst.Call) else None
 
-    def binding(self, name: str, scope: cst.CSTNode | None, line: int) -> tuple[int, Value | None, cst.CSTNode | None] | str | None:
+    def binding(
+        self, name: str, scope: cst.CSTNode | None, line: int
+    ) -> tuple[int, Value | None, cst.CSTNode | None] | str | None:
         """The value last bound to ``name`` before ``line`` (in ``scope``, then the module), or
         "param" for a parameter of ``scope`` not rebound before ``line``."""
         ctx = self.ctx
@@ -452,7 +458,9 @@ class _Flow:
 
     # ------------------------------------------------------------------ following
 
-    def value(self, v: Value | None, scope: cst.CSTNode | None, line: int, depth: int, env: Env | None) -> Origin | None:
+    def value(
+        self, v: Value | None, scope: cst.CSTNode | None, line: int, depth: int, env: Env | None
+    ) -> Origin | None:
         if v is None or depth > _DEPTH:
             return None
         if isinstance(v, str):
@@ -528,12 +536,18 @@ class _Flow:
                     if self.def_at(name, line) is fn:
                         sites.append((call, scope))
                 elif cls is not None and isinstance(func, cst.Attribute) and func.attr.value == name:
-                    if isinstance(func.value, cst.Name) and func.value.value == "self" and self.ctx.class_at(line) is cls:
+                    if (
+                        isinstance(func.value, cst.Name)
+                        and func.value.value == "self"
+                        and self.ctx.class_at(line) is cls
+                    ):
                         sites.append((call, scope))
             self.sites[fn] = sites
         return self.sites[fn]
 
-    def callee(self, func: cst.BaseExpression, scope: cst.CSTNode | None, line: int) -> tuple[cst.FunctionDef, cst.ClassDef | None] | str | None:
+    def callee(
+        self, func: cst.BaseExpression, scope: cst.CSTNode | None, line: int
+    ) -> tuple[cst.FunctionDef, cst.ClassDef | None] | str | None:
         """The function of this file a call runs: a model's ``forward``, a method, a function;
         or, for a function of another file, its name."""
         if isinstance(func, cst.Attribute) and func.attr.value == "forward":
@@ -556,7 +570,9 @@ class _Flow:
             return func.value
         return None
 
-    def call(self, call: cst.Call, index: int | None, scope: cst.CSTNode | None, line: int, depth: int) -> Origin | None:
+    def call(
+        self, call: cst.Call, index: int | None, scope: cst.CSTNode | None, line: int, depth: int
+    ) -> Origin | None:
         ctx = self.ctx
         func = call.func
         if index is None:
@@ -573,6 +589,10 @@ class _Flow:
                     return Origin(next(iter(kinds)))
         if ctx.names(func) & _DATA_PARALLEL and call.args:  # nn.parallel.data_parallel(module, x)
             func = call.args[0].value
+            key = dotted(func)
+            module = ctx.activation_module(ctx.module_behind(ctx.resolve_anywhere(key, line))) if key else None
+            if index is None and module and len(module) == 1:
+                return Origin(next(iter(module)))
         target = self.callee(func, scope, line)
         if isinstance(target, str):
             return Origin("one_hot", target) if index is None and _ONE_HOT_NAME.search(target) else None
@@ -584,7 +604,9 @@ class _Flow:
             return Origin("one_hot", fn.name.value, ctx.pos(fn)[0])
         return found
 
-    def results(self, fn: cst.FunctionDef, cls: cst.ClassDef | None, index: int | None, depth: int, yields: bool) -> Origin | None:
+    def results(
+        self, fn: cst.FunctionDef, cls: cst.ClassDef | None, index: int | None, depth: int, yields: bool
+    ) -> Origin | None:
         """What every ``return`` (with ``yields``: every ``yield``) of ``fn`` gives, or element
         ``index`` of it."""
         key = (id(fn), index, "y" if yields else "r")
@@ -606,7 +628,9 @@ class _Flow:
                 part: Value = value
                 if index is not None:
                     if isinstance(value, (cst.Tuple, cst.List)):
-                        if index >= len(value.elements) or any(isinstance(e, cst.StarredElement) for e in value.elements):
+                        if index >= len(value.elements) or any(
+                            isinstance(e, cst.StarredElement) for e in value.elements
+                        ):
                             return None
                         part = value.elements[index].value
                     else:
@@ -623,7 +647,9 @@ class _Flow:
         finally:
             self.active.discard(key)
 
-    def item(self, source: Value, index: int, scope: cst.CSTNode | None, line: int, depth: int, env: Env | None) -> Origin | None:
+    def item(
+        self, source: Value, index: int, scope: cst.CSTNode | None, line: int, depth: int, env: Env | None
+    ) -> Origin | None:
         if depth > _DEPTH or isinstance(source, str):
             return None
         if isinstance(source, Item):
@@ -654,7 +680,9 @@ class _Flow:
                 return self.item(bound[1], index, bound[2], bound[0], depth + 1, None)
         return None
 
-    def each(self, source: Value, index: int | None, scope: cst.CSTNode | None, line: int, depth: int, env: Env | None) -> Origin | None:
+    def each(
+        self, source: Value, index: int | None, scope: cst.CSTNode | None, line: int, depth: int, env: Env | None
+    ) -> Origin | None:
         """An item (or element ``index`` of an item) of iterating over ``source``: a generator of
         this file (``for x, y in self.batches()``)."""
         if not isinstance(source, cst.BaseExpression):

@@ -127,8 +127,24 @@ def text_could_match(source: str, codes: list[str]) -> bool:
     return False
 
 
-def _fires(words: set[str], codes: list[str], losses: frozenset[str]) -> bool:
-    return any(all(words & group for group in _NEEDS.get(code, (losses,))) for code in codes)
+def _fires(
+    words: set[str], codes: list[str], losses: frozenset[str], needs: dict[str, tuple[frozenset[str], ...]] = _NEEDS
+) -> bool:
+    return any(all(words & group for group in needs.get(code, (losses,))) for code in codes)
+
+
+def _log_needs(units: list[tuple[ast.stmt, set[str], list[tuple[ast.stmt, set[str]]]]]) -> tuple[frozenset[str], ...]:
+    """LK113's needs when it follows a value back: a ``log`` (or a call of a function of the file
+    that takes one), and an activation -- named, or made by a class, function or module-level
+    value of the file that names one (``model = Net()`` with a softmax ``Net``)."""
+    made = {getattr(n, "name", "") for n, w, _ in units if w & ACTIVATION_WORDS} - {""}
+    for _ in range(2):  # model = Net(); wrapped = nn.DataParallel(model)
+        for n, w, _ in units:
+            if isinstance(n, (ast.Assign, ast.AnnAssign)) and w & (made | ACTIVATION_WORDS):
+                targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+                made |= set().union(*(identifiers(t) for t in targets)) - {"self"}
+    logs = {getattr(n, "name", "") for n, w, _ in units if "log" in w} - {""}
+    return (frozenset({"log"} | logs), ACTIVATION_WORDS | frozenset(made))
 
 
 def _criteria(tree: ast.Module, words: set[str]) -> frozenset[str]:
@@ -191,7 +207,8 @@ def relevant_source(source: str, tree: ast.Module, codes: Iterable[str]) -> str 
         units.append((node, words, members))
     all_words = set().union(*(w for _, w, _ in units)) if units else set()
     losses = _criteria(tree, all_words)
-    needed = [w for _, w, _ in units if _fires(w, codes, losses)]
+    needs = dict(_NEEDS, LK113=_log_needs(units)) if "LK113" in codes else _NEEDS
+    needed = [w for _, w, _ in units if _fires(w, codes, losses, needs)]
     if not needed:
         return None
     follow = bool(_FOLLOW & set(codes))
@@ -216,8 +233,10 @@ def relevant_source(source: str, tree: ast.Module, codes: Iterable[str]) -> str 
     # functions in which a rule fires: a parameter may be followed back to their call sites
     callers: set[str] = set()
     if follow:
-        callers = {n.name for n, w, _ in units if isinstance(n, _functions) and _fires(w, codes, losses)}
-        callers |= {m.name for _, _, ms in units for m, w in ms if isinstance(m, _functions) and _fires(w, codes, losses)}
+        callers = {n.name for n, w, _ in units if isinstance(n, _functions) and _fires(w, codes, losses, needs)}
+        callers |= {
+            m.name for _, _, ms in units for m, w in ms if isinstance(m, _functions) and _fires(w, codes, losses, needs)
+        }
         callers = {c for c in callers if c != "forward" and not c.startswith("__")}  # called as model(x)
 
     local_classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
@@ -228,7 +247,7 @@ def relevant_source(source: str, tree: ast.Module, codes: Iterable[str]) -> str 
             return True
         if in_place and isinstance(node, ast.Expr) and words & {"scatter_", "zero_"}:
             return True
-        return _fires(words, codes, losses) or getattr(node, "name", None) in helpers or bool(words & callers)
+        return _fires(words, codes, losses, needs) or getattr(node, "name", None) in helpers or bool(words & callers)
 
     blank: list[tuple[int, int]] = []
     for node, words, members in units:
@@ -243,9 +262,7 @@ def relevant_source(source: str, tree: ast.Module, codes: Iterable[str]) -> str 
                 return isinstance(m, _functions) and (keep(m, w) or (model and m.name == "forward"))
 
             kept = [
-                m
-                for m, w in members
-                if not isinstance(m, _functions) or m.name == "__init__" or needed_member(m, w)
+                m for m, w in members if not isinstance(m, _functions) or m.name == "__init__" or needed_member(m, w)
             ]
             if model:  # and the methods the kept ones call (VAE.forward -> self.decode), to a fixed point
                 called = set().union(*(w for m, w in members if m in kept))

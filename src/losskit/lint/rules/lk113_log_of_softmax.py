@@ -128,8 +128,10 @@ class LogOfSoftmax(Rule):
             if not kinds & {"softmax", "sigmoid"}:
                 found = origin(ctx, inner, scope)
                 if found is not None and found.kind in ("softmax", "sigmoid") and (found.function or found.via):
-                    use = "log_softmax on the logits (or cross_entropy)" if found.kind == "softmax" else (
-                        "F.logsigmoid on the logits (or binary_cross_entropy_with_logits)"
+                    use = (
+                        "log_softmax on the logits (or cross_entropy)"
+                        if found.kind == "softmax"
+                        else ("F.logsigmoid on the logits (or binary_cross_entropy_with_logits)")
                     )
                     yield ctx.finding(
                         self.code,
