@@ -4,6 +4,7 @@ libcst transformer, pass after pass until none is left; a result that does not p
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterable
 
 import libcst as cst
@@ -51,7 +52,7 @@ def fix_source(
         try:
             new, done = _one_pass(source, path, unsafe, select, ignore)
         except RecursionError:  # valid Python nested deeper than libcst's recursion allows
-            new, done = with_deep_stack(lambda: _one_pass(source, path, unsafe, select, ignore))
+            new, done = with_deep_stack(functools.partial(_one_pass, source, path, unsafe, select, ignore))
         if done == 0 or new == source:
             break
         ast.parse(new)  # a fix must never produce code that does not parse

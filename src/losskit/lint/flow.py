@@ -206,9 +206,11 @@ def _assigned(node: cst.CSTNode) -> set[str]:
             names.update(_target_names(n.name))
 
         def visit_Call(self, n: cst.Call) -> None:  # z.mul_(2) changes z
-            if isinstance(n.func, cst.Attribute) and isinstance(n.func.value, cst.Name):
-                if n.func.attr.value.endswith("_") and not n.func.attr.value.startswith("_"):
-                    names.add(n.func.value.value)
+            func = n.func
+            if isinstance(func, cst.Attribute) and isinstance(func.value, cst.Name):
+                attr = func.attr.value
+                if attr.endswith("_") and not attr.startswith("_"):
+                    names.add(func.value.value)
 
     node.visit(_V())
     return names
@@ -332,10 +334,7 @@ class _Walk:
                 self.bind(t.target, s.value, env)
         elif isinstance(s, cst.AnnAssign):
             self.bind(s.target, s.value, env)
-        elif isinstance(s, cst.AugAssign):
-            for n in _target_names(s.target):
-                env[n] = None
-        elif isinstance(s, cst.Del):
+        elif isinstance(s, (cst.AugAssign, cst.Del)):
             for n in _target_names(s.target):
                 env[n] = None
         elif isinstance(s, cst.Return):
@@ -497,9 +496,8 @@ class _Flow:
         if not isinstance(bound, tuple):
             return None
         ln, value, where = bound
-        if where is scope and self.ctx.rebound_between(name, ln, line) and name not in ("self",):
-            if any(ln < other <= line for other in self.ctx.rebinds.get(name, [])):
-                return None  # rebound (or changed in place) after that assignment
+        if where is scope and self.ctx.rebound_between(name, ln, line):
+            return None  # rebound, or changed in place, after that assignment
         return self.value(value, where, ln, depth, None)
 
     def parameter(self, name: str, fn: cst.FunctionDef, depth: int) -> Origin | None:
@@ -535,13 +533,15 @@ class _Flow:
                 if cls is None and isinstance(func, cst.Name) and func.value == name:
                     if self.def_at(name, line) is fn:
                         sites.append((call, scope))
-                elif cls is not None and isinstance(func, cst.Attribute) and func.attr.value == name:
-                    if (
-                        isinstance(func.value, cst.Name)
-                        and func.value.value == "self"
-                        and self.ctx.class_at(line) is cls
-                    ):
-                        sites.append((call, scope))
+                elif (
+                    cls is not None
+                    and isinstance(func, cst.Attribute)
+                    and func.attr.value == name
+                    and isinstance(func.value, cst.Name)
+                    and func.value.value == "self"
+                    and self.ctx.class_at(line) is cls
+                ):
+                    sites.append((call, scope))
             self.sites[fn] = sites
         return self.sites[fn]
 

@@ -11,7 +11,6 @@ from losskit.lint.engine import Context, Finding, Rule, dotted
 from losskit.lint.flow import origin
 from losskit.lint.rules._helpers import activation_input, rename_attr, replace_arg
 
-
 #: sigmoid output made elsewhere in the file (a model's forward, a method, a helper): no fix,
 #: since changing forward changes what the model predicts everywhere else
 _MODEL = (

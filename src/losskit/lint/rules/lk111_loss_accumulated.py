@@ -159,7 +159,7 @@ class LossAccumulated(Rule):
     summary = "loss tensor accumulated for logging after backward, without .detach() / .item()"
 
     def check(self, ctx: Context) -> Iterable[Finding]:
-        flows: dict[int, tuple[_Flow, set[str]]] = {}
+        flows: dict[int, tuple[_Flow, set[str], set[str]]] = {}
         for node, scope in ctx.aug_assigns:
             if not isinstance(node.operator, cst.AddAssign) or not isinstance(node.target, cst.Name):
                 continue
