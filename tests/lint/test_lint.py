@@ -396,3 +396,11 @@ def test_a_file_no_rule_needs_is_still_syntax_checked_as_the_parser_does(source)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert [(f.code, f.line) for f in lint_source(source)] == expected
+
+
+def test_help_says_what_lk000_means_for_files_and_notebook_cells(capsys):
+    with pytest.raises(SystemExit):
+        main(["lint", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "that Python cannot parse, is one LK000 finding" in text
+    assert "in a notebook, each code cell that does not parse is one LK000 finding" in text

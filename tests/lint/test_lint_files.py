@@ -101,7 +101,9 @@ def test_no_lk000_on_a_file_python_compiles(tmp_path, name):
     compile(source, name, "exec")  # Python reads it
     path = tmp_path / "generated.py"
     path.write_text(source)
+    limit = sys.getrecursionlimit()
     findings = lint_paths([str(path)]).findings
+    assert sys.getrecursionlimit() == limit  # the deep stack's limit is restored
     assert [f.code for f in findings] == ["LK108"]  # the one real finding; no LK000
     lint_paths([str(path)], fix=True)
     assert "size_average" not in path.read_text() and "reduce=" not in path.read_text()

@@ -170,8 +170,6 @@ class _Flow:
             found += [(ln, v) for ln, v in self.bindings.get((where, name), []) if ln < line]  # type: ignore[arg-type]
             if found:
                 ln, value = max(found, key=lambda lv: lv[0])
-                if ctx.rebound_between(name, ln, line) and not any(ln2 == ln for ln2 in ctx.rebinds.get(name, [])[-1:]):
-                    pass
                 return ln, value, where
             if where is not None and isinstance(where, cst.FunctionDef) and name in _params(where):
                 return "param"
