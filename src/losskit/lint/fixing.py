@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import ast
 import functools
+import io
 from collections.abc import Iterable
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
 from losskit.lint.engine import Fix, lint_source
-from losskit.lint.parsing import with_deep_stack
+from losskit.lint.parsing import deep_statements, with_deep_stack
 
 __all__ = ["fix_source"]
 
@@ -68,6 +69,28 @@ def _one_pass(
     fixes = [f.fix for f in findings if f.fix is not None and (unsafe or not f.fix.unsafe)]
     if not fixes:
         return source, 0
-    wrapper = MetadataWrapper(cst.parse_module(source), unsafe_skip_copy=True)
+    lines = io.StringIO(source, newline="").readlines()  # as Python numbers lines
+    fixed_lines = {f.line for f in fixes}
+    spans = [
+        (a, b) for a, b in deep_statements(ast.parse(source), lines) if not any(a <= ln <= b for ln in fixed_lines)
+    ]
+    text = source
+    if spans:  # a long generated expression with no fix in it: left out of what libcst reads, put back after
+        kept = list(lines)
+        for a, b in spans:
+            for i in range(a - 1, b):
+                kept[i] = kept[i][len(kept[i].rstrip("\r\n")) :] or "\n"
+        text = "".join(kept)
+    wrapper = MetadataWrapper(cst.parse_module(text), unsafe_skip_copy=True)
     transformer = _Apply(fixes)
-    return wrapper.visit(transformer).code, transformer.done
+    new = wrapper.visit(transformer).code
+    if spans:
+        out = io.StringIO(new, newline="").readlines()
+        if len(out) != len(lines):  # a fix changed the number of lines: redo on the whole file
+            wrapper = MetadataWrapper(cst.parse_module(source), unsafe_skip_copy=True)
+            transformer = _Apply(fixes)
+            return wrapper.visit(transformer).code, transformer.done
+        for a, b in spans:
+            out[a - 1 : b] = lines[a - 1 : b]
+        new = "".join(out)
+    return new, transformer.done

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable
 from typing import TypeVar
 
-__all__ = ["compiles", "deepest_line", "short", "with_deep_stack"]
+__all__ = ["compiles", "deep_statements", "deepest_line", "short", "with_deep_stack"]
 
 T = TypeVar("T")
 
@@ -54,6 +54,31 @@ def with_deep_stack(work: Callable[[], T]) -> T:
     if error:
         raise error[0]
     return result[0]
+
+
+#: a top-level statement nested deeper than this (a generated table's sum of hundreds of terms)
+#: is left out of what libcst reads when no rule needs it: libcst's parse of it grows with the
+#: square of its depth (seconds for a 2,000-term sum)
+DEEP = 150
+_LONG = 1500  # characters: shorter statements cannot be that deep, and are not walked
+
+
+def deep_statements(tree: ast.Module, lines: list[str]) -> list[tuple[int, int]]:
+    """The (first, last) lines of the top-level statements of ``tree`` nested deeper than
+    :data:`DEEP` (``lines``: the source's lines, to skip short statements without walking them)."""
+    spans = []
+    for node in tree.body:
+        start, end = node.lineno, node.end_lineno or node.lineno
+        if sum(len(line) for line in lines[start - 1 : end]) < _LONG:
+            continue
+        stack: list[tuple[ast.AST, int]] = [(node, 0)]
+        while stack:
+            sub, depth = stack.pop()
+            if depth > DEEP:
+                spans.append((min([start, *(d.lineno for d in getattr(node, "decorator_list", []))]), end))
+                break
+            stack.extend((child, depth + 1) for child in ast.iter_child_nodes(sub))
+    return spans
 
 
 def deepest_line(tree: ast.AST) -> int:

@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterable
 from typing import cast
 
+from losskit.lint.parsing import deep_statements
+
 #: the loss functions and classes the rules recognise (kept in step with ``engine.LOSSES``)
 LOSS_WORDS = frozenset(
     {
@@ -242,7 +244,11 @@ def relevant_source(source: str, tree: ast.Module, codes: Iterable[str]) -> str 
     local_classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
     in_place = "LK107" in codes
 
+    deep = {start for start, _ in deep_statements(tree, lines)}
+
     def keep(node: ast.stmt, words: set[str]) -> bool:
+        if _span(node)[0] in deep and not _fires(words, codes, losses, needs):
+            return False  # a long generated expression no rule needs: left out (libcst is slow on it)
         if isinstance(node, (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign)):
             return True
         if in_place and isinstance(node, ast.Expr) and words & {"scatter_", "zero_"}:
