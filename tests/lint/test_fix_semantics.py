@@ -66,23 +66,24 @@ def _lk108(ns: dict[str, Any]) -> Any:
         )
 
 
-def _lk111(ns: dict[str, Any]) -> Any:
+def _classifier_training(seed: int, batches: int) -> tuple[nn.Linear, torch.optim.SGD, list[Any]]:
+    """A small classifier, its optimizer and a loader of ``batches`` seeded batches."""
     torch.manual_seed(0)
     model = nn.Linear(4, 3)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    g = torch.Generator().manual_seed(3)
-    loader = [(torch.randn(5, 4, generator=g), torch.randint(0, 3, (5,), generator=g)) for _ in range(4)]
+    g = torch.Generator().manual_seed(seed)
+    loader = [(torch.randn(5, 4, generator=g), torch.randint(0, 3, (5,), generator=g)) for _ in range(batches)]
+    return model, torch.optim.SGD(model.parameters(), lr=0.1), loader
+
+
+def _lk111(ns: dict[str, Any]) -> Any:
+    model, optimizer, loader = _classifier_training(3, 4)
     history: list[tuple[float, float]] = []
     ns["train"](model, loader, optimizer, nn.CrossEntropyLoss(), history)
     return torch.tensor(history[0]), model.weight.detach().clone(), model.bias.detach().clone()
 
 
 def _lk111_returned(ns: dict[str, Any]) -> Any:
-    torch.manual_seed(0)
-    model = nn.Linear(4, 3)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    g = torch.Generator().manual_seed(5)
-    loader = [(torch.randn(5, 4, generator=g), torch.randint(0, 3, (5,), generator=g)) for _ in range(3)]
+    model, optimizer, loader = _classifier_training(5, 3)
     mean = ns["train_epoch"](model, loader, optimizer, nn.CrossEntropyLoss())
     return mean.detach(), model.weight.detach().clone()
 
