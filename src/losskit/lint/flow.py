@@ -37,7 +37,7 @@ WANTED = frozenset({"softmax", "sigmoid", "log_softmax", "one_hot"})
 _ACTIVATIONS = frozenset({"softmax", "sigmoid", "log_softmax"})
 _DATA_PARALLEL = {"torch.nn.parallel.data_parallel", "torch.nn.parallel.data_parallel.data_parallel"}
 #: a function of another file whose name says it returns one-hot vectors (not ``onehot_to_word``)
-_ONE_HOT_NAME = re.compile(r"(^|_)(one_?hot|categorical)(_encod(e|ed|ing))?$", re.IGNORECASE)
+_ONE_HOT_NAME = re.compile(r"(^|_)(one_?hot|categorical)(_encod(e|ed|ing))?$")  # not a class: Categorical
 _DEPTH = 14
 _PICK_FUNCTIONS = {"torch.gather", "torch.masked_select", "torch.index_select", "torch.take_along_dim"}
 _PICK_METHODS = {"gather", "masked_select", "index_select", "take_along_dim"}
