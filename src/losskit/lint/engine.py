@@ -152,6 +152,11 @@ class Context:
         #: class name -> the classes of that name defined in this file; (first, last line, class)
         self.classes: dict[str, list[cst.ClassDef]] = {}
         self.class_ranges: list[tuple[int, int, cst.ClassDef]] = []
+        #: every function: (def, the class or function around it or None, its scope)
+        self.functions: list[tuple[cst.FunctionDef, cst.CSTNode | None, cst.CSTNode | None]] = []
+        #: names bound other than by ``name = value``: (line, target, value or None, scope) for
+        #: ``a, b = f(x)`` and ``with ... as x`` (None); loop targets are in ``loops``
+        self.unpacks: list[tuple[int, cst.BaseExpression, cst.BaseExpression | None, cst.CSTNode | None]] = []
         wrapper.visit(Collector(self))
 
     # ----------------------------------------------------------------- basics

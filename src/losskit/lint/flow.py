@@ -99,7 +99,6 @@ class _Flow:
         self.sites: dict[cst.FunctionDef, list[tuple[cst.Call, cst.CSTNode | None]]] = {}
         self.active: set[tuple[int, int | None, str]] = set()
         collector = Bindings(ctx)
-        ctx.module.visit(collector)
         self.bindings, self.defs, self.owner = collector.bindings, collector.defs, collector.owner
 
     # ------------------------------------------------------------------ helpers
@@ -167,7 +166,7 @@ class _Flow:
             found: list[tuple[int, Value | None]] = [
                 (ln, v) for ln, v in ctx.assignments.get((where, name), []) if ln < line
             ]
-            found += [(ln, v) for ln, v in self.bindings.get((where, name), []) if ln < line]  # type: ignore[arg-type]
+            found += [(ln, v) for ln, v in self.bindings.get((where, name), []) if ln < line]
             if found:
                 ln, value = max(found, key=lambda lv: lv[0])
                 return ln, value, where

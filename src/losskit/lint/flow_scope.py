@@ -40,63 +40,36 @@ Value = Union[cst.BaseExpression, Item, Each, str]  # noqa: UP007 (a runtime ali
 Env = dict[str, Union[tuple[Value, ...], None]]  # noqa: UP007
 
 
-class Bindings(cst.CSTVisitor):
-    """Bindings the engine does not record: names unpacked from a tuple (``a, b = f(x)``), loop
-    targets, ``with ... as x``; and the file's functions, their classes and parameters."""
+class Bindings:
+    """Bindings the engine does not record as ``name = value`` -- names unpacked from a tuple
+    (``a, b = f(x)``), loop targets, ``with ... as x`` -- and the file's functions and methods,
+    read off what the engine's one pass collected (no walk of its own)."""
 
     def __init__(self, ctx: Context) -> None:
-        self.ctx = ctx
         #: (function or None, name) -> [(line, value or None for unknown)]
-        self.bindings: dict[tuple[cst.FunctionDef | None, str], list[tuple[int, Value | None]]] = {}
+        self.bindings: dict[tuple[cst.CSTNode | None, str], list[tuple[int, Value | None]]] = {}
         #: module-level functions by name: [(line, def)] (a notebook may define one twice)
         self.defs: dict[str, list[tuple[int, cst.FunctionDef]]] = {}
         #: method -> its class
         self.owner: dict[cst.FunctionDef, cst.ClassDef] = {}
-        self.scopes: list[cst.FunctionDef | None] = [None]
-        self.classes: list[cst.ClassDef | None] = [None]
+        for fn, block, _ in ctx.functions:
+            if block is None:
+                self.defs.setdefault(fn.name.value, []).append((ctx.pos(fn)[0], fn))
+            elif isinstance(block, cst.ClassDef) and fn in block.body.body:
+                self.owner[fn] = block
+        for line, target, value, scope in ctx.unpacks:
+            self.bind(scope, target, value, line)
+        for loop, scope in ctx.loops:
+            if isinstance(loop, cst.For):
+                self.bind(scope, loop.target, Each(loop.iter), ctx.pos(loop)[0])
 
-    def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
-        cls = self.classes[-1]
-        if self.scopes[-1] is None and cls is None:
-            self.defs.setdefault(node.name.value, []).append((self.ctx.pos(node)[0], node))
-        elif cls is not None and node in cls.body.body:
-            self.owner[node] = cls
-        self.scopes.append(node)
-        self.classes.append(None)
-
-    def leave_FunctionDef(self, node: cst.FunctionDef) -> None:
-        self.scopes.pop()
-        self.classes.pop()
-
-    def visit_ClassDef(self, node: cst.ClassDef) -> None:
-        self.classes.append(node)
-
-    def leave_ClassDef(self, node: cst.ClassDef) -> None:
-        self.classes.pop()
-
-    def _bind(self, target: cst.BaseExpression, value: Value | None, line: int) -> None:
+    def bind(self, scope: cst.CSTNode | None, target: cst.BaseExpression, value: Value | None, line: int) -> None:
         if isinstance(target, cst.Name):
-            self.bindings.setdefault((self.scopes[-1], target.value), []).append((line, value))
+            self.bindings.setdefault((scope, target.value), []).append((line, value))
         elif isinstance(target, (cst.Tuple, cst.List)):
             starred = any(isinstance(e, cst.StarredElement) for e in target.elements)
             for i, e in enumerate(target.elements):
-                self._bind(e.value, None if starred or value is None else Item(value, i), line)
-
-    def visit_Assign(self, node: cst.Assign) -> None:
-        line = self.ctx.pos(node)[0]
-        for t in node.targets:
-            target, value = t.target, node.value
-            if isinstance(target, (cst.Tuple, cst.List)):
-                if isinstance(value, (cst.Tuple, cst.List)) and len(value.elements) == len(target.elements):
-                    continue  # a, b = 0, 0: recorded by the engine
-                self._bind(target, value, line)
-
-    def visit_For(self, node: cst.For) -> None:
-        self._bind(node.target, Each(node.iter), self.ctx.pos(node)[0])
-
-    def visit_WithItem(self, node: cst.WithItem) -> None:
-        if node.asname is not None and isinstance(node.asname.name, (cst.Name, cst.Tuple, cst.List)):
-            self._bind(node.asname.name, None, self.ctx.pos(node)[0])
+                self.bind(scope, e.value, None if starred or value is None else Item(value, i), line)
 
 
 @dataclass

@@ -224,6 +224,7 @@ class Collector(cst.CSTVisitor):
         self.blocks: list[cst.CSTNode] = []
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.ctx.functions.append((node, self.blocks[-1] if self.blocks else None, self.scopes[-1]))
         self.scopes.append(node)
         self.blocks.append(node)
 
@@ -262,6 +263,9 @@ class Collector(cst.CSTVisitor):
                 if len(target.elements) == len(value.elements):  # a, b = 0, 0
                     for te, ve in zip(target.elements, value.elements, strict=True):
                         self._record(te.value, ve.value, node)
+                continue
+            if isinstance(target, (cst.Tuple, cst.List)):  # a, b = f(x)
+                self.ctx.unpacks.append((self.ctx.pos(node)[0], target, value, self.scopes[-1]))
                 continue
             self._record(target, value, node)
 
@@ -304,6 +308,10 @@ class Collector(cst.CSTVisitor):
 
     def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
         self._rebind(node.target, node)
+
+    def visit_WithItem(self, node: cst.WithItem) -> None:
+        if node.asname is not None and isinstance(node.asname.name, cst.BaseExpression):
+            self.ctx.unpacks.append((self.ctx.pos(node)[0], node.asname.name, None, self.scopes[-1]))
 
     def visit_AsName(self, node: cst.AsName) -> None:
         self._rebind(node.name, node)

@@ -221,17 +221,28 @@ def relevant_source(source: str, tree: ast.Module, codes: Iterable[str]) -> str 
         # may zero the gradients (LK110), or make the value a loss is given (a generator, a
         # function returning one-hot targets)
         defs: dict[str, list[ast.AST]] = {}
-        for n in ast.walk(tree):
-            if isinstance(n, _functions):
-                defs.setdefault(n.name, []).append(n)
-        seeds = set().union(*needed)
+        if "LK110" in codes and "backward" in all_words:  # nested helpers too
+            functions: Iterable[ast.AST] = (n for n in ast.walk(tree) if isinstance(n, _functions))
+        else:  # the file's functions and methods (no walk of the whole tree)
+            functions = [n for n, _, ms in units for n in [n, *(m for m, _ in ms)] if isinstance(n, _functions)]
+        for n in functions:
+            defs.setdefault(n.name, []).append(n)  # type: ignore[attr-defined]
+        known = {id(n): w for n, w, _ in units} | {id(m): w for _, _, ms in units for m, w in ms}  # words read
+        # the words of what fires: a whole statement, or the members of a class that fire (not the
+        # class's other methods)
+        seeds: set[str] = set()
+        for _, w, ms in units:
+            if ms:
+                seeds |= set().union(*(mw for _, mw in ms if _fires(mw, codes, losses, needs)))
+            elif _fires(w, codes, losses, needs):
+                seeds |= w
         if follow:  # the models and data a module-level assignment builds
             seeds |= set().union(*(w for n, w, _ in units if isinstance(n, (ast.Assign, ast.AnnAssign))))
         frontier = seeds & set(defs)
         while frontier - helpers:
             new = frontier - helpers
             helpers |= new
-            frontier = set().union(*(words_of(d) for n in new for d in defs[n])) & set(defs)  # type: ignore[arg-type]
+            frontier = set().union(*(known.get(id(d)) or words_of(d) for n in new for d in defs[n])) & set(defs)  # type: ignore[arg-type]
     # functions in which a rule fires: a parameter may be followed back to their call sites
     callers: set[str] = set()
     if follow:
