@@ -157,6 +157,8 @@ class Context:
         #: names bound other than by ``name = value``: (line, target, value or None, scope) for
         #: ``a, b = f(x)`` and ``with ... as x`` (None); loop targets are in ``loops``
         self.unpacks: list[tuple[int, cst.BaseExpression, cst.BaseExpression | None, cst.CSTNode | None]] = []
+        #: what helpers compute once per file (the value flow); cleared after the rules ran
+        self.cache: dict[str, Any] = {}
         wrapper.visit(Collector(self))
 
     # ----------------------------------------------------------------- basics
@@ -460,7 +462,10 @@ def lint_source(
     def run() -> list[Finding]:
         module = cst.parse_module(reduced)  # same lines as the source; unneeded code left out
         ctx = Context(path, reduced, MetadataWrapper(module, unsafe_skip_copy=True))
-        return [f for rule in RULES if rule.code in codes for f in rule.check(ctx) if not _suppressed(ctx, f)]
+        try:
+            return [f for rule in RULES if rule.code in codes for f in rule.check(ctx) if not _suppressed(ctx, f)]
+        finally:
+            ctx.cache.clear()  # the flow refers back to ctx: no cycle left for the garbage collector
 
     try:
         try:

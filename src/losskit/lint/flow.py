@@ -20,7 +20,6 @@ makes one-hot vectors: ``to_onehot``, ``to_categorical``).
 from __future__ import annotations
 
 import re
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -82,13 +81,11 @@ def origin(ctx: Context, expr: cst.BaseExpression, scope: cst.CSTNode | None) ->
 
 # --------------------------------------------------------------------------- per-file tables
 
-_FLOWS: weakref.WeakKeyDictionary[Context, _Flow] = weakref.WeakKeyDictionary()
-
 
 def _flow(ctx: Context) -> _Flow:
-    flow = _FLOWS.get(ctx)
+    flow = ctx.cache.get("flow")
     if flow is None:
-        flow = _FLOWS[ctx] = _Flow(ctx)
+        flow = ctx.cache["flow"] = _Flow(ctx)
     return flow
 
 
