@@ -1,6 +1,6 @@
 """A Hugging Face causal LM's training step, stock against patched by losskit: time and peak memory.
 
-    .venv/bin/python benchmarks/bench_hf_step.py            # Llama config, V=32000 and V=128256
+    .venv/bin/python benchmarks/bench_hf_step.py            # Llama config, V=128256 and V=262144
     .venv/bin/python benchmarks/bench_hf_step.py --quick    # a small vocabulary, a smoke run
 
 A training step is forward with ``labels`` + backward + ``AdamW.step()`` + ``zero_grad``, on a
@@ -33,10 +33,10 @@ from _memory import kib
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: name -> (vocab, hidden, layers, seq, batch)
+#: name -> (vocab, hidden, layers, seq, batch): Llama 3's vocabulary, and Gemma 3's
 CONFIGS = {
-    "Llama V=32000": (32000, 512, 2, 512, 4),
     "Llama V=128256": (128256, 512, 2, 512, 4),
+    "Llama V=262144": (262144, 512, 2, 512, 4),
 }
 QUICK = {"Llama V=8000 (quick)": (8000, 128, 2, 128, 2)}
 VARIANTS = ["stock", "losskit"]

@@ -1,14 +1,18 @@
 """Fine-tune a tiny random Llama with ``transformers.Trainer``, stock and patched with losskit's
-fused linear + cross-entropy, and print both loss curves and the peak memory of each.
+fused linear + cross-entropy, and print both loss curves, evaluation metrics and the peak memory
+of each.
 
     .venv/bin/python examples/finetune_hf_trainer.py            # ~40 s on 2 CPU cores
-    .venv/bin/python examples/finetune_hf_trainer.py --steps 3 --vocab 2000
+    .venv/bin/python examples/finetune_hf_trainer.py --steps 3 --vocab 2000 --label-smoothing 0.1
 
-The one line that matters is ``patch(model)``: with labels, the patched model never builds the
-``batch x sequence x vocabulary`` logits, and its loss and gradients are the stock model's, so
-the two curves agree to float32 rounding. Both runs start from the same random initialization
-and see the same batches; gradient accumulation (2 micro-batches per step, with different
-numbers of masked prompt tokens) exercises the Trainer's ``num_items_in_batch``.
+The one line that matters is ``patch(trainer)`` (or ``patch(model)`` when the Trainer computes
+no loss of its own): with labels, the patched model never builds the ``batch x sequence x
+vocabulary`` logits, and its loss and gradients are the stock model's, so the two curves agree
+to float32 rounding -- with the Trainer's label smoothing too. Both runs start from the same
+random initialization and see the same batches; gradient accumulation (2 micro-batches per step,
+with different numbers of masked prompt tokens) exercises the Trainer's ``num_items_in_batch``.
+Evaluation reports token accuracy and perplexity: the stock run from its logits, the patched run
+from the token statistics its outputs carry (``token_metrics``), without logits.
 
 The data is a synthetic Markov chain over 1,000 of the vocabulary's tokens (each has 4 likely
 successors), so the loss falls from about ln(vocab) as the model learns which tokens occur. Each run is in a fresh
@@ -60,11 +64,31 @@ def _resident_kib(field: str) -> int:
     return 0
 
 
+def _logits_to_predictions(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Stock evaluation: keep, per token, the argmax and log p(next label) -- not the logits."""
+    shifted = labels[:, 1:]
+    log_p = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, shifted.clamp(min=0)[..., None])[..., 0]
+    return torch.stack([logits[:, :-1].argmax(-1).float(), log_p], -1)
+
+
+def metrics_from_logits(eval_pred) -> dict[str, float]:
+    """Token accuracy and perplexity of the stock model, from what ``_logits_to_predictions`` kept."""
+    import numpy as np
+
+    predictions, labels = eval_pred.predictions, eval_pred.label_ids[:, 1:]
+    counted = labels != -100
+    argmax, log_p = predictions[..., 0], predictions[..., 1]
+    return {
+        "token_accuracy": float((argmax == labels)[counted].mean()),
+        "perplexity": float(np.exp(-log_p[counted].mean())),
+    }
+
+
 def train(variant: str, args: argparse.Namespace) -> dict[str, object]:
     """One Trainer run; ``variant`` is ``"stock"`` or ``"losskit"``."""
     import transformers
 
-    from losskit.integrations.transformers import patch
+    from losskit.integrations.transformers import patch, token_metrics
 
     transformers.logging.set_verbosity_error()
     torch.manual_seed(0)
@@ -78,8 +102,6 @@ def train(variant: str, args: argparse.Namespace) -> dict[str, object]:
         max_position_embeddings=max(args.seq, 64),
     )
     model = transformers.LlamaForCausalLM(config)
-    if variant == "losskit":
-        model = patch(model)  # the one line
     per_step = args.batch * 2
     with tempfile.TemporaryDirectory() as output_dir:
         training = transformers.TrainingArguments(
@@ -95,15 +117,33 @@ def train(variant: str, args: argparse.Namespace) -> dict[str, object]:
             save_strategy="no",
             seed=0,
             disable_tqdm=True,
+            label_smoothing_factor=args.label_smoothing,
+            per_device_eval_batch_size=args.batch,
+        )
+        metrics = (
+            {"compute_metrics": token_metrics}
+            if variant == "losskit"
+            else {"compute_metrics": metrics_from_logits, "preprocess_logits_for_metrics": _logits_to_predictions}
         )
         trainer = transformers.Trainer(
-            model=model, args=training, train_dataset=markov_rows(per_step * args.steps, args.seq, args.vocab, seed=0)
+            model=model,
+            args=training,
+            train_dataset=markov_rows(per_step * args.steps, args.seq, args.vocab, seed=0),
+            eval_dataset=markov_rows(2 * args.batch, args.seq, args.vocab, seed=1),
+            **metrics,
         )
+        if variant == "losskit":
+            patch(trainer)  # the one line: the model, and the Trainer's label smoothing
         before = _resident_kib("VmRSS")
         trainer.train()
         peak = _resident_kib("VmHWM")
+        evaluation = trainer.evaluate()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    return {"losses": losses, "peak_mib": max(peak - before, 0) / 1024}
+    return {
+        "losses": losses,
+        "peak_mib": max(peak - before, 0) / 1024,
+        "eval": {k: evaluation[f"eval_{k}"] for k in ("loss", "token_accuracy", "perplexity")},
+    }
 
 
 def main() -> None:
@@ -112,6 +152,7 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=32000)
     parser.add_argument("--seq", type=int, default=64, help="tokens per sequence")
     parser.add_argument("--batch", type=int, default=8, help="sequences per micro-batch")
+    parser.add_argument("--label-smoothing", type=float, default=0.0, help="the Trainer's label_smoothing_factor")
     parser.add_argument("--run", choices=["stock", "losskit"], help=argparse.SUPPRESS)  # one run, as JSON
     args = parser.parse_args()
     if args.run:
@@ -146,6 +187,12 @@ def main() -> None:
     print()
     for variant in ("stock", "losskit"):
         print(f"{variant:<8} peak memory above the start of training: {results[variant]['peak_mib']:8.1f} MiB")
+    for variant in ("stock", "losskit"):
+        e = results[variant]["eval"]
+        print(
+            f"{variant:<8} evaluation: loss {e['loss']:.5f}, token accuracy {e['token_accuracy']:.5f}, "
+            f"perplexity {e['perplexity']:.3f}"
+        )
     print(f"largest loss difference: {max(abs(a - b) for a, b in zip(stock, fused)):.2e}")
 
 

@@ -76,6 +76,56 @@ def test_hf_step_benchmark_smoke(tmp_path):
     assert "time vs stock" in out.stdout
 
 
+#: bench_losses.py at smoke size: small inputs, one fresh process per level, few rounds
+_SMOKE = ("--quick", "--processes", "1", "--repeats", "2", "--min-seconds", "0.2")
+
+
+def test_losses_benchmark_smoke_with_busy_processes(tmp_path):
+    """One config, idle and beside one busy process: the table names the busy columns, the JSON
+    holds every round of each level, and the busy processes the benchmark started are gone."""
+    out = _run(
+        "bench_losses.py",
+        *_SMOKE,
+        "--only",
+        "cross_entropy 2048x32768",
+        "--busy",
+        "0,1",
+        "--out",
+        str(tmp_path / "bench_losses.json"),
+    )
+    (row,) = json.loads((tmp_path / "bench_losses.json").read_text())["results"]
+    assert set(row["busy"]) == {"0", "1"}
+    for level in row["busy"].values():
+        (run,) = level["processes"]
+        assert len(run["ratios"]) == run["rounds"] >= 2 and level["losskit"]["max_over_min"] >= 1
+    assert row["losskit"]["ops_per_call"] > 0 and row["torch"]["ops_per_call"] > 0
+    assert "1 busy: torch" in out.stdout
+    table = (tmp_path / "bench_losses.md").read_text()
+    assert "| 1 busy: vs torch |" in table and "| cross_entropy 2048x32768 |" in table
+    assert "| - | - |" in table  # the level not run (2 busy) says so
+    (pid,) = row["busy"]["1"]["busy_pids"]
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    assert not cmdline.exists() or b"while True" not in cmdline.read_bytes()  # stopped
+
+
+def test_gpu_benchmark_runs_on_cpu_as_a_smoke_check(tmp_path):
+    out = _run(
+        "bench_cross_entropy_gpu.py",
+        "--device",
+        "cpu",
+        *_SMOKE,
+        "--only",
+        "seg 8x21",
+        "--busy",
+        "0",
+        "--out",
+        str(tmp_path / "gpu.json"),
+    )
+    (row,) = json.loads((tmp_path / "gpu.json").read_text())["results"]
+    assert row["config"] == "cross_entropy seg 8x21x128x128" and "wrote" in out.stdout
+    assert "| time vs torch |" in (tmp_path / "gpu.md").read_text()
+
+
 def test_update_docs_fills_the_marked_tables(tmp_path, monkeypatch):
     update = _load("update_docs")
     results = tmp_path / "results"
@@ -93,5 +143,11 @@ def test_update_docs_fills_the_marked_tables(tmp_path, monkeypatch):
 
 def test_the_benchmarks_page_marks_its_generated_tables():
     page = (ROOT / "docs" / "benchmarks.md").read_text()
-    for name in ("bench_linear_cross_entropy", "bench_fused_floor", "bench_hf_step", "bench_vocab_parallel"):
+    for name in (
+        "bench_losses",
+        "bench_linear_cross_entropy",
+        "bench_fused_floor",
+        "bench_hf_step",
+        "bench_vocab_parallel",
+    ):
         assert f"<!-- results: {name} -->" in page, name

@@ -19,7 +19,7 @@ METRIC_KEYS = {
     "multiclass": {"macro_f1", "balanced_accuracy", "accuracy", "log_loss", "ece"},
     "regression": {"mae", "rmse", "r2"},
 }
-FAST = ("--folds", "2", "--repeats", "1", "--epochs", "2")
+FAST = ("--folds", "2", "--repeats", "1", "--max-repeats", "1", "--epochs", "2")
 
 
 def _compare(tmp_path: Path, *args: str, name: str = "report") -> tuple[int, Path]:
@@ -49,8 +49,13 @@ def _check_schema(payload: dict, task: str, losses: list[str], n_folds: int) -> 
         assert {"model", "metrics", "folds", "ci"} <= set(b) and len(b["folds"]) == n_folds
     assert [b["model"] for b in payload["baselines"]] == ["linear", "gradient_boosting"]
     rec = payload["recommendation"]
-    assert {"loss", "metric", "significant", "p_value", "versus", "text"} <= set(rec)
-    assert rec["loss"] in losses and rec["text"].startswith(f"Use {rec['loss']}:")
+    assert {"loss", "metric", "significant", "p_value", "versus", "text", "decision", "margin"} <= set(rec)
+    assert rec["loss"] in losses and rec["decision"] in ("better", "equivalent", "undecided")
+    for r in payload["results"]:
+        if "versus_plain" in r:
+            vs = r["versus_plain"]
+            assert {"decision", "margin", "ci", "level", "p_holm", "p_better", "other_metrics"} <= set(vs)
+            assert vs["decision"] in ("better", "equivalent", "worse", "undecided")
     assert {"seed", "folds", "repeats", "epochs", "batch_size", "lr", "losses", "task"} <= set(payload["settings"])
     assert set(payload["versions"]) == {"python", "torch", "losskit", "scikit-learn"}
 
@@ -165,13 +170,32 @@ def test_identical_candidates_are_reported_and_not_trained_twice(tmp_path, capsy
     assert weighted["same_as"] == "cross_entropy" and "versus_plain" not in weighted
     assert weighted["folds"] == rows["cross_entropy"]["folds"]
     assert "cross_entropy+class_weights is the same model as cross_entropy here" in printed
-    # every iris run of 2 epochs stops at --epochs: said in the terminal and the report
-    assert any("training hit --epochs 2 in 2 of 2 folds" in w for w in payload["warnings"])
+    # every iris run of 2 epochs stops at --epochs while still learning: said in the terminal and the report
+    assert any(
+        "training hit --epochs 2 in 2 of 2 folds while the validation loss was still falling" in w
+        for w in payload["warnings"]
+    )
     assert "warning: cross_entropy: training hit --epochs 2" in printed
     assert "training hit --epochs 2" in (out / "report.html").read_text()
-    # two epochs of a small MLP lose to logistic regression: the report says so
+    # 2 test folds: no decision is possible, and the report says why
     assert any(
-        w.startswith("the network (cross_entropy) loses to the logistic regression baseline")
+        "2 test folds (1x2) give 1 degrees of freedom: no decision is possible" in w for w in payload["warnings"]
+    )
+    assert payload["recommendation"]["text"].startswith("No verdict at this design")
+
+
+def test_a_baseline_decided_better_is_a_warning(tmp_path, capsys):
+    # two epochs of a small MLP lose to logistic regression on 6 test folds: decided, and said
+    code, out = _compare(
+        tmp_path, "--dataset", "iris", "--folds", "3", "--repeats", "2", "--max-repeats", "2", "--epochs", "2",
+        "--losses", "cross_entropy",
+    )  # fmt: skip
+    assert code == 0
+    payload = json.loads((out / "metrics.json").read_text())
+    linear = payload["baselines"][0]
+    assert linear["versus_recommended"]["decision"] == "better" and not linear["degenerate"]
+    assert any(
+        w.startswith("the logistic regression baseline beats the network (cross_entropy) on macro_f1")
         for w in payload["warnings"]
     )
 
@@ -256,7 +280,7 @@ def _write(tmp_path: Path, name: str, text: str) -> str:
                 "--target",
                 "y",
             ],
-            "class(es) 'b' (2) have fewer rows than --folds 3",
+            "class(es) 'b' (2) have fewer rows than --folds 5",
         ),
         (
             lambda t: ["--dataset", "iris", "--losses", "mse"],
@@ -294,7 +318,7 @@ def _write(tmp_path: Path, name: str, text: str) -> str:
                 "--target",
                 "y",
             ],
-            "have fewer rows than --folds 3",
+            "have fewer rows than --folds 5",
         ),
         (lambda t: ["--dataset", "iris", "--metric", "mae"], "--metric 'mae' is not a multiclass metric"),
         (
@@ -327,11 +351,35 @@ def test_unwritable_out_exits_2(tmp_path, capsys):
     assert blocker.read_text() == "x"
 
 
-def test_bad_numbers_exit_2(capsys):
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--epochs", "0"], "argument --epochs: expected a positive integer, got 0"),
+        (["--folds", "0"], "argument --folds: expected an integer >= 2 (the k of k-fold), got 0"),
+        (["--folds", "1"], "argument --folds: expected an integer >= 2 (the k of k-fold), got 1"),
+        (["--margin", "-0.1"], "argument --margin: expected a number >= 0, got -0.1"),
+        (["--margin", "tiny"], "argument --margin: expected a number >= 0, got 'tiny'"),
+        (["--budget", "0"], "argument --budget: expected a positive number, got 0.0"),
+        (["--max-repeats", "0"], "argument --max-repeats: expected a positive integer, got 0"),
+    ],
+)
+def test_bad_numbers_exit_2_in_one_line(args, message, capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["compare", "--epochs", "0"])
+        main(["compare", *args])
     assert exc.value.code == 2
-    assert "expected a positive integer, got 0" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err == f"losskit compare: {message}. Run 'losskit compare --help' for the options.\n"
+
+
+def test_max_repeats_below_repeats_is_one_line_exit_2(tmp_path, capsys):
+    assert (
+        main(["compare", "--dataset", "iris", "--repeats", "3", "--max-repeats", "2", "--out", str(tmp_path / "r")])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert err == (
+        "losskit compare: --max-repeats 2: expected an integer >= --repeats (3). Fix the option(s) and run again.\n"
+    )
 
 
 def test_out_folder_of_the_user_is_never_touched(tmp_path, capsys):
@@ -346,7 +394,7 @@ def test_out_folder_of_the_user_is_never_touched(tmp_path, capsys):
 @pytest.mark.parametrize(
     "module,function",
     [
-        ("losskit.app.compare.run", "train_candidate"),
+        ("losskit.app.compare.engines", "run_task"),
         ("losskit.app.compare.baselines", "fit_predict"),
         ("losskit.app.compare.report", "write_report"),
         ("losskit.app.compare.report", "print_summary"),

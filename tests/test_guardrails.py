@@ -6,6 +6,7 @@ below that does not expect a warning also proves that none was raised.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -113,6 +114,68 @@ def test_legitimate_probability_targets_stay_quiet(make):
     x = torch.randn(y.shape, dtype=y.dtype)
     loss = LF.cross_entropy(x, y)  # LossUsageWarning is an error in this suite
     torch.testing.assert_close(loss, F.cross_entropy(x, y))
+
+
+def _rounded_softmax(dtype, n_classes, up_to=None, rows=4096, seed=0):
+    """Softmax rows rounded to ``dtype`` (and cast back ``up_to`` a wider dtype, as a data
+    pipeline that stores targets in bfloat16 hands them over)."""
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.softmax(torch.randn(rows, n_classes, generator=gen, dtype=torch.float64) * 2, 1).to(dtype)
+    return y if up_to is None else y.to(up_to)
+
+
+@pytest.mark.parametrize("low", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("up_to", [None, torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("n_classes", [2, 3, 5, 50, 32000])
+def test_probabilities_rounded_to_low_precision_stay_quiet(low, up_to, n_classes):
+    """Regression: bfloat16-rounded rows over 3 classes (cast back to float32) warned "rows do not
+    sum to 1 (worst row sums to 1.002; within 0.001)"; rounding alone does that. The tolerance
+    scales with the precision the values carry and the class count."""
+    y = _rounded_softmax(low, n_classes, up_to, rows=4096 if n_classes < 1000 else 16)
+    worst = float((y.double().sum(1) - 1).abs().max())
+    if low == torch.bfloat16 and n_classes <= 5:
+        assert worst > 1e-3  # the case is real: beyond float32's tolerance
+    x = torch.randn(y.shape, dtype=y.dtype)
+    loss = LF.cross_entropy(x, y)  # LossUsageWarning is an error in this suite
+    torch.testing.assert_close(loss, F.cross_entropy(x, y), **_tol(y.dtype))
+
+
+def _tol(dtype):
+    from tests._parity import TOL
+
+    return TOL[dtype]
+
+
+@pytest.mark.parametrize(
+    "dtype,up_to,scale",
+    [
+        (torch.bfloat16, None, 1.05),
+        (torch.bfloat16, None, 0.94),
+        (torch.bfloat16, torch.float32, 1.05),
+        (torch.float16, None, 1.01),  # float16 carries 3 more bits: 1% off is no rounding
+        (torch.float16, torch.float32, 0.99),
+    ],
+    ids=str,
+)
+def test_really_wrong_low_precision_rows_still_warn(dtype, up_to, scale):
+    """The rounding allowance does not hide rows that are wrong: one row scaled by ``scale``
+    among correctly rounded ones warns and names its sum."""
+    y = _rounded_softmax(torch.float64, 3, rows=64)
+    y[7] *= scale
+    y = y.to(dtype) if up_to is None else y.to(dtype).to(up_to)
+    x = torch.randn(y.shape, dtype=y.dtype)
+    with pytest.warns(LossUsageWarning, match=r"do not sum to 1 \(worst row sums to " + str(scale)[:3]):
+        LF.cross_entropy(x, y)
+
+
+def test_row_sum_tolerance_values():
+    """By hand: u = eps / 2; u (4 + log2 C), floored at float32's 1e-3 max(1, sqrt(C) / 8)."""
+    from losskit.checks.classification import row_sum_tolerance
+
+    assert row_sum_tolerance(torch.bfloat16, 3) == pytest.approx(2**-8 * (4 + math.log2(3)))  # 0.0218
+    assert row_sum_tolerance(torch.float16, 3) == pytest.approx(2**-11 * (4 + math.log2(3)))  # 0.00273
+    assert row_sum_tolerance(torch.float32, 3) == 1e-3
+    assert row_sum_tolerance(torch.float32, 6400) == pytest.approx(1e-2)  # sqrt(6400) / 8 = 10
 
 
 @pytest.mark.parametrize(

@@ -140,3 +140,35 @@ def test_linear_cross_entropy_double_backward_is_a_clear_error():
     # the first-order gradient is unaffected
     (g,) = torch.autograd.grad(LF.linear_cross_entropy(h, W, t), h)
     torch.testing.assert_close(g, torch.autograd.grad(F.cross_entropy(h @ W.T, t), h)[0])
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("name", [*TWINS, "cross_entropy (probabilities)", "poly1_cross_entropy (probabilities)"])
+def test_torch_func_jvp_in_float32_keeps_the_dtype(name, reduction):
+    """Regression: torch.func.jvp through cross_entropy with probability targets gave a float64
+    tangent for reduction="mean" (a 0-d sum divided by a Python float) where torch's is float32.
+    Every twin, float32 inputs, tangents along the input and (probabilities) the target."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 4, generator=gen)
+    if name.endswith("(probabilities)"):
+        y = torch.softmax(torch.randn(6, 4, generator=gen), 1)
+        ty = torch.randn(6, 4, generator=gen)
+        ours = getattr(LF, name.split()[0])
+        theirs = F.cross_entropy if name.startswith("cross_entropy") else None
+        primals, tangents = (x, y), (torch.randn(6, 4, generator=gen), ty)
+        ours_out, ours_tan = torch.func.jvp(lambda a, b: ours(a, b, reduction=reduction), primals, tangents)
+        if theirs is None:  # no torch twin: the tangent's dtype is the primal's, as everywhere in torch
+            assert ours_tan.dtype == ours_out.dtype == torch.float32
+            return
+        ref_out, ref_tan = torch.func.jvp(lambda a, b: theirs(a, b, reduction=reduction), primals, tangents)
+    else:
+        ours, theirs, make = TWINS[name]
+        make32 = lambda a: tuple(t.float() for t in make(a.double()))  # noqa: E731 - the twin's inputs in float32
+        if name in ("cross_entropy", "nll_loss"):
+            make32 = lambda a: (make(a)[0], make(a)[1])  # noqa: E731 - class ids stay int64
+        tangent = torch.randn(6, 4, generator=gen)
+        ours_out, ours_tan = torch.func.jvp(lambda a: ours(*make32(a), reduction=reduction), (x,), (tangent,))
+        ref_out, ref_tan = torch.func.jvp(lambda a: theirs(*make32(a), reduction=reduction), (x,), (tangent,))
+    assert ours_tan.dtype == ref_tan.dtype == torch.float32
+    torch.testing.assert_close(ours_out, ref_out)
+    torch.testing.assert_close(ours_tan, ref_tan)

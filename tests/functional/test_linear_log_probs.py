@@ -70,6 +70,19 @@ def test_plain_call_returns_the_log_probabilities_and_known_values():
     assert out.correct is None
 
 
+def test_dtype_float32_keeps_bfloat16_log_probabilities_unrounded():
+    """bfloat16 hidden states: accumulated in float32 either way; dtype=float32 returns that, the
+    default rounds to bfloat16 (the reference: float32 log_softmax of the bfloat16 logits)."""
+    g = torch.Generator().manual_seed(0)
+    h, w = torch.randn(6, 8, generator=g).bfloat16(), torch.randn(50, 8, generator=g).bfloat16()
+    t = torch.randint(0, 50, (6,), generator=g)
+    expected = torch.log_softmax((h @ w.t()).float(), -1).gather(1, t[:, None]).squeeze(1)
+    full = LF.linear_log_probs(h, w, t, dtype=torch.float32)
+    assert full.dtype == torch.float32 and LF.linear_log_probs(h, w, t).dtype == torch.bfloat16
+    torch.testing.assert_close(full, expected, rtol=1e-5, atol=1e-5)
+    assert (LF.linear_log_probs(h, w, t).float() - expected).abs().max() > 1e-4  # rounding is visible
+
+
 def test_the_logits_are_never_built_whole(monkeypatch):
     seen = []
     original = fused.chunk_logits

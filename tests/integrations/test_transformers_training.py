@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.integrations._tiny_models import VOCAB, assert_same_gradients, batch, make_model
+from tests.integrations._tiny_models import assert_same_gradients, batch, logged, make_model, token_rows, trainer_args
 
 transformers = pytest.importorskip("transformers")
 peft = pytest.importorskip("peft")
@@ -74,42 +74,15 @@ def test_lora_on_lm_head_added_after_patching_is_refused_at_the_forward():
         model(**batch())
 
 
-def _token_data(n: int, length: int, seed: int) -> list[dict[str, torch.Tensor]]:
-    """Sequences with prompts of random lengths masked by -100: the micro-batches of one
-    accumulation step count different numbers of tokens, so ``num_items_in_batch`` matters."""
-    g = torch.Generator().manual_seed(seed)
-    rows = []
-    for _ in range(n):
-        ids = torch.randint(3, VOCAB, (length,), generator=g)
-        labels = ids.clone()
-        labels[: int(torch.randint(0, length - 2, (1,), generator=g))] = -100
-        rows.append({"input_ids": ids, "labels": labels})
-    return rows
-
-
 def _train(model, output_dir):
-    args = transformers.TrainingArguments(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=2,
-        per_device_eval_batch_size=4,
-        gradient_accumulation_steps=2,
-        max_steps=4,
-        learning_rate=1e-2,
-        logging_steps=1,
-        report_to=[],
-        use_cpu=True,
-        save_strategy="no",
-        seed=0,
-        disable_tqdm=True,
-    )
+    args = transformers.TrainingArguments(**trainer_args(output_dir, max_steps=4))
     # a list, not a datasets.Dataset: the Trainer drops every column the forward's signature lacks
     trainer = transformers.Trainer(
-        model=model, args=args, train_dataset=_token_data(16, 12, seed=0), eval_dataset=_token_data(8, 12, seed=1)
+        model=model, args=args, train_dataset=token_rows(16, 12, seed=0), eval_dataset=token_rows(8, 12, seed=1)
     )
     assert trainer.model_accepts_loss_kwargs  # so it passes num_items_in_batch to the forward
     trainer.train()
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    return losses, trainer.evaluate()["eval_loss"], model
+    return logged(trainer), trainer.evaluate()["eval_loss"], model
 
 
 def test_trainer_with_gradient_accumulation_gives_the_stock_loss_curve(tmp_path):
@@ -124,7 +97,7 @@ def test_trainer_with_gradient_accumulation_gives_the_stock_loss_curve(tmp_path)
         torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
 
 
-def test_the_example_script_runs_and_both_curves_agree():
+def test_the_example_script_runs_and_both_curves_and_evaluations_agree():
     out = subprocess.run(
         [
             sys.executable,
@@ -137,6 +110,8 @@ def test_the_example_script_runs_and_both_curves_agree():
             "32",
             "--batch",
             "4",
+            "--label-smoothing",
+            "0.1",
         ],
         capture_output=True,
         text=True,
@@ -150,3 +125,11 @@ def test_the_example_script_runs_and_both_curves_agree():
     assert "largest loss difference" in out.stdout and "peak memory" in out.stdout
     difference = float(next(line for line in lines if "largest loss difference" in line).split()[-1])
     assert difference < 1e-4
+    # evaluation: the patched run's token accuracy and perplexity (no logits) are the stock run's
+    evaluations = {line.split()[0]: line for line in lines if " evaluation: " in line}
+    assert set(evaluations) == {"stock", "losskit"}
+    numbers = {
+        k: [float(w.rstrip(",")) for w in v.split() if w.rstrip(",").replace(".", "").isdigit()]
+        for k, v in evaluations.items()
+    }
+    assert numbers["stock"] == pytest.approx(numbers["losskit"], rel=1e-4)

@@ -15,6 +15,8 @@ __all__ = ["float32_under_autocast"]
 def float32_under_autocast(tensor: torch.Tensor, device_type: str) -> torch.Tensor:
     """``tensor`` in float32 when autocast is on for ``device_type`` and it is a float16 or
     bfloat16 tensor; otherwise ``tensor`` itself."""
-    if tensor.dtype in (torch.float16, torch.bfloat16) and torch.is_autocast_enabled(device_type):
+    if tensor.dtype not in (torch.float16, torch.bfloat16) or not torch.amp.is_autocast_available(device_type):
+        return tensor  # (no autocast at all on some devices, e.g. meta: asking would raise)
+    if torch.is_autocast_enabled(device_type):
         return tensor.float()
     return tensor

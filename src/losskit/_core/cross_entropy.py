@@ -50,7 +50,9 @@ __all__ = [
     "GradCoefficients",
     "accumulation_dtype",
     "class_view",
+    "counted_mask",
     "counted_targets",
+    "uncounted_rows",
     "safe_targets",
     "mark_out_of_range_",
     "softcap_",
@@ -61,10 +63,14 @@ __all__ = [
     "add_z_term",
     "index_grad_coefficients",
     "apply_index_grad_",
+    "scale_softmax_grad_",
+    "add_target_grad_",
     "smoothed_probabilities",
     "probability_row_loss",
     "probability_grad_scale",
     "probability_target_grad",
+    "ROW_BLOCK",
+    "row_blocks",
     "index_denominator",
     "mean_denominator",
     "reduction_scale",
@@ -113,23 +119,36 @@ def class_view(vector: Tensor, like: Tensor) -> Tensor:
     return vector.view(1, -1, *([1] * (like.dim() - 2)))
 
 
+def counted_mask(target: Tensor, ignore_index: int, n_classes: int) -> Tensor:
+    """``True`` for the targets that count: class ids in ``[0, n_classes)`` other than
+    ``ignore_index`` (three element-wise operations for an ``ignore_index`` outside the classes)."""
+    use = (target >= 0) & (target < n_classes)
+    if 0 <= ignore_index < n_classes:
+        use &= target != ignore_index
+    return use
+
+
 def counted_targets(target: Tensor, ignore_index: int, n_classes: int) -> tuple[Tensor, Tensor]:
     """``(valid, use)``: ``valid`` marks targets that are not ``ignore_index``; ``use`` those
     that also lie in ``[0, n_classes)`` -- the targets that count in the loss and the mean."""
-    valid = target != ignore_index
-    use = valid & (target >= 0) & (target < n_classes)
-    return valid, use
+    return target != ignore_index, counted_mask(target, ignore_index, n_classes)
 
 
 def safe_targets(target: Tensor, use: Tensor) -> Tensor:
     """``target`` with the rows that do not count pointing at class 0 (safe to gather)."""
-    return target.masked_fill(~use, 0)
+    return torch.where(use, target, 0)
 
 
 def mark_out_of_range_(loss: Tensor, valid: Tensor, use: Tensor) -> Tensor:
     """NaN in the rows whose target is neither ignored nor a class id, in place: an id that no
     check stopped gives NaN instead of a device-side assert."""
     return loss.masked_fill_(valid & ~use, float("nan"))
+
+
+def uncounted_rows(loss: Tensor, target: Tensor, use: Tensor, ignore_index: int) -> Tensor:
+    """``loss`` where the target counts, 0 where it is ``ignore_index`` and NaN where it is
+    neither (:func:`mark_out_of_range_` and the zeroing in one expression, three operations)."""
+    return torch.where(use, loss, torch.where(target == ignore_index, 0.0, float("nan")))
 
 
 def softcap_(logits: Tensor, cap: float) -> tuple[Tensor, Tensor]:
@@ -219,6 +238,28 @@ def index_grad_coefficients(
     return GradCoefficients(p_coef, g_t * (eps - 1.0), smooth)
 
 
+def scale_softmax_grad_(p: Tensor, p_coef: Tensor, smooth_coef: Tensor | None, weight: Tensor | None) -> Tensor:
+    """The parts of a row's gradient that touch every class, in place: ``p * p_coef + smooth_coef
+    * w`` (``p`` the softmax, or anything proportional to it row by row when ``p_coef`` carries the
+    row's ``1 / sum``; ``w`` the class weights, or ones)."""
+    p.mul_(p_coef.unsqueeze(1))
+    if smooth_coef is not None:
+        if weight is not None and p.dim() == 2:
+            p.addr_(smooth_coef.to(p.dtype), weight.to(p.dtype))
+        else:
+            s = smooth_coef.unsqueeze(1)
+            p.add_(s if weight is None else s * class_view(weight, p))
+    return p
+
+
+def add_target_grad_(p: Tensor, target: Tensor, target_coef: Tensor, target_mask: Tensor | None = None) -> Tensor:
+    """Add the target term ``target_coef * onehot(t)`` of each row's gradient to ``p``, in place
+    (``target`` indexes dim 1; ``target_mask`` marks the rows whose target lies in this block of
+    classes -- vocabulary shards -- the others get no target term)."""
+    tc = target_coef if target_mask is None else target_coef * target_mask
+    return p.scatter_add_(1, target.unsqueeze(1), tc.unsqueeze(1).to(p.dtype))
+
+
 def apply_index_grad_(
     p: Tensor,
     target: Tensor,
@@ -227,21 +268,10 @@ def apply_index_grad_(
     target_mask: Tensor | None = None,
 ) -> Tensor:
     """Turn ``p`` (softmax probabilities, or anything proportional to them row by row when
-    ``coef.p_coef`` carries the row's ``1 / sum``) into the gradient, in place.
-
-    ``target`` indexes dim 1 of ``p``; ``target_mask`` (vocabulary shards) marks the rows whose
-    target lies in this block of classes -- the others get no target term.
-    """
-    p.mul_(coef.p_coef.unsqueeze(1))
-    tc = coef.target_coef if target_mask is None else coef.target_coef * target_mask
-    p.scatter_add_(1, target.unsqueeze(1), tc.unsqueeze(1).to(p.dtype))
-    if coef.smooth_coef is not None:
-        if weight is not None and p.dim() == 2:
-            p.addr_(coef.smooth_coef.to(p.dtype), weight.to(p.dtype))
-        else:
-            s = coef.smooth_coef.unsqueeze(1)
-            p.add_(s if weight is None else s * class_view(weight, p))
-    return p
+    ``coef.p_coef`` carries the row's ``1 / sum``) into the gradient, in place:
+    :func:`scale_softmax_grad_`, then :func:`add_target_grad_`."""
+    scale_softmax_grad_(p, coef.p_coef, coef.smooth_coef, weight)
+    return add_target_grad_(p, target, coef.target_coef, target_mask)
 
 
 def smoothed_probabilities(y: Tensor, opts: RowOptions) -> Tensor:
@@ -269,12 +299,32 @@ def probability_grad_scale(mass: Tensor, lse: Tensor | None, opts: RowOptions) -
     return mass
 
 
+#: On a CPU, per-row work runs in blocks of at most this many rows: torch's grain size, below which
+#: an operation runs serially in the calling thread. As one operation over a segmentation batch's
+#: ``N x H x W`` rows, every mask would be an OpenMP parallel region of its own, and each region
+#: waits for a descheduled thread when other processes load the cores.
+ROW_BLOCK = 32768
+
+
+def row_blocks(n_rows: int, device: torch.device) -> list[slice]:
+    """Slices covering ``range(n_rows)``: blocks of :data:`ROW_BLOCK` on a CPU, one elsewhere
+    (an accelerator launches one kernel per operation, whatever its size)."""
+    step = ROW_BLOCK if device.type == "cpu" else max(n_rows, 1)
+    return [slice(a, min(a + step, n_rows)) for a in range(0, n_rows, step)] or [slice(0, 0)]
+
+
 def index_denominator(ids: Tensor, weight: Tensor | None, ignore_index: int, n_classes: int) -> Tensor:
     """Sum of the class weights of counted targets (their count without ``weight``), as torch."""
-    _, use = counted_targets(ids, ignore_index, n_classes)
-    if weight is None:
-        return use.sum()
-    return (weight[safe_targets(ids, use)] * use).sum(dtype=accumulation_dtype(weight.dtype))
+    flat = ids.reshape(-1)
+    total: Tensor | None = None
+    for block in row_blocks(flat.numel(), flat.device):
+        use = counted_mask(flat[block], ignore_index, n_classes)
+        if weight is None:
+            part = use.sum()
+        else:
+            part = (weight[safe_targets(flat[block], use)] * use).sum(dtype=accumulation_dtype(weight.dtype))
+        total = part if total is None else total + part
+    return total  # type: ignore[return-value]
 
 
 def mean_denominator(

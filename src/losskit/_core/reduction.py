@@ -39,6 +39,11 @@ def reduce_with_denominator(
     total = loss.sum()
     if reduction == "sum":
         return total
+    if not isinstance(denominator, torch.Tensor):
+        # a tensor of the loss's dtype, not a Python float: under torch.func.jvp a 0-d tensor
+        # divided by a Python float has a float64 tangent (torch's own losses give float32)
+        denominator = torch.full((), denominator, dtype=total.dtype, device=total.device)
+        return total / denominator
     return nan_where_empty(total / denominator, denominator)
 
 

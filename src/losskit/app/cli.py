@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import losskit
 from losskit import registry
@@ -33,8 +33,37 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _folds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2 (the k of k-fold), got {text!r}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2 (the k of k-fold), got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    if value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (what was wrong and where to look), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}. Run '{self.prog} --help' for the options.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="losskit",
         description="PyTorch losses with exact torch.nn parity, lower memory, and guardrails.",
     )
@@ -77,9 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
         "compare",
         help="train one model per candidate loss on real data and compare them (report in --out)",
         description="Infer the task, train the same MLP with each candidate loss on the same folds of "
-        "repeated stratified k-fold (early stopping on a validation split of each training fold), test "
-        "each loss against the plain one (corrected resampled t-test, Holm), fit scikit-learn baselines on "
-        "the same folds, and print a verdict. Writes metrics.json, PNG plots and report.html to --out. "
+        "repeated stratified k-fold (early stopping on a validation split of each training fold; the fits "
+        "stacked and spread over every core, or a Ray cluster), decide each loss against the plain one -- "
+        "better, equivalent (within --margin), worse or undecided (Bayesian correlated t-test, Holm over the "
+        "candidates), adding repeats while a candidate is undecided -- fit scikit-learn baselines on the same "
+        "folds, and print a verdict. Writes metrics.json, PNG plots and report.html to --out. "
         "With no data it runs on scikit-learn's digits.",
     )
     cmp_.add_argument("data", nargs="?", metavar="DATA", help="a CSV or Parquet file with a header row")
@@ -119,12 +150,62 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="losskit-report", metavar="DIR", help="report folder (default ./losskit-report/)"
     )
     cmp_.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps, ... (default cpu)")
-    cmp_.add_argument("--folds", type=_positive_int, default=3, help="k of repeated k-fold (default 3)")
-    cmp_.add_argument("--repeats", type=_positive_int, default=2, help="repeats of k-fold (default 2)")
+    cmp_.add_argument("--folds", type=_folds, default=5, help="k of repeated k-fold (default 5)")
+    cmp_.add_argument(
+        "--repeats", type=_positive_int, default=2, help="repeats of k-fold run first (default 2: 10 test folds)"
+    )
+    cmp_.add_argument(
+        "--max-repeats",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="add repeats, up to N in all, while a candidate is undecided and more data would likely decide "
+        "(default 6; pass --max-repeats equal to --repeats for a fixed design)",
+    )
+    cmp_.add_argument(
+        "--budget",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="stop adding repeats when the next ones would pass this many seconds (the verdict then depends "
+        "on the machine's speed)",
+    )
+    cmp_.add_argument(
+        "--margin",
+        type=_non_negative_float,
+        default=None,
+        help="the region of practical equivalence in the deciding metric's units: within ±margin is 'equivalent' "
+        "(default 0.01 for scores in [0, 1]; 1%% of the target's spread for mae / rmse)",
+    )
     cmp_.add_argument(
         "--metric", metavar="NAME", help="metric the verdict is decided on (default: macro_f1, roc_auc or mae by task)"
     )
     cmp_.add_argument("--no-baselines", action="store_true", help="skip the scikit-learn baselines")
+    cmp_.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="worker processes for the fits, one thread each (default: one per core; small comparisons run "
+        "in this process; with --device cuda: one per visible GPU)",
+    )
+    cmp_.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="where the fits run: this machine (default) or a Ray cluster (RAY_ADDRESS or --ray-address, "
+        "else a local Ray instance; needs the 'ray' extra)",
+    )
+    cmp_.add_argument(
+        "--ray-address", metavar="ADDR", help="the Ray cluster to use with --backend ray (e.g. ray://host:10001)"
+    )
+    cmp_.add_argument(
+        "--gpus-per-fit",
+        type=_non_negative_float,
+        default=0,
+        metavar="G",
+        help="GPUs Ray reserves for each fit with --backend ray --device cuda (e.g. 1, or 0.5 to share one)",
+    )
     cmp_.add_argument(
         "--save-model",
         action="store_true",
@@ -252,30 +333,42 @@ def _load_table(args: argparse.Namespace) -> Any:
 
 def _compare(args: argparse.Namespace) -> int:
     from losskit.app.compare import run_compare
+    from losskit.app.compare.engines import WorkerDied
 
     table = _load_table(args)
-    run_compare(
-        table,
-        task=args.task,
-        losses=args.losses,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        out=args.out,
-        device=args.device,
-        folds=args.folds,
-        repeats=args.repeats,
-        baselines=not args.no_baselines,
-        metric=args.metric,
-        save_model=args.save_model,
-    )
+    try:
+        run_compare(
+            table,
+            task=args.task,
+            losses=args.losses,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            seed=args.seed,
+            out=args.out,
+            device=args.device,
+            folds=args.folds,
+            repeats=args.repeats,
+            max_repeats=args.max_repeats,
+            budget=args.budget,
+            margin=args.margin,
+            baselines=not args.no_baselines,
+            metric=args.metric,
+            save_model=args.save_model,
+            jobs=args.jobs,
+            backend=args.backend,
+            ray_address=args.ray_address,
+            gpus_per_fit=args.gpus_per_fit,
+        )
+    except WorkerDied as exc:
+        print(f"losskit compare: {exc}.", file=sys.stderr)
+        return 1
     return 0
 
 
 def _missing_extra(command: str, exc: ModuleNotFoundError) -> int | None:
     top = (exc.name or "").split(".")[0]
-    if top in ("sklearn", "rich", "pandas", "torchmetrics", "matplotlib"):
+    if top in ("sklearn", "rich", "pandas", "matplotlib", "loky"):
         package = {"sklearn": "scikit-learn"}.get(top, top)
         print(
             f"losskit {command}: the package {package!r} is missing; this command needs the 'cli' "
@@ -353,6 +446,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f"losskit {args.command}: interrupted; no report was written.", file=sys.stderr)
             return 130
+
     if args.command == "doctor":
         if not args.demo:
             print(

@@ -1,7 +1,8 @@
 """The ``torch.autograd.Function`` s behind the cross-entropy losses, in plain torch operations.
 
-* :mod:`losskit.autograd.cross_entropy` -- the chunked kernel of ``cross_entropy`` (plain and
-  K-dimensional): saves one max and one log-sum per row instead of the ``log_softmax``.
+* :mod:`losskit.autograd.cross_entropy` -- the kernel of ``cross_entropy`` (plain and
+  K-dimensional): one ``N x C`` buffer, the ``log_softmax`` that backward turns into the gradient
+  in place, and a fixed number of large operations per call.
 * :mod:`losskit.autograd.linear_cross_entropy` -- the fused output layer + cross-entropy that
   never holds the ``N x V`` logits (gradients during forward, in chunks of :data:`~losskit.autograd.linear_cross_entropy.CHUNK_BYTES`).
 

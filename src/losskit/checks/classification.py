@@ -4,6 +4,8 @@ heuristics."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from losskit.checks.arguments import check_float_input, check_tensor
@@ -17,6 +19,8 @@ __all__ = [
     "classify_target",
     "check_class_ids",
     "probability_tolerance",
+    "row_sum_tolerance",
+    "carried_precision",
     "check_probability_target",
     "warn_if_softmax_input",
     "warn_if_empty_or_all_ignored",
@@ -122,22 +126,59 @@ def probability_tolerance(dtype: torch.dtype) -> float:
     return 2e-2 if dtype in (torch.float16, torch.bfloat16) else 1e-3
 
 
+def row_sum_tolerance(precision: torch.dtype, n_classes: int) -> float:
+    r"""How far from 1 a row of ``n_classes`` probabilities may sum through rounding alone, for
+    values that carry ``precision`` (their dtype, or a coarser one they were rounded through).
+
+    With :math:`u` the unit roundoff (half the dtype's epsilon) a row rounded once entry by entry
+    is off by at most :math:`u \sum_c y_c = u`; a few operations in that precision (a softmax, a
+    normalisation, label smoothing) add a few :math:`u`, and a pairwise sum over the classes in
+    that precision adds :math:`u \lceil \log_2 C \rceil`. The tolerance is
+    :math:`u (4 + \log_2 C)` -- 0.022 for 3 bfloat16 classes, 0.0027 for 3 float16 ones -- and never
+    below float32's ``1e-3 * max(1, sqrt(C) / 8)`` (data written out as text, summed in float32).
+    """
+    floor = 1e-3 * max(1.0, n_classes**0.5 / 8)
+    u = torch.finfo(precision).eps / 2
+    return float(max(floor, u * (4 + math.log2(max(n_classes, 1)))))
+
+
+def carried_precision(values: torch.Tensor) -> torch.dtype:
+    """The coarsest of bfloat16 and float16 through which every one of ``values`` (a small sample)
+    goes unchanged -- the precision float32/float64 data was rounded to before it was cast up --
+    or ``values``' own dtype. One-hot and dyadic rows (0.5, 0.25) pass through both: they sum
+    exactly, so the looser tolerance changes nothing for them."""
+    if values.dtype not in (torch.float32, torch.float64):
+        return values.dtype
+    for low in (torch.bfloat16, torch.float16):
+        if bool((values.to(low).to(values.dtype) == values).all()):
+            return low
+    return values.dtype
+
+
 def check_probability_target(fn: str, target: torch.Tensor, class_dim: int) -> None:
     """Full-level check of class-probability targets; torch computes any values, so this warns.
 
     Warns (:class:`~losskit.LossUsageWarning`) when values are clearly negative or rows are far
     from summing to 1 (multi-hot rows get the BCE advice), and for one-hot float rows. Quiet for
-    rounding: float16/bfloat16 rows off by ~1e-3, residue like -1e-9 from float arithmetic, and
+    rounding (:func:`row_sum_tolerance`): float16/bfloat16 rows -- also float32 ones rounded
+    through them, see :func:`carried_precision` --, residue like -1e-9 from float arithmetic, and
     all-zero rows (a zeroed row is how probability targets leave a sample out).
     """
     if target.numel() == 0:
         return
     t = target.detach()
-    tol = probability_tolerance(target.dtype) * max(1.0, t.shape[class_dim] ** 0.5 / 8)
+    n_classes = t.shape[class_dim]
+    tol = row_sum_tolerance(target.dtype, n_classes)
     minimum = float(t.amin())
     sums = t.sum(class_dim, dtype=torch.float32)
     off = (sums - 1).abs().masked_fill(sums == 0, 0.0)  # all-zero rows are left out on purpose
     worst = float(off.amax())
+    if worst > tol and target.dtype in (torch.float32, torch.float64):
+        # rounded to bfloat16 / float16 and cast back? judge the rows by the precision they carry
+        worst_row = t.movedim(class_dim, -1).reshape(-1, n_classes)[int(off.flatten().argmax())]
+        tol = row_sum_tolerance(
+            carried_precision(torch.cat([worst_row, sample_rows(t, class_dim).flatten()])), n_classes
+        )
     if minimum >= -tol and worst <= tol:
         rows = sample_rows(t, class_dim)
         if bool(((rows == 0) | (rows == 1)).all()) and bool((rows.sum(-1) == 1).all()):

@@ -41,6 +41,7 @@ def linear_log_probs(
     entropy: Literal[False] = False,
     accuracy: Literal[False] = False,
     chunk_size: int | None = None,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor: ...
 
 
@@ -56,6 +57,7 @@ def linear_log_probs(
     entropy: bool = False,
     accuracy: bool = False,
     chunk_size: int | None = None,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor | TokenLogProbs: ...
 
 
@@ -70,6 +72,7 @@ def linear_log_probs(
     entropy: bool = False,
     accuracy: bool = False,
     chunk_size: int | None = None,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor | TokenLogProbs:
     r"""Per-token log-probability of the target under ``softmax(input @ W.T + b)``, never holding
     the logits.
@@ -97,9 +100,12 @@ def linear_log_probs(
         entropy: also return the entropy of each token's distribution (differentiable).
         accuracy: also return whether each token's argmax is its target (a bool tensor).
         chunk_size: rows per chunk (default: from the 64 MiB budget, at least 512 rows).
+        dtype: dtype of the returned log-probabilities and entropy; ``None`` (default) gives
+            ``input``'s. They are accumulated in float32 either way: ``torch.float32`` with
+            bfloat16 inputs keeps them unrounded.
 
     Returns:
-        ``log_probs`` (target's shape, input's dtype); with ``entropy`` or ``accuracy`` a
+        ``log_probs`` (target's shape, ``dtype``); with ``entropy`` or ``accuracy`` a
         :class:`TokenLogProbs` ``(log_probs, entropy, correct)``.
 
     Raises:
@@ -151,11 +157,12 @@ def linear_log_probs(
         h, linear_weight, linear_bias, core.safe_targets(ids, use), use, cap, entropy, rows
     )
     log_p, ent, argmax = out
-    log_probs = log_p.reshape(expected).to(input.dtype)
+    out_dtype = input.dtype if dtype is None else dtype
+    log_probs = log_p.reshape(expected).to(out_dtype)
     if not (entropy or accuracy):
         return log_probs
     return TokenLogProbs(
         log_probs,
-        ent.reshape(expected).to(input.dtype) if entropy else None,
+        ent.reshape(expected).to(out_dtype) if entropy else None,
         ((argmax == ids) & use).reshape(expected) if accuracy else None,
     )

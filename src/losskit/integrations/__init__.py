@@ -1,8 +1,9 @@
 """Integrations with training frameworks: each submodule imports its framework only when used.
 
 * :mod:`losskit.integrations.transformers` -- ``patch(model)`` makes a Hugging Face causal LM
-  compute its loss with the fused linear + cross-entropy (no logits built); ``unpatch(model)``
-  restores it.
+  (or vision-language model) compute its loss with the fused linear + cross-entropy (no logits
+  built); it also takes a model class, an Auto class or a ``Trainer``; ``unpatch`` restores them;
+  ``token_metrics`` gives ``Trainer.evaluate`` token accuracy and perplexity without logits.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Read a causal LM's stock ``forward`` and say what the fused loss must do to equal it.
 
-transformers' causal LMs share one shape of ``forward``: run the base model, slice the hidden
-states (``logits_to_keep``), ``logits = self.lm_head(hidden_states)``, maybe transform the
+transformers' causal LMs and vision-language models share one shape of ``forward``: run the base
+model (some pass it ``labels=labels`` too), slice the hidden states (``logits_to_keep``),
+``logits = self.lm_head(hidden_states)`` (Mllama's text model adds ``.float()``), maybe transform the
 logits (Granite divides them by ``config.logits_scaling``, Cohere multiplies them by
 ``logit_scale``, Gemma 2 soft-caps them), then ``loss = self.loss_function(logits, labels, ...)``,
 and for mixtures of experts add ``router_aux_loss_coef * aux_loss``. :func:`read_forward` parses
@@ -72,7 +73,10 @@ class ForwardPlan:
     ``logit_scale`` / ``softcap`` / ``aux_coef`` are attribute chains of the model (``None`` when
     the forward has no such step): the logits are multiplied by (or, with ``divide_by_scale``,
     divided by) ``logit_scale``, then soft-capped at ``softcap``; ``aux_coef`` multiplies the
-    router's ``aux_loss`` added to the loss.
+    router's ``aux_loss`` added to the loss. ``labels_to`` is the submodule (e.g. ``("model",)``)
+    the forward hands ``labels=labels`` before the output layer (Gemma 3's vision-language
+    model), or ``None``. ``positional`` names the parameters that may be passed by position, in
+    order; ``output`` is the class of the returned output, when the source names one.
     """
 
     owner: str
@@ -83,6 +87,9 @@ class ForwardPlan:
     softcap: tuple[str, ...] | None = None
     vocab_size: tuple[str, ...] = ("config", "vocab_size")
     aux_coef: tuple[str, ...] | None = None
+    labels_to: tuple[str, ...] | None = None
+    positional: tuple[str, ...] = ()
+    output: type | None = None
 
     @property
     def family_steps(self) -> str:
@@ -95,6 +102,10 @@ class ForwardPlan:
         if self.aux_coef is not None:
             steps.append(f"+ {'.'.join(self.aux_coef)} * aux_loss")
         return ", ".join(steps) or "none"
+
+    def labels_position(self) -> int | None:
+        """Index of ``labels`` among the positional parameters (None: keyword-only)."""
+        return self.positional.index("labels") if "labels" in self.positional else None
 
 
 def attribute(model: object, chain: Sequence[str]) -> Any:
@@ -150,6 +161,22 @@ def _names(node: ast.AST, name: str) -> list[ast.Name]:
     return [n for n in ast.walk(node) if isinstance(n, ast.Name) and n.id == name]
 
 
+def _labels_keyword_call(statement: ast.stmt) -> tuple[str, ...] | None:
+    """``x = self.<chain>(..., labels=labels, ...)`` with ``labels`` used nowhere else: the chain."""
+    if not (isinstance(statement, (ast.Assign, ast.AnnAssign)) and isinstance(statement.value, ast.Call)):
+        return None
+    call = statement.value
+    chain = _chain(call.func)
+    passed = [k for k in call.keywords if k.arg == "labels"]
+    if (
+        chain is None
+        or len(passed) != 1
+        or not (isinstance(passed[0].value, ast.Name) and passed[0].value.id == "labels")
+    ):
+        return None
+    return chain if len(_names(statement, "labels")) == 1 else None
+
+
 def _calls_lm_head(node: ast.AST) -> bool:
     return any(
         isinstance(n, ast.Call) and _chain(n.func) == ("lm_head",) for n in ast.walk(node) if isinstance(n, ast.Call)
@@ -195,9 +222,14 @@ def read_forward(forward: Callable[..., Any]) -> ForwardPlan:
     if len(heads) != 1 or not _match_all("logits = self.lm_head(hidden)", [_with_hidden_name(body[heads[0]])])[0]:
         raise _refuse(owner, "does not call `logits = self.lm_head(...)` exactly once")
     head = heads[0]
+    labels_to: tuple[str, ...] | None = None
     for statement in body[:head]:
-        if _names(statement, "labels"):
+        if not _names(statement, "labels"):
+            continue
+        chain = _labels_keyword_call(statement)
+        if chain is None or labels_to is not None:  # only handed on, once, to a submodule
             raise _refuse(owner, "uses `labels` before the output layer", statement)
+        labels_to = chain
 
     transform: list[ast.stmt] = []
     loss_block: ast.stmt | None = None
@@ -232,11 +264,18 @@ def read_forward(forward: Callable[..., Any]) -> ForwardPlan:
         raise _refuse(owner, "transforms the logits in a way losskit does not know", transform[0])
 
     steps.update(aux_coef=_read_aux(owner, rest))
+    returned = next(s for s in rest if isinstance(s, ast.Return)).value
+    output_name = returned.func.id if isinstance(returned, ast.Call) and isinstance(returned.func, ast.Name) else None
+    output = getattr(raw, "__globals__", {}).get(output_name) if output_name else None
+    positional_kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return ForwardPlan(
         owner=owner,
         signature=signature.replace(parameters=parameters),
         var_keyword="kwargs",
         vocab_size=vocab_size,
+        labels_to=labels_to,
+        positional=tuple(p.name for p in parameters if p.kind in positional_kinds),
+        output=output if isinstance(output, type) else None,
         **steps,
     )
 
@@ -250,16 +289,23 @@ def _chain_or_name(node: ast.AST) -> str | None:
 
 
 def _with_hidden_name(statement: ast.stmt) -> ast.stmt:
-    """``logits = self.lm_head(<any argument>)`` with the argument renamed ``hidden``, for matching."""
-    if (
-        isinstance(statement, ast.Assign)
-        and isinstance(statement.value, ast.Call)
-        and len(statement.value.args) == 1
-        and not statement.value.keywords
+    """``logits = self.lm_head(<any argument>)`` (or ``...(<argument>).float()``: the loss upcasts
+    the logits anyway) with the argument renamed ``hidden``, for matching."""
+    if not isinstance(statement, ast.Assign):
+        return statement
+    value = statement.value
+    if (  # .float(): the stock loss computes in float32 either way
+        isinstance(value, ast.Call)
+        and isinstance(value.func, ast.Attribute)
+        and value.func.attr == "float"
+        and not value.args
+        and not value.keywords
     ):
+        value = value.func.value
+    if isinstance(value, ast.Call) and len(value.args) == 1 and not value.keywords:
         copy = ast.Assign(
             targets=statement.targets,
-            value=ast.Call(func=statement.value.func, args=[ast.Name(id="hidden", ctx=ast.Load())], keywords=[]),
+            value=ast.Call(func=value.func, args=[ast.Name(id="hidden", ctx=ast.Load())], keywords=[]),
             type_comment=None,
         )
         return copy

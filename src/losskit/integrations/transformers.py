@@ -2,49 +2,74 @@
 loss with losskit's fused :func:`~losskit.functional.linear_cross_entropy`, so the
 ``batch x sequence x vocabulary`` logits are never built.
 
-The patched ``forward`` runs the stock one with ``labels=None`` while the output layer
-``lm_head`` only records its input (the final hidden states, already sliced by
-``logits_to_keep``) and returns an empty ``(..., 0)`` tensor in place of the logits. The loss
-is then the stock :func:`transformers.loss.loss_utils.ForCausalLMLoss` computed from the hidden
-states and ``lm_head.weight``: the same label shift, ``ignore_index``, ``shift_labels`` and
+The patched ``forward`` runs the stock one with ``labels=None`` while a hook on the output layer
+``lm_head`` records its input (the final hidden states, already sliced by ``logits_to_keep``) and
+hands ``lm_head`` zero rows in place of the logits. The loss is then the stock
+:func:`transformers.loss.loss_utils.ForCausalLMLoss` computed from the hidden states and
+``lm_head.weight``: the same label shift, ``ignore_index``, ``shift_labels`` and
 ``num_items_in_batch``, with each family's step between ``lm_head`` and the loss (a logit
 scale, Gemma-2 soft-capping, a router auxiliary loss) read from the class's own ``forward``
-(:mod:`losskit.integrations._forward_reader`). Without ``labels`` the stock ``forward`` runs
-untouched, so ``generate()`` and evaluation are unchanged.
+(:mod:`losskit.integrations._forward_reader`; the forward itself is in
+:mod:`losskit.integrations._fused_forward`). Without ``labels`` the stock ``forward`` runs
+untouched, so ``generate()`` and evaluation without labels are unchanged.
 
-transformers and peft are imported only when a model is patched: ``import losskit`` stays free
+``patch`` also takes a model class or an Auto class (every model made afterwards is patched) and
+a ``transformers.Trainer`` (its model, and its own loss options such as label smoothing); see
+:mod:`losskit.integrations._hf_targets`. :func:`token_metrics` gives ``Trainer.evaluate`` token
+accuracy and perplexity without logits.
+
+transformers and peft are imported only when something is patched: ``import losskit`` stays free
 of both.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import types
-from typing import Any, TypeVar, cast
+import math
+from typing import Any, TypeVar
 
-import torch
 from torch import nn
 
 from losskit.errors import LossInputError
-from losskit.functional import linear_cross_entropy
-from losskit.integrations._forward_reader import ForwardPlan, attribute, read_forward
+from losskit.integrations._fused_forward import (
+    TRAINER_LOSS,
+    FusedForward,
+    check_model,
+    ensure_taps,
+    forward_chain,
+    has_taps,
+    install_taps,
+    plan_for,
+    remove_taps,
+)
+from losskit.integrations._hf_targets import (
+    foreign_forward,
+    fused_forward,
+    is_auto_class,
+    is_auto_patched,
+    is_class_patched,
+    is_trainer,
+    is_trainer_patched,
+    patch_auto_class,
+    patch_class,
+    patch_trainer,
+    trl_forward,
+    trl_refusal,
+    unpatch_auto_class,
+    unpatch_class,
+    unpatch_trainer,
+)
 
-__all__ = ["patch", "unpatch", "is_patched"]
+__all__ = ["patch", "unpatch", "is_patched", "token_metrics"]
 
-ModelT = TypeVar("ModelT", bound=nn.Module)
+T = TypeVar("T")
 
-#: the instance attribute holding the forward that was in place before ``patch`` (None: the class's)
-_INNER = "_losskit_inner_forward"
-#: marks the patched forward function
-_MARK = "__losskit_patched__"
 _EXPECTED = (
     "expected a transformers causal LM with an output layer `lm_head` (e.g. LlamaForCausalLM, or a "
-    "PeftModel wrapping one)"
+    "PeftModel wrapping one), its class, AutoModelForCausalLM, or a transformers.Trainer"
 )
 
 
-def patch(model: ModelT) -> ModelT:
+def patch(model: T) -> T:
     r"""Make a causal LM compute its loss with the fused linear + cross-entropy; returns ``model``.
 
     In place and idempotent (patching twice changes nothing). With ``labels`` the patched
@@ -58,23 +83,42 @@ def patch(model: ModelT) -> ModelT:
     (``n`` the count of counted tokens, or ``num_items_in_batch`` when given; ``f`` the family's
     logit scale or soft-cap; ``c`` Mixtral's ``router_aux_loss_coef``), with the same gradient
     for every parameter, and ``logits=None``: no logits are ever built. Without ``labels`` it
-    is the stock ``forward`` (logits, ``generate()``).
+    is the stock ``forward`` (logits, ``generate()``). Without grad mode (evaluation) the output
+    also carries ``token_statistics`` ``(batch, 3)``: per sequence, the sum of
+    :math:`\log p(y_{i+1})`, the count of tokens whose argmax is the label, and the count of
+    counted tokens (read by :func:`token_metrics`).
 
     transformers equivalent: the model's own ``forward`` with ``labels`` (``ForCausalLMLoss``).
+
+    What ``model`` may be:
+
+    * a model (``*ForCausalLM``, a vision-language ``*ForConditionalGeneration``, a PEFT model
+      wrapping one -- its base model is patched --, or ``torch.compile`` of one);
+    * a model class (``patch(LlamaForCausalLM)``): every instance, made before or after, is
+      fused -- ``from_pretrained``, ``from_config``, ``torch.load`` of a pickled model;
+      ``unpatch(LlamaForCausalLM)`` restores the class;
+    * an Auto class (``AutoModelForCausalLM``, ``AutoModelForImageTextToText``): every model
+      its ``from_pretrained`` / ``from_config`` return afterwards is patched (one losskit cannot
+      patch is returned stock, with a :class:`~losskit.LossUsageWarning`);
+    * a ``transformers.Trainer``: its model is patched and its loss options go through the
+      fused loss -- ``label_smoothing_factor`` with the value of the Trainer's
+      ``LabelSmoother``; ``model_init``'s models are patched too; options that need the logits
+      (``compute_loss_func``, a ``compute_metrics`` other than :func:`token_metrics`,
+      ``preprocess_logits_for_metrics``) are named in a warning, once each.
 
     Honoured as stock: the label shift, ``ignore_index`` (default -100), ``shift_labels``
     (with ``labels``), ``num_items_in_batch`` (int or tensor: the loss is then a sum divided by
     it, as the Trainer's gradient accumulation needs), ``logits_to_keep``, ``attention_mask``,
-    ``return_dict``, ``lm_head.bias``, tied embeddings, and what each family does between
-    ``lm_head`` and the loss, read from its ``forward``: Granite's
-    ``logits / config.logits_scaling``, Cohere's ``logits * logit_scale``, Gemma 2's
-    ``final_logit_softcapping``, Mixtral's ``router_aux_loss_coef * aux_loss``. The patched
-    ``forward`` keeps the stock signature (the Trainer keeps ``input_ids``) and is bound to
-    the model, so ``copy.deepcopy`` copies a patched model.
+    ``return_dict``, ``lm_head.bias``, tied embeddings, images (``pixel_values`` and the rest go
+    to the base model untouched), and what each family does between ``lm_head`` and the loss,
+    read from its ``forward``: Granite's ``logits / config.logits_scaling``, Cohere's
+    ``logits * logit_scale``, Gemma 2's ``final_logit_softcapping``, Mixtral's
+    ``router_aux_loss_coef * aux_loss``. The patched ``forward`` keeps the stock signature (the
+    Trainer keeps ``input_ids``); ``copy.deepcopy``, ``pickle`` and ``torch.save`` of the whole
+    module keep it patched; ``torch.compile`` (also ``fullgraph=True``) traces it.
 
     Args:
-        model: a transformers ``*ForCausalLM`` (or a PEFT model wrapping one: its base model,
-            from ``get_base_model()``, is patched; patching before ``get_peft_model`` works too).
+        model: what to patch (see above).
 
     Returns:
         ``model`` itself, patched.
@@ -89,7 +133,9 @@ def patch(model: ModelT) -> ModelT:
     Raises:
         LossInputError: ``model`` is not a causal LM with a plain ``nn.Linear`` ``lm_head``; its
             ``forward`` does something between ``lm_head`` and the loss that losskit does not
-            reproduce exactly; or it has a custom ``loss_function`` / ``loss_type``.
+            reproduce exactly; it has a custom ``loss_function`` / ``loss_type``; its
+            ``forward`` is TRL's fused LM head (TRL >= 1.14 already avoids the logits: nothing
+            to patch); or it is a TRL trainer.
 
     Example:
         >>> import torch, transformers
@@ -102,24 +148,32 @@ def patch(model: ModelT) -> ModelT:
         >>> out.logits is None, out.loss.shape
         (True, torch.Size([]))
     """
-    target = _causal_lm("patch", model)
-    if is_patched(target):
-        return model
-    plan = _check_patchable("patch", target)
-    inner = vars(target).get("forward")  # an instance-level forward (e.g. accelerate's hook), or None
-    setattr(target, _INNER, inner)
-    stock = _class_forward(target)
-    target.forward = types.MethodType(_patched_forward(stock, plan), target)
+    if isinstance(model, type):
+        if is_auto_class(model):
+            patch_auto_class(model, _patch_model)
+        elif issubclass(model, nn.Module):
+            patch_class(model)
+        else:
+            raise LossInputError(
+                f"patch: model is the class {model.__name__}, got a class that is not a torch module; {_EXPECTED}."
+            )
+    elif is_trainer(model):
+        patch_trainer(model, _patch_model, lambda m: _causal_lm("patch", m))
+    else:
+        _patch_model(model)
     return model
 
 
-def unpatch(model: ModelT) -> ModelT:
-    """Undo :func:`patch`: the model's ``forward`` is again exactly what it was; returns ``model``.
+def unpatch(model: T) -> T:
+    """Undo :func:`patch`: the model's ``forward`` (or the class's, the Auto class's constructors,
+    the Trainer's options) is again exactly what it was; returns ``model``.
 
     transformers equivalent: none (a model that was never patched).
 
     Raises:
-        LossInputError: the model is not patched.
+        LossInputError: ``model`` is not patched -- the message says what its ``forward`` is
+            (the stock one, one another library installed such as TRL's fused LM head, or the
+            class's patched one, undone by ``unpatch(cls)``).
 
     Example:
         >>> import transformers
@@ -130,21 +184,29 @@ def unpatch(model: ModelT) -> ModelT:
         >>> "forward" in vars(model)
         False
     """
-    target = _causal_lm("unpatch", model)
-    if not is_patched(target):
-        raise LossInputError(
-            f"unpatch: model ({type(target).__name__}) is not patched, got its stock forward; expected a model "
-            "returned by losskit.integrations.transformers.patch(model). Nothing to undo: use the model as it is."
-        )
-    inner = target.__dict__.pop(_INNER, None)
-    del target.forward
-    if inner is not None:
-        target.forward = inner
+    if isinstance(model, type):
+        if not is_patched(model):
+            raise LossInputError(
+                f"unpatch: {model.__name__} is not patched, got its stock class; expected a class given to "
+                "losskit.integrations.transformers.patch(cls). Nothing to undo."
+            )
+        if is_auto_class(model):
+            unpatch_auto_class(model)
+        else:
+            unpatch_class(model)
+    elif is_trainer(model):
+        unpatch_trainer(model, _unpatch_model, lambda m: _causal_lm("unpatch", m))
+    else:
+        _unpatch_model(model)
     return model
 
 
-def is_patched(model: nn.Module) -> bool:
-    """Whether :func:`patch` was applied to ``model`` (or to the base model of a PEFT model).
+def is_patched(model: object) -> bool:
+    """Whether the fused loss is what ``model`` computes: :func:`patch` was applied to it (or to
+    the base model of a PEFT model, to its class, or -- for a Trainer -- to the Trainer).
+
+    A model whose ``forward`` another library replaced after patching (TRL's trainers install
+    their own fused LM head) is not: that forward no longer goes through losskit's in training.
 
     Example:
         >>> import torch
@@ -152,27 +214,106 @@ def is_patched(model: nn.Module) -> bool:
         >>> is_patched(torch.nn.Linear(2, 2))
         False
     """
+    if isinstance(model, type):
+        return is_auto_patched(model) if is_auto_class(model) else is_class_patched(model)
+    if is_trainer(model):
+        return is_trainer_patched(model)
+    if not isinstance(model, nn.Module):
+        return False
+    target = _unwrap(model)
+    if fused_forward(target) is not None:
+        return True
+    chain = forward_chain(target)
+    inactive = any(isinstance(f, FusedForward) for f in chain)  # unpatched under another library's wrapper
+    return not inactive and trl_forward(target) is None and is_class_patched(type(target))
+
+
+def token_metrics(eval_pred: Any, compute_result: bool | None = None) -> dict[str, float]:
+    r"""Token accuracy and perplexity for ``Trainer(compute_metrics=token_metrics)``, from the
+    ``token_statistics`` a patched model returns during evaluation -- no logits needed.
+
+    .. math::
+        \text{token\_accuracy} = \frac{\#\{i : \arg\max_c z_{i,c} = y_{i+1}\}}{n}, \qquad
+        \text{perplexity} = \exp\Big(-\frac{1}{n} \sum_i \log p(y_{i+1})\Big)
+
+    over the ``n`` counted tokens of the whole evaluation set (labels not ``-100``, shifted as
+    the loss shifts them). This perplexity weighs every token once; ``exp(eval_loss)`` is the
+    exponential of the mean of per-batch means, which differs when batches count different
+    numbers of tokens.
+
+    torch equivalent: ``(logits[:, :-1].argmax(-1) == labels[:, 1:])[mask].float().mean()`` and
+    ``exp(cross_entropy(logits[:, :-1][mask], labels[:, 1:][mask]))`` over all batches at once.
+
+    Args:
+        eval_pred: the Trainer's ``EvalPrediction`` (or a ``(predictions, label_ids)`` pair):
+            ``predictions`` is the ``(N, 3)`` array of token statistics -- the last element when
+            the Trainer gathered a tuple of outputs, and a list of such per batch with
+            ``eval_do_concat_batches=False``.
+
+    Returns:
+        ``{"token_accuracy": ..., "perplexity": ...}`` (NaN when no token was counted); the
+        Trainer logs them as ``eval_token_accuracy`` and ``eval_perplexity``.
+
+    Raises:
+        LossInputError: the predictions are not token statistics (the model is not patched, or
+            ``batch_eval_metrics=True``, which the statistics -- three numbers per sequence --
+            do not need).
+
+    Example:
+        >>> import numpy as np
+        >>> from losskit.integrations.transformers import token_metrics
+        >>> stats = np.array([[-2.0, 1.0, 2.0], [-4.0, 2.0, 2.0]])  # sum log p, correct, counted
+        >>> metrics = token_metrics((stats, None))
+        >>> metrics["token_accuracy"], round(metrics["perplexity"], 4)  # 3 / 4, exp(6 / 4)
+        (0.75, 4.4817)
+    """
+    import numpy as np
+
+    if compute_result is not None:
+        raise LossInputError(
+            f"token_metrics: compute_result was given ({compute_result!r}: batch_eval_metrics=True); expected "
+            "batch_eval_metrics=False. The token statistics are three numbers per sequence, gathered at no cost: "
+            "drop batch_eval_metrics."
+        )
+    predictions = eval_pred[0] if isinstance(eval_pred, tuple) else getattr(eval_pred, "predictions", eval_pred)
+    batches = predictions if isinstance(predictions, list) else [predictions]
+    arrays = [np.asarray(b[-1] if isinstance(b, tuple) else b, dtype=np.float64) for b in batches]
+    if not arrays or any(a.ndim != 2 or a.shape[1] != 3 for a in arrays):
+        shapes = [a.shape for a in arrays]
+        raise LossInputError(
+            f"token_metrics: eval_pred.predictions has shape(s) {shapes}; expected losskit's token statistics "
+            "of shape (N, 3), which a patched model returns during evaluation. Patch the model (or the "
+            "Trainer) with losskit.integrations.transformers.patch, and leave batch_eval_metrics off."
+        )
+    totals = np.concatenate(arrays).sum(0)
+    counted = totals[2]
+    if counted == 0:
+        return {"token_accuracy": math.nan, "perplexity": math.nan}
+    return {"token_accuracy": float(totals[1] / counted), "perplexity": math.exp(-totals[0] / counted)}
+
+
+# --- one model -----------------------------------------------------------------------------------
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """``model``, its ``torch.compile`` original, or a PEFT model's base model."""
+    model = getattr(model, "_orig_mod", model)
     get_base_model = getattr(model, "get_base_model", None)
-    target = get_base_model() if callable(get_base_model) else model
-    forward = vars(target).get("forward") if hasattr(target, "__dict__") else None
-    return getattr(getattr(forward, "__func__", None), _MARK, False) is True
-
-
-# --- checks ------------------------------------------------------------------------------------
+    if callable(get_base_model):  # peft.PeftModel
+        base = get_base_model()
+        if isinstance(base, nn.Module):
+            return base
+    return model
 
 
 def _causal_lm(fn: str, model: object) -> nn.Module:
-    """The causal LM to patch: ``model`` itself, or a PEFT model's base model."""
+    """The causal LM to patch: ``model`` itself, or what :func:`_unwrap` finds in it."""
     if not isinstance(model, nn.Module):
         raise LossInputError(
             f"{fn}: model has type {type(model).__name__}, got a non-module; {_EXPECTED}. Pass the model "
             "from AutoModelForCausalLM.from_pretrained(...) (or its config)."
         )
-    get_base_model = getattr(model, "get_base_model", None)
-    if callable(get_base_model):  # peft.PeftModel
-        base = get_base_model()
-        if isinstance(base, nn.Module):
-            model = base
+    model = _unwrap(model)
     if not isinstance(getattr(model, "lm_head", None), nn.Module) or getattr(model, "config", None) is None:
         raise LossInputError(
             f"{fn}: model ({type(model).__name__}) has no output layer `lm_head` or no `config`; {_EXPECTED}. "
@@ -181,180 +322,57 @@ def _causal_lm(fn: str, model: object) -> nn.Module:
     return model
 
 
-def _check_patchable(fn: str, model: nn.Module) -> ForwardPlan:
-    """What the stock forward does around the loss; raises when it cannot be reproduced exactly."""
-    plan = read_forward(_class_forward(model))
-    _check_head(fn, model)
-    _check_loss_function(fn, model)
-    vocab = attribute(model, plan.vocab_size)
-    out_features = _head(model).weight.shape[0]
-    if vocab != out_features:
-        raise LossInputError(
-            f"{fn}: {'.'.join(plan.vocab_size)} is {vocab} but lm_head has {out_features} outputs; expected them "
-            "equal (the stock loss reshapes the logits by it). Resize the embeddings with "
-            "model.resize_token_embeddings(...), which updates both."
+def _patch_model(model: object) -> None:
+    target = _causal_lm("patch", model)
+    if is_patched(target):  # again: its lm_head may have been replaced since
+        ensure_taps(target, plan_for(target))
+        return
+    owner = trl_forward(target)
+    if owner is not None:
+        raise trl_refusal("patch", owner)
+    plan = plan_for(target)
+    check_model("patch", target, plan)
+    inner = vars(target).get("forward")  # an instance-level forward (e.g. accelerate's hook), or None
+    install_taps(target, plan)
+    target.forward = FusedForward(target, inner, plan)
+
+
+def _unpatch_model(model: object) -> None:
+    target = _causal_lm("unpatch", model)
+    fused = fused_forward(target)
+    name = type(target).__name__
+    if fused is not None:
+        outermost = vars(target).get("forward") is fused
+        if outermost:
+            del target.forward
+            if fused.inner is not None:
+                target.forward = fused.inner
+        else:  # another library wrapped it since (accelerate's mixed precision): switched off in place
+            fused.active = False
+        remove_taps(target, fused.plan)
+        target.__dict__.pop(TRAINER_LOSS, None)
+        return
+    owner = trl_forward(target)
+    if owner is not None:
+        under = (
+            "; losskit's patched forward is underneath, run only when TRL calls the model without its loss head "
+            "(unpatch before building the trainer to remove it)"
+            if has_taps(target)
+            else ""
         )
-    return plan
-
-
-def _head(model: nn.Module) -> nn.Linear:
-    """``model.lm_head`` (checked by :func:`_check_head` to be a plain ``nn.Linear``)."""
-    return cast(nn.Linear, model.lm_head)
-
-
-def _check_head(fn: str, model: nn.Module) -> None:
-    head = cast(nn.Module, model.lm_head)
-    if not isinstance(head, nn.Linear) or type(head).forward is not nn.Linear.forward:
         raise LossInputError(
-            f"{fn}: model.lm_head is a {type(head).__module__}.{type(head).__name__}; expected a plain "
-            "torch.nn.Linear (the fused loss uses lm_head.weight and lm_head.bias directly). A LoRA adapter "
-            "or `modules_to_save` on lm_head, or a quantized lm_head, is not supported: leave lm_head out of "
-            "target_modules / modules_to_save, or use the stock model."
+            f"unpatch: model ({name}) has TRL's own loss head as its forward ({owner}, installed by TRL's trainer), "
+            f"not losskit's{under}; expected a model returned by patch(model). It already trains without the "
+            "logits and is TRL's to keep: losskit leaves it."
         )
-    if hasattr(head, "_hf_hook") or "forward" in vars(head):
+    if is_class_patched(type(target)):
         raise LossInputError(
-            f"{fn}: model.lm_head has a replaced forward, got {type(getattr(head, '_hf_hook', None)).__name__} "
-            "(accelerate's device_map dispatch or offloading hooks lm_head); expected lm_head.forward to be "
-            "nn.Linear's. Load the model on one device (no multi-device device_map, no offloading), or use the "
-            "stock model."
+            f"unpatch: model ({name}) is patched through its class, got the class's patched forward; expected a "
+            f"model patched on its own. Call unpatch({name}) to restore the stock forward of the whole class."
         )
-    if head._forward_hooks:
-        raise LossInputError(
-            f"{fn}: model.lm_head has forward hooks, got {len(head._forward_hooks)} hook(s); expected none "
-            "(they would see no logits: the patched model never builds them). Remove the hooks, or use the "
-            "stock model."
-        )
-
-
-def _check_loss_function(fn: str, model: nn.Module) -> None:
-    from transformers.loss.loss_utils import ForCausalLMLoss
-
-    loss_function = model.loss_function
-    if loss_function is not ForCausalLMLoss:
-        name = getattr(loss_function, "__qualname__", repr(loss_function))
-        raise LossInputError(
-            f"{fn}: model.loss_function is {name} (loss_type={getattr(model, 'loss_type', None)!r}); expected "
-            "transformers' default ForCausalLMLoss, the only loss losskit reproduces. Remove the custom "
-            "loss_function / loss_type, or use the stock model."
-        )
-
-
-# --- the patched forward -----------------------------------------------------------------------
-
-
-def _patched_forward(stock: Any, plan: ForwardPlan) -> Any:
-    """A ``forward(self, *args, **kwargs)`` with the stock signature (``functools.wraps``)."""
-
-    @functools.wraps(stock)
-    def forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
-        return _forward(self, plan, args, kwargs)
-
-    setattr(forward, _MARK, True)
-    return forward
-
-
-def _stock(model: nn.Module) -> Any:
-    inner = vars(model).get(_INNER)
-    return inner if inner is not None else types.MethodType(_class_forward(model), model)
-
-
-def _class_forward(model: nn.Module) -> Any:
-    """The ``forward`` of the model's class (the stock one, whatever the instance holds)."""
-    return type(model).forward
-
-
-def _forward(model: nn.Module, plan: ForwardPlan, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    stock = _stock(model)
-    try:
-        bound = plan.signature.bind(*args, **kwargs)
-    except TypeError:
-        return stock(*args, **kwargs)  # the stock forward raises its own error
-    labels = bound.arguments.get("labels")
-    if labels is None:
-        return stock(*args, **kwargs)
-    _check_head("forward", model)
-    _check_loss_function("forward", model)
-
-    extra = dict(bound.arguments.get(plan.var_keyword, {}))
-    return_dict = getattr(model.config, "return_dict", True)  # as @can_return_tuple decides
-    passed = extra.pop("return_dict", return_dict)
-    if passed is not None:
-        return_dict = passed
-    bound.arguments["labels"] = None
-    bound.arguments[plan.var_keyword] = {**extra, "return_dict": True}
-    with _HiddenStatesTap(_head(model)) as tap:
-        out = stock(*bound.args, **bound.kwargs)
-    if tap.hidden is None:
-        raise LossInputError(
-            f"forward: model ({type(model).__name__}) did not call lm_head, got no hidden states; expected the "
-            "stock forward to project them. Patch the unwrapped causal LM."
-        )
-    loss = _loss(model, plan, tap.hidden, labels, extra)
-    aux = getattr(out, "aux_loss", None)
-    if plan.aux_coef is not None and aux is not None:
-        loss = loss + attribute(model, plan.aux_coef) * aux.to(loss.device)
-    values = {field.name: getattr(out, field.name) for field in dataclasses.fields(out)}
-    values.update(loss=loss, logits=None)
-    result = type(out)(**values)
-    return result if return_dict else result.to_tuple()
-
-
-def _loss(
-    model: nn.Module, plan: ForwardPlan, hidden: torch.Tensor, labels: torch.Tensor, extra: dict[str, Any]
-) -> torch.Tensor:
-    """``ForCausalLMLoss(lm_head(hidden) -> family step, labels, **extra)``, fused."""
-    ignore_index = extra.get("ignore_index", -100)
-    shift_labels = extra.get("shift_labels")
-    num_items_in_batch = extra.get("num_items_in_batch")
-    if shift_labels is None:  # tokens < n predict n; as ForCausalLMLoss pads the labels
-        shift_labels = nn.functional.pad(labels, (0, 1), value=ignore_index)[..., 1:]
-    h = hidden.reshape(-1, hidden.shape[-1])
-    target = shift_labels.reshape(-1).to(h.device)
-    if target.numel() != h.shape[0]:
-        raise LossInputError(
-            f"forward: labels give {target.numel()} targets (shift_labels of shape {tuple(shift_labels.shape)}) "
-            f"but the model kept {h.shape[0]} hidden states (hidden states of shape {tuple(hidden.shape)}); "
-            "expected one target per kept position, as the stock loss does. With logits_to_keep, pass labels or "
-            "shift_labels for the kept positions only, or logits_to_keep=0."
-        )
-    if plan.logit_scale is not None:  # (h W^T) * s == (h * s) W^T: scale the smaller operand
-        scale = attribute(model, plan.logit_scale)
-        h = h / scale if plan.divide_by_scale else h * scale
-    cap = None if plan.softcap is None else attribute(model, plan.softcap)
-    softcap = None if cap is None else float(cap)
-    head = _head(model)
-    loss: torch.Tensor = linear_cross_entropy(
-        h,
-        head.weight,
-        target,
-        linear_bias=head.bias,
-        ignore_index=int(ignore_index),
-        reduction="mean" if num_items_in_batch is None else "sum",
-        softcap=softcap,
-        dtype=torch.promote_types(h.dtype, torch.float32),  # the stock loss upcasts the logits
+    owner = foreign_forward(target)
+    got = "its stock forward" if owner is None else f"an instance forward losskit did not install ({owner})"
+    raise LossInputError(
+        f"unpatch: model ({name}) is not patched, got {got}; expected a model returned by "
+        "losskit.integrations.transformers.patch(model). Nothing to undo: use the model as it is."
     )
-    if num_items_in_batch is not None:  # as transformers' fixed_cross_entropy
-        if torch.is_tensor(num_items_in_batch):
-            num_items_in_batch = num_items_in_batch.to(loss.device)
-        loss = loss / num_items_in_batch
-    return loss
-
-
-class _HiddenStatesTap:
-    """While active, ``lm_head`` records its input and returns an empty ``(..., 0)`` tensor in place
-    of the logits (the stock forward's logit steps then run on nothing)."""
-
-    def __init__(self, head: nn.Module) -> None:
-        self.head = head
-        self.hidden: torch.Tensor | None = None
-
-    def _record(self, hidden: torch.Tensor) -> torch.Tensor:
-        self.hidden = hidden
-        return hidden.new_empty(*hidden.shape[:-1], 0)
-
-    def __enter__(self) -> _HiddenStatesTap:
-        self.head.forward = self._record
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        del self.head.forward

@@ -1,19 +1,23 @@
 """``losskit compare``: train the same model with each candidate loss on the same folds of
-repeated (stratified) k-fold cross-validation, test every candidate against the plain loss
-(corrected resampled t-test, Holm-adjusted), fit scikit-learn baselines on the same folds, and
-say which loss to use, how sure, and by how much.
+repeated (stratified) k-fold cross-validation, decide every candidate against the plain loss
+(better, equivalent, worse or undecided: Bayesian correlated t-test, Holm over the candidates),
+fit scikit-learn baselines on the same folds, and say which loss to use, how sure, and by how
+much; the fits run stacked, on every core or on a Ray cluster.
 
 * :mod:`losskit.app.compare.data` -- targets, folds (validation carved from each training fold), encoding
 * :mod:`losskit.app.compare.candidates` -- the candidate losses per task, identical candidates
-* :mod:`losskit.app.compare.train` -- the MLP, Adam, early stopping, overfitting flag
+* :mod:`losskit.app.compare.train` -- the MLP, Adam, early stopping, overfitting flag (one fit)
+* :mod:`losskit.app.compare.batched` -- many fits of one architecture as one stacked model
+* :mod:`losskit.app.compare.fits` -- a fit task: a pure function of settings, folds and task
+* :mod:`losskit.app.compare.engines` -- where tasks run: this process, worker processes, Ray
 * :mod:`losskit.app.compare.metrics` -- task-appropriate metrics on each test fold
-* :mod:`losskit.app.compare.stats` -- intervals, corrected resampled t-test, Holm
-* :mod:`losskit.app.compare.verdict` -- the recommendation
+* :mod:`losskit.app.compare.stats` -- the correlated t posterior, intervals, Holm, forecasts
+* :mod:`losskit.app.compare.verdict` -- the four-word decisions and the recommendation
 * :mod:`losskit.app.compare.baselines` -- logistic / ridge regression, gradient boosting
 * :mod:`losskit.app.compare.run` -- the loop over folds and candidates
 * :mod:`losskit.app.compare.report` -- metrics.json, plots, report.html, terminal table
 
-Needs the ``cli`` extra (scikit-learn, scipy, pandas, rich, torchmetrics, matplotlib).
+Needs the ``cli`` extra (scikit-learn, scipy, pandas, rich, matplotlib, loky); ``--backend ray`` the ``ray`` extra.
 """
 
 from __future__ import annotations
@@ -81,7 +85,8 @@ class CompareResult:
     """The outcome of :func:`compare`.
 
     Attributes:
-        recommendation: ``{"loss", "metric", "significant", "p_value", "versus", "text", ...}``.
+        recommendation: ``{"loss", "metric", "decision", "margin", "significant", "p_value", "versus",
+            "difference", "ci", "text", ...}``.
         payload: everything ``metrics.json`` holds.
         model: the recommended loss's model trained on all rows (``save_model=True``), else None.
         out: the report folder once :meth:`save` wrote it.
@@ -115,6 +120,8 @@ class CompareResult:
                     f"{primary}_ci_low": r["ci"][primary][0],
                     f"{primary}_ci_high": r["ci"][primary][1],
                     "difference": vs.get("difference"),
+                    "decision": vs.get("decision"),
+                    "p_better": vs.get("p_better"),
                     "p_holm": vs.get("p_holm"),
                     "significant": vs.get("significant", False),
                     "same_as": r["same_as"],
@@ -174,8 +181,11 @@ def compare(
     losses: str | Sequence[str | nn.Module] | None = None,
     model: Callable[..., nn.Module] | None = None,
     optimizer: Callable[..., torch.optim.Optimizer] | None = None,
-    folds: int = 3,
+    folds: int = 5,
     repeats: int = 2,
+    max_repeats: int | None = None,
+    budget: float | None = None,
+    margin: float | None = None,
     epochs: int = 100,
     batch_size: int | None = None,
     lr: float = 1e-3,
@@ -185,14 +195,24 @@ def compare(
     metric: str | None = None,
     save_model: bool = False,
     name: str | None = None,
+    jobs: int | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
+    gpus_per_fit: float = 0,
 ) -> CompareResult:
-    """Compare candidate losses on your data (and your model) by repeated cross-validation.
+    """Compare candidate losses on your data (and your model) by repeated cross-validation, and
+    decide for each candidate: better, equivalent, worse or undecided against the plain loss.
 
     Every candidate trains the same initial model on the same folds of repeated (stratified)
-    k-fold; early stopping uses a validation split carved from each training fold. Each candidate
-    is tested against the plain loss (cross-entropy, BCE-with-logits, MSE) on the task's primary
-    metric with the Nadeau–Bengio corrected resampled t-test, Holm-adjusted; a loss is
-    recommended only when it is significantly better, otherwise the plain loss is.
+    k-fold; early stopping uses a validation split carved from each training fold. Fits of one
+    architecture train together as one stacked model, spread over ``jobs`` worker processes or a
+    Ray cluster (the numbers do not depend on where they run). Each candidate's fold differences
+    from the plain loss (cross-entropy, BCE-with-logits, MSE) give the posterior of the mean
+    difference (Bayesian correlated t-test, Benavoli et al. 2017 -- the Nadeau–Bengio corrected
+    t-test's interval); Holm over the candidates decides which differ from the plain loss, and
+    the interval shown is the one that decided: entirely on the good side of 0 is *better*, on
+    the bad side *worse*, within ``±margin`` *equivalent*, else *undecided*. While a candidate
+    is undecided and more data would likely decide, repeats are added (up to ``max_repeats``).
 
     Args:
         data: a pandas DataFrame (``target`` = its target column name or names), features as an
@@ -205,12 +225,22 @@ def compare(
         model: a factory of the model, ``lambda: MyNet()`` or ``lambda d_in, d_out: ...``
             (default: an MLP sized from the data). Called with a fixed seed per fold.
         optimizer: a factory called with the model's parameters (default Adam at ``lr``).
-        folds, repeats: repeated k-fold's shape (default 2 x 3 = 6 test folds, sized so the default digits run stays
-            under a minute on 2 cores).
+        folds, repeats: k of k-fold (default 5) and the repeats run first (default 2).
+        max_repeats: repeats the design may grow to while a candidate is undecided (default 6;
+            ``max_repeats=repeats`` for a fixed design).
+        budget: stop adding repeats when the next ones would pass this many seconds (the
+            result then depends on the machine's speed).
+        margin: the region of practical equivalence, in the deciding metric's units (default
+            0.01 for scores in [0, 1]; 1 % of the target's spread for MAE / RMSE).
         batch_size: default 64, larger for big tables (about 200 steps an epoch, at most 4096).
-        baselines: also fit logistic / ridge regression and gradient boosting on the same folds.
-        metric: the metric the verdict is decided on (default: the task's primary metric).
+        baselines: also fit logistic / ridge regression and gradient boosting on the first
+            ``repeats`` x ``folds`` folds.
+        metric: the metric the verdict is decided on (default: macro-F1, ROC-AUC or MAE by task;
+            balanced accuracy when a class holds under 10 % of the rows).
         save_model: train the recommended loss on all rows afterwards (``result.model``).
+        jobs: worker processes (default: one per core; small comparisons run in this process).
+        backend: ``"local"`` or ``"ray"`` (``ray_address``, else ``RAY_ADDRESS``, else a local
+            Ray instance); ``gpus_per_fit`` GPUs per fit on Ray.
 
     Returns:
         A :class:`CompareResult`: ``.recommendation``, ``.table()``, ``.save(out)``.
@@ -222,9 +252,9 @@ def compare(
         >>> import losskit
         >>> from sklearn.datasets import load_iris
         >>> X, y = load_iris(return_X_y=True)
-        >>> result = losskit.compare(X, y, folds=2, repeats=1, epochs=2, baselines=False)
-        >>> result.recommendation["versus"]
-        'cross_entropy'
+        >>> result = losskit.compare(X, y, folds=2, repeats=1, max_repeats=1, epochs=2, baselines=False)
+        >>> result.recommendation["versus"], result.recommendation["decision"]
+        ('cross_entropy', 'undecided')
     """
 
     from losskit.app.compare.run import compare_table, to_table
@@ -238,6 +268,9 @@ def compare(
         optimizer=optimizer,
         folds=folds,
         repeats=repeats,
+        max_repeats=max_repeats,
+        budget=budget,
+        margin=margin,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
@@ -246,6 +279,10 @@ def compare(
         baselines=baselines,
         metric=metric,
         save_model=save_model,
+        jobs=jobs,
+        backend=backend,
+        ray_address=ray_address,
+        gpus_per_fit=gpus_per_fit,
     )
     result = CompareResult(run)
     result.seconds = time.perf_counter() - start
@@ -263,11 +300,18 @@ def run_compare(
     seed: int = 0,
     out: str | Path = "losskit-report",
     device: str = "cpu",
-    folds: int = 3,
+    folds: int = 5,
     repeats: int = 2,
+    max_repeats: int | None = None,
+    budget: float | None = None,
+    margin: float | None = None,
     baselines: bool = True,
     metric: str | None = None,
     save_model: bool = False,
+    jobs: int | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
+    gpus_per_fit: float = 0,
     console: Any = None,
     progress: bool = True,
 ) -> CompareResult:
@@ -298,6 +342,9 @@ def run_compare(
         losses=losses,
         folds=folds,
         repeats=repeats,
+        max_repeats=max_repeats,
+        budget=budget,
+        margin=margin,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
@@ -306,6 +353,10 @@ def run_compare(
         baselines=baselines,
         metric=metric,
         save_model=save_model,
+        jobs=jobs,
+        backend=backend,
+        ray_address=ray_address,
+        gpus_per_fit=gpus_per_fit,
         console=console,
         progress=progress,
     )

@@ -201,8 +201,12 @@ def _columns(table: Table, notes: list[str]) -> tuple[Any, list[str], list[str]]
 def encode(table: Table, task: str = "auto") -> Encoded:
     """Infer the task, encode the targets and check the feature columns of ``table``."""
     notes: list[str] = []
+    warnings: list[str] = []
     if table.dropped_rows:
-        notes.append(f"{table.dropped_rows} row(s) without a target were dropped.")
+        total = table.dropped_rows + len(table.target)
+        warnings.append(
+            f"{table.dropped_rows} of {total} rows ({table.dropped_rows / total:.1%}) have no target and were left out."
+        )
     try:
         guess = losskit.infer_task(target_for_losses(table))
     except (TypeError, ValueError) as exc:
@@ -228,7 +232,7 @@ def encode(table: Table, task: str = "auto") -> Encoded:
     num_outputs = (
         1 if chosen == Task.binary else (len(class_names or []) if chosen == Task.multiclass else int(y.shape[1]))
     )
-    return Encoded(table.name, chosen, guess, frame, y, num_outputs, numeric, categorical, class_names, notes)
+    return Encoded(table.name, chosen, guess, frame, y, num_outputs, numeric, categorical, class_names, notes, warnings)
 
 
 def make_folds(data: Encoded, folds: int, repeats: int, seed: int) -> list[Fold]:

@@ -1,5 +1,6 @@
-"""Test-fold metrics that fit the task (scikit-learn, and torchmetrics for calibration), under
-fixed keys.
+"""Test-fold metrics that fit the task (scikit-learn, and the expected calibration error in a few
+lines of torch: torchmetrics' binning, without its import, which pulls in the text metrics and
+transformers and costs seconds), under fixed keys.
 
 binary: ``roc_auc``, ``average_precision``, ``f1`` (at the threshold that maximizes F1 on the
 validation split), ``brier``, ``ece``, ``log_loss``; multiclass: ``macro_f1``,
@@ -19,7 +20,20 @@ import torch
 
 from losskit.tasks import Task
 
-__all__ = ["METRICS", "PRIMARY", "HIGHER_IS_BETTER", "Evaluation", "evaluate", "tune_threshold", "higher_is_better"]
+__all__ = [
+    "METRICS",
+    "PRIMARY",
+    "MAIN",
+    "HIGHER_IS_BETTER",
+    "IMBALANCED",
+    "Evaluation",
+    "evaluate",
+    "calibration_error",
+    "tune_threshold",
+    "higher_is_better",
+    "deciding_metric",
+    "default_margin",
+]
 
 METRICS: dict[Task, tuple[str, ...]] = {
     Task.binary: ("roc_auc", "average_precision", "f1", "brier", "ece", "log_loss"),
@@ -34,6 +48,18 @@ PRIMARY: dict[Task, str] = {
     Task.multilabel: "macro_f1",
     Task.regression: "mae",
 }
+#: the metrics that speak for a task: a decision on one of them is checked against the others, and
+#: the verdict names a trade-off (better on one, worse on another)
+MAIN: dict[Task, tuple[str, ...]] = {
+    Task.binary: ("roc_auc", "average_precision"),
+    Task.multiclass: ("macro_f1", "balanced_accuracy"),
+    Task.multilabel: ("macro_f1", "micro_f1"),
+    Task.regression: ("mae", "rmse"),
+}
+#: a multiclass target whose smallest class has a smaller share of the rows (and less than half
+#: its share if the classes were balanced, so ten balanced classes are not "imbalanced") is
+#: imbalanced: the verdict decides on balanced accuracy (every class counts the same)
+IMBALANCED = 0.10
 HIGHER_IS_BETTER = {
     "roc_auc": True,
     "average_precision": True,
@@ -53,6 +79,39 @@ HIGHER_IS_BETTER = {
 ECE_BINS = 15
 
 
+def deciding_metric(task: Task, y: torch.Tensor, num_outputs: int) -> tuple[str, str | None]:
+    """The metric the verdict decides on for ``task``, and the reason when it is not the task's
+    usual one (an imbalanced multiclass target decides on balanced accuracy)."""
+    if task == Task.multiclass and len(y):
+        counts = torch.bincount(y.long().reshape(-1), minlength=num_outputs).double()
+        share = float(counts.min() / counts.sum())
+        if share < IMBALANCED and share < 0.5 / num_outputs:
+            return "balanced_accuracy", (
+                f"the smallest class holds {share:.1%} of the rows (under {IMBALANCED:.0%}): the verdict decides on "
+                "balanced_accuracy, where every class counts the same; macro_f1 is checked beside it"
+            )
+    return PRIMARY[task], None
+
+
+def default_margin(metric: str, y: torch.Tensor) -> float:
+    """The region of practical equivalence of ``metric`` (``±margin``, in the metric's units):
+    0.01 for scores in [0, 1] (F1, ROC-AUC, balanced accuracy, accuracy, average precision, R²,
+    ECE), 0.01 nats for the log loss, 0.005 for the Brier score; for errors in the target's
+    units, 1 % of the target's spread: its mean absolute deviation from the median (MAE) or its
+    standard deviation (RMSE), averaged over outputs."""
+    name = metric.split("[", maxsplit=1)[0]
+    if name == "brier":
+        return 0.005
+    if name in ("mae", "rmse"):
+        t = y.double().reshape(len(y), -1)
+        if name == "mae":
+            spread = (t - t.median(0).values).abs().mean(0)
+        else:
+            spread = t.std(0) if len(t) > 1 else torch.zeros(t.shape[1], dtype=torch.float64)
+        return float(0.01 * spread.mean())
+    return 0.01
+
+
 def higher_is_better(metric: str) -> bool:
     """Direction of ``metric`` (per-label ``f1[...]`` keys: higher)."""
     return HIGHER_IS_BETTER.get(metric, True)
@@ -70,6 +129,32 @@ class Evaluation:
 def _float(value: object) -> float:
     v = float(value)  # type: ignore[arg-type]
     return v if math.isfinite(v) else float("nan")
+
+
+def _top_label(probs: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    confidence, predicted = probs.max(1)
+    return confidence, (predicted == y).float()
+
+
+def calibration_error(confidence: torch.Tensor, hit: torch.Tensor, bins: int = ECE_BINS) -> float:
+    """The expected calibration error (L1): ``sum_b |accuracy_b - confidence_b| * share_b`` over
+    ``bins`` equal-width bins of ``confidence`` in [0, 1] (a confidence of exactly 1 has a bin of
+    its own), as torchmetrics' ``binary_calibration_error`` / ``multiclass_calibration_error``
+    compute it (``hit``: 1 where the prediction was right, or the binary label). The tests
+    compare it with torchmetrics."""
+    conf = confidence.reshape(-1).float()
+    if conf.numel() == 0:
+        return math.nan
+    acc = hit.reshape(-1).to(conf.dtype)
+    edges = torch.linspace(0, 1, bins + 1, dtype=conf.dtype)
+    index = torch.bucketize(conf, edges, right=True) - 1
+    count = torch.zeros(bins + 1, dtype=conf.dtype).scatter_add_(0, index, torch.ones_like(conf))
+    conf_sum = torch.zeros(bins + 1, dtype=conf.dtype).scatter_add_(0, index, conf)
+    acc_sum = torch.zeros(bins + 1, dtype=conf.dtype).scatter_add_(0, index, acc)
+    conf_bin = torch.nan_to_num(conf_sum / count)
+    acc_bin = torch.nan_to_num(acc_sum / count)
+    share = count / count.sum()
+    return _float(((acc_bin - conf_bin).abs() * share).sum())
 
 
 def tune_threshold(p_val: torch.Tensor, y_val: torch.Tensor) -> float:
@@ -95,7 +180,6 @@ def evaluate(
     """Metrics of ``scores`` (probabilities, or predictions in original units) on ``target``."""
     import numpy as np
     import sklearn.metrics as M
-    import torchmetrics.functional.classification as C
 
     scores = scores.detach().double().cpu()
     target = target.detach().cpu()
@@ -118,7 +202,7 @@ def evaluate(
                 "average_precision": _float(M.average_precision_score(yn, pn)),
                 "f1": _float(M.f1_score(yn, (pn >= threshold).astype(int), zero_division=0)),
                 "brier": _float(M.brier_score_loss(yn, pn)),
-                "ece": _float(C.binary_calibration_error(p.float(), y, n_bins=ECE_BINS, norm="l1")),
+                "ece": calibration_error(p, y),
                 "log_loss": _float(M.log_loss(yn, pn, labels=[0, 1])),
             }
             return Evaluation(metrics, p, y)
@@ -132,7 +216,7 @@ def evaluate(
                 "balanced_accuracy": _float(M.balanced_accuracy_score(yn, pred)),
                 "accuracy": _float(M.accuracy_score(yn, pred)),
                 "log_loss": _float(M.log_loss(yn, probs.numpy(), labels=list(range(k)))),
-                "ece": _float(C.multiclass_calibration_error(probs.float(), y, k, n_bins=ECE_BINS, norm="l1")),
+                "ece": calibration_error(*_top_label(probs.float(), y)),
             }
             return Evaluation(metrics, probs, y)
         probs = scores.clamp(0, 1)
@@ -148,9 +232,7 @@ def evaluate(
             "micro_f1": _float(M.f1_score(yn, pred, average="micro", zero_division=0)),
             "macro_f1": _float(M.f1_score(yn, pred, average="macro", zero_division=0)),
             "macro_roc_auc": _float(np.mean(aucs)) if aucs else math.nan,
-            "ece": _float(
-                C.binary_calibration_error(probs.reshape(-1).float(), y.reshape(-1), n_bins=ECE_BINS, norm="l1")
-            ),
+            "ece": calibration_error(probs, y),
         }
         names = label_names or [str(j) for j in range(yn.shape[1])]
         metrics.update({f"f1[{name}]": _float(v) for name, v in zip(names, per_label)})

@@ -25,8 +25,10 @@ def _metric_names(run: Run) -> list[str]:
 
 
 def significant_cells(run: Run) -> set[tuple[str, str]]:
-    """``(loss, metric)`` pairs where the loss is significantly better than the plain loss
-    (corrected resampled t-test, Holm-adjusted over the candidates of that metric)."""
+    """``(loss, metric)`` pairs where the loss is decided better than the plain loss (the
+    verdict's rule: Holm over the candidates of that metric, the metric's default margin)."""
+    from losskit.app.compare.metrics import default_margin
+
     p = run.payload
     trained = [r for r in p["results"] if r["same_as"] is None]
     folds = {
@@ -37,14 +39,31 @@ def significant_cells(run: Run) -> set[tuple[str, str]]:
     ratio = _ratio(run)
     cells = set()
     for metric in _metric_names(run):
-        for t in paired_tests(folds, p["plain"], metric, ratio):
-            if t.significant:
+        margin = p["settings"]["margin"] if metric == p["primary_metric"] else default_margin(metric, run.data.y)
+        for t in paired_tests(folds, p["plain"], metric, ratio, margin):
+            if t.decision == "better":
                 cells.add((t.loss, metric))
     return cells
 
 
 def _ratio(run: Run) -> float:
     return float(run.payload["test_train_ratio"])
+
+
+def _diff(v: dict[str, Any]) -> str:
+    """``+0.013 [+0.002, +0.024]`` of a test's JSON: one decimal more than the margin has."""
+    d, (lo, hi) = v.get("difference"), v.get("ci", [None, None])
+    if d is None or lo is None or hi is None:
+        return "n/a"
+    margin = v.get("margin") or 0.0
+    if margin > 0 and max(abs(d), abs(lo), abs(hi)) < 1e4 * margin:
+        places = max(0, 1 - math.floor(math.log10(margin)))
+        return f"{d:+.{places}f} [{lo:+.{places}f}, {hi:+.{places}f}]"
+    return f"{d:+.3g} [{lo:+.3g}, {hi:+.3g}]"
+
+
+def _pct(level: float | None) -> str:
+    return "?" if level is None else f"{100 * level:.4g}%"
 
 
 def _fmt(v: float | None, digits: int = 3) -> str:
@@ -120,29 +139,47 @@ def _plots(out: Path, run: Run) -> list[tuple[str, str]]:
     tested = [r for r in p["results"] if r.get("versus_plain")]
     if tested:
         metric = p["primary_metric"]
-        fig, ax = plt.subplots(figsize=(6.5, 0.6 * len(tested) + 1.6))
+        margin = p["settings"]["margin"]
+        colors = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "undecided": "tab:gray"}
+        fig, ax = plt.subplots(figsize=(7.5, 0.6 * len(tested) + 2.0))
+        if margin:
+            ax.axvspan(-margin, margin, color="tab:blue", alpha=0.12, label=f"±{margin:.3g}: practically equivalent")
         for i, r in enumerate(tested):
             v = r["versus_plain"]
             if v["difference"] is None or v["ci"][0] is None:
                 continue
-            color = "tab:green" if v["significant"] else "tab:gray"
             ax.errorbar(
                 v["difference"],
                 i,
                 xerr=[[v["difference"] - v["ci"][0]], [v["ci"][1] - v["difference"]]],
                 fmt="o",
-                color=color,
+                color=colors[v["decision"]],
                 capsize=4,
+                label=v["decision"],
+            )
+            ax.annotate(
+                f"{v['decision']} ({100 * v['level']:.4g}%)",
+                (v["ci"][1], i),
+                xytext=(6, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
             )
         ax.axvline(0, color="black", linewidth=1)
         ax.set_yticks(range(len(tested)), [r["loss"] for r in tested])
         better = "right" if higher_is_better(metric) else "left"
-        ax.set_xlabel(f"{metric} difference vs {p['plain']} (95% CI; better to the {better}; green = significant)")
-        _save(plt, fig, out / "effects.png", f"{data.name}: effect of each loss vs {p['plain']}")
+        ax.set_xlabel(f"{metric}: candidate - {p['plain']} (better to the {better})")
+        handles, names = ax.get_legend_handles_labels()
+        unique = dict(zip(names, handles))
+        ax.legend(unique.values(), unique.keys(), fontsize=7, loc="lower right")
+        ax.margins(x=0.25)
+        _save(plt, fig, out / "effects.png", f"{data.name}: each loss against {p['plain']}")
         made.append(
             (
                 "effects.png",
-                f"Mean paired difference in {metric} against {p['plain']} with its 95% interval (corrected for overlapping training sets).",
+                f"Mean paired difference in {metric} against {p['plain']}, with the interval that decided (its level "
+                "in brackets: Holm over the candidates, corrected for overlapping training sets); the band is the "
+                "margin of practical equivalence.",
             )
         )
 
@@ -258,7 +295,12 @@ def _html(run: Run, plots: list[tuple[str, str]], out: Path) -> str:
             )
         vs = r.get("versus_plain")
         test = (
-            f"{_fmt(vs['difference'])} [{_fmt(vs['ci'][0])}, {_fmt(vs['ci'][1])}], p={_fmt(vs['p_holm'])}"
+            f"<b>{vs['decision']}</b> {_diff(vs)}<br><small>{_pct(vs['level'])} interval, P(better) = "
+            f"{_fmt(vs['p_better'])}, p = {_fmt(vs['p_holm'])} Holm</small>"
+            + "".join(
+                f"<br><small>{html.escape(m)}: {o['decision']} {_diff(o)}</small>"
+                for m, o in vs.get("other_metrics", {}).items()
+            )
             if vs
             else ("same model as " + html.escape(r["same_as"]) if r["same_as"] else "reference")
         )
@@ -272,9 +314,14 @@ def _html(run: Run, plots: list[tuple[str, str]], out: Path) -> str:
             for m in metrics
         )
         v = b["versus_recommended"]
+        versus = (
+            "degenerate: the same prediction everywhere"
+            if b.get("degenerate")
+            else f"vs {html.escape(chosen)}: <b>{v['decision']}</b> {_diff(v)}"
+        )
         rows.append(
             f'<tr class="baseline"><th scope="row">{html.escape(b["label"])} (baseline)</th>{row_cells}'
-            f"<td>vs {html.escape(chosen)}: {_fmt(v['difference'])}, p={_fmt(v['p_value'])}</td><td>-</td></tr>"
+            f"<td>{versus}</td><td>-</td></tr>"
         )
     figures = []
     for file, caption in plots:
@@ -305,8 +352,10 @@ figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }}
 <h1>losskit compare: {html.escape(p["dataset"])}</h1>
 <p>Task <b>{html.escape(p["task"])}</b>, {p["n_rows"]} rows; {s["repeats"]}&times;{s["folds"]}-fold cross-validation
 (seed {s["seed"]}), every candidate on the same folds; metrics are means over the test folds with 95% intervals.
-The last columns test each loss against <b>{html.escape(p["plain"])}</b> on <b>{html.escape(p["primary_metric"])}</b>
-(difference, interval, Holm-adjusted p of the corrected resampled t-test). ★ marks a value significantly better than
+The last columns decide each loss against <b>{html.escape(p["plain"])}</b> on <b>{html.escape(p["primary_metric"])}</b>:
+<i>better</i>, <i>worse</i>, <i>equivalent</i> (within ±{_fmt(s["margin"], 4)}) or <i>undecided</i>, from the difference's
+interval (Bayesian correlated t-test / corrected resampled t-test over the test folds, at the level of the Holm step that
+decided); the task's other main metrics are decided the same way below it. ★ marks a value decided better than
 {html.escape(p["plain"])}'s; the highlighted row is the recommendation.</p>
 <table id="results"><thead><tr><th>model</th>{head}<th>vs {html.escape(p["plain"])}</th><th>folds at --epochs</th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
@@ -327,58 +376,55 @@ def write_report(out: Path, run: Run) -> dict[str, Any]:
 
 
 def print_summary(console: Any, run: Run) -> None:
-    """The terminal table (fold means; the primary metric with its interval), the warnings and
-    the verdict."""
+    """The terminal table (at most 80 columns: the main metrics, the deciding one with its
+    interval, and each candidate's decision against the plain loss), the warnings and the
+    verdict."""
     from rich import box
     from rich.markup import escape
     from rich.table import Table as RichTable
 
     p = run.payload
-    metrics = _metric_names(run)
     primary = p["primary_metric"]
-    wins = significant_cells(run)
+    second = [m for m in p.get("main_metrics", [primary]) if m != primary][:1]
     chosen = p["recommendation"]["loss"]
     s = p["settings"]
     table = RichTable(
-        title=f"{escape(p['dataset'])} ({p['task']}): mean over {s['repeats']}x{s['folds']} test folds, "
-        f"* = significantly better than {escape(p['plain'])}",
+        title=f"{escape(p['dataset'])} ({p['task']}): means over {s['repeats']}x{s['folds']} test folds; "
+        f"decided on {primary} (margin ±{s['margin']:.3g})",
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         padding=(0, 1),
     )
-    table.add_column("model", no_wrap=True)
-    for m in metrics:
-        table.add_column(
-            f"{m}{'↑' if higher_is_better(m) else '↓'}" + (" [95% CI]" if m == primary else ""),
-            justify="right",
-            no_wrap=True,
-        )
-    table.add_column(f"vs {escape(p['plain'])} (p Holm)", justify="right", no_wrap=True)
+    table.add_column("model", max_width=20, overflow="fold")
+    table.add_column(
+        f"{_short(primary)}{'↑' if higher_is_better(primary) else '↓'} [95% CI]", justify="right", no_wrap=True
+    )
+    for m in second:
+        table.add_column(f"{_short(m)}{'↑' if higher_is_better(m) else '↓'}", justify="right", no_wrap=True)
+    table.add_column(f"vs {escape(p['plain'])}", max_width=30, overflow="fold")
     for r in p["results"]:
-        cells = []
-        for m in metrics:
-            text = _fmt(r["metrics"][m]) + ("*" if (r["loss"], m) in wins else " ")
-            if m == primary:
-                text += f" [{_fmt(r['ci'][m][0])}, {_fmt(r['ci'][m][1])}]"
-            cells.append(f"[bold green]{text}[/]" if (r["loss"], m) in wins else text)
+        cells = [f"{_fmt(r['metrics'][primary])} [{_fmt(r['ci'][primary][0])}, {_fmt(r['ci'][primary][1])}]"]
+        cells += [_fmt(r["metrics"][m]) for m in second]
         vs = r.get("versus_plain")
-        test = (
-            f"{_fmt(vs['difference'])} (p={_fmt(vs['p_holm'])})"
-            if vs
-            else ("= " + escape(r["same_as"]) if r["same_as"] else "reference")
-        )
-        name = ("> " if r["loss"] == chosen else "  ") + escape(r["loss"])
+        if vs:
+            style = {"better": "bold green", "worse": "bold red", "equivalent": "blue"}.get(vs["decision"], "yellow")
+            test = f"[{style}]{vs['decision']}[/] {_diff(vs)}"
+        else:
+            test = "= " + escape(r["same_as"]) if r["same_as"] else "reference"
+        name = ("> " if r["loss"] == chosen else "") + escape(r["loss"])
         table.add_row(f"[bold]{name}[/]" if r["loss"] == chosen else name, *cells, test)
     for b in p["baselines"]:
-        cells = []
-        for m in metrics:
-            text = _fmt(b["metrics"][m]) + " "
-            if m == primary:
-                text += f" [{_fmt(b['ci'][m][0])}, {_fmt(b['ci'][m][1])}]"
-            cells.append(text)
-        table.add_row(f"[dim]  {escape(b['label'])}[/]", *cells, "[dim]baseline[/]")
-    console.print(table)
+        cells = [f"{_fmt(b['metrics'][primary])} [{_fmt(b['ci'][primary][0])}, {_fmt(b['ci'][primary][1])}]"]
+        cells += [_fmt(b["metrics"][m]) for m in second]
+        v = b["versus_recommended"]
+        what = "baseline, degenerate" if b.get("degenerate") else f"baseline: {v['decision']} vs {chosen}"
+        table.add_row(f"[dim]{escape(b['label'])}[/]", *cells, f"[dim]{escape(what)}[/]")
+    console.print(table, width=min(console.width, 80))
     for w in p["warnings"]:
         console.print(f"[bold yellow]warning[/]: {escape(w)}")
     console.print(f"[bold]verdict[/]: {escape(p['recommendation']['text'])}")
+
+
+def _short(metric: str) -> str:
+    return {"balanced_accuracy": "bal_acc", "average_precision": "avg_prec"}.get(metric, metric)

@@ -1,0 +1,156 @@
+"""The cross-entropy kernel's paths: the gradient buffer kept from forward, chunked scratch, row
+blocks, a second backward, and a number of operations per call that does not grow with ``N``.
+
+Values and gradients are compared with torch's ``F.cross_entropy``; the paths are forced through
+the module's budgets (tiny scratch budgets and row blocks) or by asking for no gradient."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import losskit
+import losskit.functional as LF
+from losskit._core import cross_entropy as core
+from losskit.autograd import cross_entropy as kernel
+from tests._parity import TOL, assert_parity
+
+SHAPES = [(37, 11), (3, 5, 4, 6), (2, 7, 33)]
+
+
+def _targets(shape, prob, dtype=torch.float64):
+    if prob:
+        return torch.softmax(torch.randn(shape, dtype=torch.float64) * 2, 1).to(dtype)
+    t = torch.randint(0, shape[1], (shape[0], *shape[2:]))
+    t[torch.rand(t.shape) < 0.2] = -100
+    return t
+
+
+@pytest.mark.parametrize("row_block", [1, 5, 32768])
+@pytest.mark.parametrize("chunk_bytes", [1, 1000, 10**6])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("prob", [False, True])
+def test_chunks_and_row_blocks_do_not_change_results(monkeypatch, row_block, chunk_bytes, shape, prob):
+    """Tiny budgets force every split: several rows, one row, a split of one sample's spatial
+    axis; row blocks of 1 and 5 rows cut across the chunks. float64 takes the kept-buffer path
+    with gradients and the scratch path without; bfloat16 always takes scratch."""
+    monkeypatch.setattr(kernel, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(core, "ROW_BLOCK", row_block)
+    x = torch.randn(shape, dtype=torch.float64)
+    target = _targets(shape, prob)
+    options = dict(weight=torch.rand(shape[1], dtype=torch.float64) + 0.1, label_smoothing=0.1)
+    assert_parity(
+        LF.cross_entropy, F.cross_entropy, [x, target], grad_of=(0, 1) if prob else (0,), reduction="none", **options
+    )
+    with torch.no_grad():  # no gradient wanted: the scratch path in float64 too
+        torch.testing.assert_close(
+            LF.cross_entropy(x, target, reduction="none", **options),
+            F.cross_entropy(x, target, reduction="none", **options),
+            **TOL[torch.float64],
+        )
+    bf = x.bfloat16()
+    assert_parity(LF.cross_entropy, F.cross_entropy, [bf, target.bfloat16() if prob else target], reduction="sum")
+
+
+@pytest.mark.parametrize("row_block", [3, 32768])
+def test_z_loss_and_softcap_through_chunks_and_blocks(monkeypatch, row_block):
+    """z-loss reads the row log-sum-exp at the row's maximum; soft-capping takes the scratch path.
+    Reference: the formula in plain torch (loss + z lse^2 on the capped logits)."""
+    monkeypatch.setattr(kernel, "CHUNK_BYTES", 700)
+    monkeypatch.setattr(core, "ROW_BLOCK", row_block)
+    x = (torch.randn(9, 13, 5, dtype=torch.float64) * 20).requires_grad_()
+    t = torch.randint(0, 13, (9, 5))
+    for cap in (None, 30.0):
+        capped = x if cap is None else cap * torch.tanh(x / cap)
+        ref = F.cross_entropy(capped, t, reduction="sum") + 1e-3 * (torch.logsumexp(capped, 1) ** 2).sum()
+        (g_ref,) = torch.autograd.grad(ref, x)
+        ours = LF.cross_entropy(x, t, reduction="sum", z_loss=1e-3, softcap=cap)
+        (g,) = torch.autograd.grad(ours, x)
+        torch.testing.assert_close(ours, ref, **TOL[torch.float64])
+        torch.testing.assert_close(g, g_ref, **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("prob", [False, True])
+def test_a_second_backward_recomputes_the_consumed_buffer(prob):
+    """backward turns the kept log-probs into the gradient in place; a second backward through
+    the same graph (retain_graph=True) must give the same gradient, as torch's does."""
+    x = torch.randn(6, 9, requires_grad=True)
+    t = _targets((6, 9), prob, torch.float32)
+    loss = LF.cross_entropy(x, t, label_smoothing=0.1)
+    (first,) = torch.autograd.grad(loss, x, retain_graph=True)
+    (second,) = torch.autograd.grad(loss * 2, x)
+    x_ref = x.detach().requires_grad_()
+    (expected,) = torch.autograd.grad(F.cross_entropy(x_ref, t, label_smoothing=0.1), x_ref)
+    torch.testing.assert_close(first, expected)
+    torch.testing.assert_close(second, 2 * expected)
+
+
+class _CountOps(TorchDispatchMode):
+    """Counts the ATen operations dispatched (on an accelerator: the kernel launches)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def _ops_of_one_call(device, dtype, shape, prob, **options):
+    torch.manual_seed(0)
+    x = torch.randn(shape, dtype=dtype).to(device).requires_grad_()
+    target = _targets(shape, prob, dtype).to(device)
+    with losskit.set_checks("cheap"), _CountOps() as count:  # value checks would read numbers
+        LF.cross_entropy(x, target, **options).backward()
+    assert x.grad is not None and x.grad.shape == x.shape
+    return count.names
+
+
+CASES = {
+    "plain": (False, {}),
+    "ignore_index+weight+smoothing": (False, {"weight": True, "label_smoothing": 0.1}),
+    "z_loss+softcap": (False, {"z_loss": 1e-4, "softcap": 30.0}),
+    "probabilities": (True, {"label_smoothing": 0.1}),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("case", CASES)
+def test_accelerator_path_launches_do_not_grow_with_n(case, dtype):
+    """On the meta device (the accelerator path: chunks sized by a device memory budget, no row
+    blocks) one forward + backward dispatches the same operations for 64 rows as for 65536, and
+    for a segmentation batch of 1 image as for 16. A chunk walk of the old kind (4 MiB chunks)
+    would add a few operations per 32 rows: hundreds here."""
+    prob, options = CASES[case]
+    weight = options.pop("weight", False)
+
+    def ops(shape):
+        kw = dict(options, weight=torch.rand(shape[1], device="meta") if weight else None)
+        return _ops_of_one_call("meta", dtype, shape, prob, **kw)
+
+    small, large = ops((64, 1000)), ops((65536, 1000))
+    assert small == large, f"{len(small)} operations for N=64, {len(large)} for N=65536"
+    assert len(small) < 150
+    assert ops((1, 21, 64, 64)) == ops((16, 21, 64, 64))
+
+
+def test_cpu_path_operations_do_not_grow_with_n_below_a_row_block():
+    """On a CPU, float32 logits with a gradient take the kept-buffer path: the same operations
+    for 64 rows as for 16384 (and parallel regions with them); past ROW_BLOCK rows only the
+    serial per-row work repeats, block by block."""
+    small = _ops_of_one_call("cpu", torch.float32, (64, 512), False, label_smoothing=0.1)
+    large = _ops_of_one_call("cpu", torch.float32, (16384, 512), False, label_smoothing=0.1)
+    assert small == large
+    assert sum("_log_softmax" in name for name in small) == 1
+
+
+def test_meta_device_values_have_the_right_shapes():
+    """The accelerator path runs end to end on meta (shapes and dtypes as torch's)."""
+    x = torch.randn(8, 5, 3, device="meta", requires_grad=True)
+    t = torch.randint(0, 5, (8, 3), device="meta")
+    with losskit.set_checks("cheap"):
+        loss = LF.cross_entropy(x, t, reduction="none")
+    assert loss.shape == F.cross_entropy(x, t, reduction="none").shape and loss.dtype == torch.float32
