@@ -122,3 +122,22 @@ def test_default_batch_size_grows_with_the_table():
 
     # 64 up to 200 steps an epoch; then the power of two at or above rows / 200, capped at 4096
     assert [default_batch_size(n) for n in (100, 12_800, 12_801, 128_000, 10**7)] == [64, 64, 128, 1024, 4096]
+
+
+def test_the_design_grows_while_undecided_and_a_decided_candidate_trains_no_more():
+    # group-sequential: at the first look (2 x 5 folds) l1 is already decided better than mse on
+    # this heavy-tailed target, the others not yet; the next repeat trains mse and the undecided
+    # ones only, and l1 keeps the decision (and the folds) of its first look
+    x, y = _heavy_tailed_regression()
+    losses = ["mse", "l1", "smooth_l1", "huber"]
+    result = compare(x, y, losses=losses, folds=5, repeats=2, max_repeats=4, epochs=30, baselines=False)
+    settings = result.payload["settings"]
+    assert settings["initial_repeats"] == 2 and settings["repeats"] > 2
+    entries = {e["loss"]: e for e in result.payload["results"]}
+    grown = settings["repeats"] * 5
+    assert len(entries["mse"]["folds"]) == grown
+    assert len(entries["l1"]["folds"]) == 10 and entries["l1"]["versus_plain"]["decision"] == "better"
+    assert any(len(entries[n]["folds"]) == grown for n in ("smooth_l1", "huber"))
+    # l1's reported difference is over its own 10 folds, paired with mse's first 10
+    by_hand = np.mean([a["mae"] - b["mae"] for a, b in zip(entries["l1"]["folds"], entries["mse"]["folds"][:10])])
+    assert entries["l1"]["versus_plain"]["difference"] == pytest.approx(by_hand)

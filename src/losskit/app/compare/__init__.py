@@ -7,14 +7,17 @@ much; the fits run stacked, on every core or on a Ray cluster.
 * :mod:`losskit.app.compare.data` -- targets, folds (validation carved from each training fold), encoding
 * :mod:`losskit.app.compare.candidates` -- the candidate losses per task, identical candidates
 * :mod:`losskit.app.compare.train` -- the MLP, Adam, early stopping, overfitting flag (one fit)
-* :mod:`losskit.app.compare.batched` -- many fits of one architecture as one stacked model
+* :mod:`losskit.app.compare.stacks` -- many models of one architecture as one stacked model
+* :mod:`losskit.app.compare.batched` -- training a stack (each member its data, loss, early stopping)
 * :mod:`losskit.app.compare.fits` -- a fit task: a pure function of settings, folds and task
 * :mod:`losskit.app.compare.engines` -- where tasks run: this process, worker processes, Ray
 * :mod:`losskit.app.compare.metrics` -- task-appropriate metrics on each test fold
 * :mod:`losskit.app.compare.stats` -- the correlated t posterior, intervals, Holm, forecasts
 * :mod:`losskit.app.compare.verdict` -- the four-word decisions and the recommendation
 * :mod:`losskit.app.compare.baselines` -- logistic / ridge regression, gradient boosting
-* :mod:`losskit.app.compare.run` -- the loop over folds and candidates
+* :mod:`losskit.app.compare.stages` -- the engine choice, folds prepared once, stages of fit tasks
+* :mod:`losskit.app.compare.run` -- the loop over folds and candidates, the design grown while undecided
+* :mod:`losskit.app.compare.results` -- fold scores into metrics.json entries (means, intervals, tests)
 * :mod:`losskit.app.compare.report` -- metrics.json, plots, report.html, terminal table
 
 Needs the ``cli`` extra (scikit-learn, scipy, pandas, rich, matplotlib, loky); ``--backend ray`` the ``ray`` extra.

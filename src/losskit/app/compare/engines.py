@@ -149,6 +149,12 @@ def _worker_start(gpus: list[str] | None, claims: str | None) -> None:
     if gpus and claims:
         slot = _claim_slot(Path(claims), len(gpus))
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+    _warm_up()
+
+
+def _warm_up() -> int:
+    """The imports of a first fit, done before it: scikit-learn (the baselines), torch on one
+    thread, and torch._dynamo (which an optimizer's first step imports)."""
     import sklearn.ensemble
     import sklearn.linear_model  # noqa: F401
     import torch
@@ -157,6 +163,7 @@ def _worker_start(gpus: list[str] | None, claims: str | None) -> None:
     weight = torch.zeros(1, requires_grad=True)
     weight.grad = torch.zeros(1)
     torch.optim.Adam([weight], foreach=True).step()
+    return os.getpid()
 
 
 def _ready() -> int:
@@ -315,6 +322,8 @@ class Ray(Engine):
                 self.started = True
         self.where = address or "a local Ray instance"
         self.remote = ray.remote(_run_on_ray).options(num_cpus=1, num_gpus=gpus_per_fit, max_retries=0)
+        # start a worker per CPU now: they import while the main process prepares the folds
+        self.warm = [ray.remote(_warm_up).options(num_cpus=1).remote() for _ in range(workers)]
         self.settings_ref = ray.put(settings)
         self.fold_refs: dict[int, Any] = {}
         self.refs: dict[Any, int] = {}

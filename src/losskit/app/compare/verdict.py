@@ -57,6 +57,8 @@ class Test:
     improvement: float  # the difference signed so that > 0 is better
     folds: int
     more_repeats: int | None = None  # undecided: the extra repeats that would likely decide
+    mean: float = math.nan  # the candidate's and the plain loss's means over the same (paired) folds
+    plain_mean: float = math.nan
 
     @property
     def significant(self) -> bool:
@@ -97,7 +99,10 @@ def paired_tests(
     """Every candidate in ``folds`` (but ``plain``) against ``plain`` on ``metric``, decided."""
     others = [n for n in folds if n != plain]
     base = [f[metric] for f in folds[plain]]
+    # a candidate may have fewer folds than the plain loss (it left the design once decided): pair
+    # it with the plain loss's first folds
     posts = [correlated_t([f[metric] - b for f, b in zip(folds[n], base)], test_train_ratio) for n in others]
+    paired_means = [(_mean([f[metric] for f in folds[n]]), _mean(base[: len(folds[n])])) for n in others]
     p = [post.p_value() for post in posts]
     adjusted = holm(p)
     # Holm's steps, with the level each candidate's interval is shown at
@@ -130,9 +135,15 @@ def paired_tests(
         out.append(Test(
             name, plain, metric, post.mean, ci, levels[i], p[i], adjusted[i], decision, margin,
             good_side, post.between(-margin, margin), bad_side, sign * post.mean, post.df + 1, more,
+            *paired_means[i],
         ))
         # fmt: on
     return out
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
 
 
 def _num(v: float) -> str:
@@ -212,10 +223,11 @@ def decide(
         small = (
             f"; smaller than the ±{_num(margin)} margin of practical equivalence" if abs(w.difference) < margin else ""
         )
+        mine, theirs = (w.mean, w.plain_mean) if math.isfinite(w.mean) else (means[w.loss], means[plain])
         text = (
-            f"Use {w.loss}: better than {plain} on {metric} by {_num(abs(w.difference))} ({_num(means[w.loss])} vs "
-            f"{_num(means[plain])}; difference {_interval(w)}, {_pct(w.level)} interval, P(better) = "
-            f"{w.p_better:.3f}; {folds} test folds, {design}{small})."
+            f"Use {w.loss}: better than {plain} on {metric} by {_num(abs(w.difference))} ({_num(mine)} vs "
+            f"{_num(theirs)}; difference {_interval(w)}, {_pct(w.level)} interval, P(better) = "
+            f"{w.p_better:.3f}; {w.folds} test folds, {_design(w, design, folds_per_repeat)}{small})."
         )
         text += _tradeoffs(w, others, recommended=True) + worse_text
         base.update(
@@ -271,6 +283,13 @@ def decide(
     base["significant"] = False
     base["text"] = f"Use {plain}: every other candidate is worse on {metric}." + worse_text
     return base
+
+
+def _design(t: Test, design: str, folds_per_repeat: int | None) -> str:
+    """``"2x5"``: the repeats x folds behind ``t`` (a candidate may have left the design early)."""
+    if folds_per_repeat and t.folds % folds_per_repeat == 0:
+        return f"{t.folds // folds_per_repeat}x{folds_per_repeat}"
+    return design
 
 
 def _tradeoffs(main: Test, others: dict[str, list[Test]] | None, recommended: bool = False) -> str:
