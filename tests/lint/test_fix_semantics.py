@@ -66,15 +66,26 @@ def _lk108(ns: dict[str, Any]) -> Any:
         )
 
 
-def _lk111(ns: dict[str, Any]) -> Any:
+def _classifier_training(seed: int, batches: int) -> tuple[nn.Linear, torch.optim.SGD, list[Any]]:
+    """A small classifier, its optimizer and a loader of ``batches`` seeded batches."""
     torch.manual_seed(0)
     model = nn.Linear(4, 3)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    g = torch.Generator().manual_seed(3)
-    loader = [(torch.randn(5, 4, generator=g), torch.randint(0, 3, (5,), generator=g)) for _ in range(4)]
+    g = torch.Generator().manual_seed(seed)
+    loader = [(torch.randn(5, 4, generator=g), torch.randint(0, 3, (5,), generator=g)) for _ in range(batches)]
+    return model, torch.optim.SGD(model.parameters(), lr=0.1), loader
+
+
+def _lk111(ns: dict[str, Any]) -> Any:
+    model, optimizer, loader = _classifier_training(3, 4)
     history: list[tuple[float, float]] = []
     ns["train"](model, loader, optimizer, nn.CrossEntropyLoss(), history)
     return torch.tensor(history[0]), model.weight.detach().clone(), model.bias.detach().clone()
+
+
+def _lk111_returned(ns: dict[str, Any]) -> Any:
+    model, optimizer, loader = _classifier_training(5, 3)
+    mean = ns["train_epoch"](model, loader, optimizer, nn.CrossEntropyLoss())
+    return mean.detach(), model.weight.detach().clone()
 
 
 #: logits far apart: in float32 exp(-240) and sigmoid(-120) underflow to 0, and 1 - sigmoid(121)
@@ -108,6 +119,7 @@ DRIVERS: dict[str, tuple[Callable[[dict[str, Any]], Any], Any]] = {
     "LK103/bad.py": (_lk103_bad, "same"),
     "LK108/fix.in.py": (_lk108, "same"),  # size_average / reduce == the reduction= they map to
     "LK111/fix.in.py": (_lk111, "same"),  # .detach() keeps the totals and the training
+    "LK111/returned.in.py": (_lk111_returned, "same"),  # the returned mean and the training
     # LK106: the original raises (float class ids); the fixed one is cross-entropy on the ids
     "LK106/fix.in.py": (_class_ids, lambda: 2 * F.cross_entropy(_inputs(4)[0], _inputs(4)[2])),
     "LK106/device.in.py": (

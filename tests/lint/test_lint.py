@@ -220,12 +220,23 @@ class Trainer:
 
 
 #: issue 18, item 4: a model's forward followed to the loss, hand-built one-hot targets
-FORWARD_FIXTURES = ["LK101/nofix_forward.py", "LK102/nofix_forward.py", "LK104/nofix_forward.py"]
+FORWARD_FIXTURES = [
+    "LK101/nofix_forward.py",
+    "LK101/nofix_tuple.py",
+    "LK102/nofix_forward.py",
+    "LK103/nofix_forward.py",
+    "LK104/nofix_forward.py",
+    "LK113/nofix_forward.py",
+]
 CLEAN_EVERYWHERE = [
     "LK101/good_forward.py",
+    "LK101/good_tuple.py",
     "LK102/good_forward.py",
+    "LK103/good_forward.py",
     "LK104/good_forward.py",
     "LK107/good_hand_built.py",
+    "LK107/good_flow.py",
+    "LK111/good_returned.py",
 ]
 
 
@@ -242,8 +253,9 @@ def test_forward_activation_findings_have_no_fix(name):
 
 @pytest.mark.parametrize("name", CLEAN_EVERYWHERE)
 def test_clean_model_and_target_patterns_are_clean_for_every_rule(name):
-    """A sigmoid model with BCELoss, NLLLoss after torch.log of a softmax model, masks and
-    heatmaps: no rule reports them (not only the rule whose folder holds them)."""
+    """A sigmoid model used for predictions, (logits, probabilities) tuples, masks and heatmaps,
+    class indices from a generator, a returned sum the caller backpropagates: no rule reports
+    them (not only the rule whose folder holds them)."""
     path = FIXTURES / name
     assert lint_source(path.read_text(), str(path)) == []
 
@@ -384,3 +396,11 @@ def test_a_file_no_rule_needs_is_still_syntax_checked_as_the_parser_does(source)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert [(f.code, f.line) for f in lint_source(source)] == expected
+
+
+def test_help_says_what_lk000_means_for_files_and_notebook_cells(capsys):
+    with pytest.raises(SystemExit):
+        main(["lint", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "that Python cannot parse, is one LK000 finding" in text
+    assert "in a notebook, each code cell that does not parse is one LK000 finding" in text

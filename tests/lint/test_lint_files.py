@@ -79,14 +79,47 @@ def test_unreadable_file_is_reported_and_the_run_goes_on(tmp_path, monkeypatch):
     assert "cannot read the file (Permission denied)" in findings[0].message
 
 
-def test_too_deep_expression_is_one_finding_at_its_line(tmp_path):
+def _table(rows: int, terms: int) -> str:
+    """A generated module: a ~26 KB table of constants and one long sum (as code generators write)."""
+    table = "\n".join(f"W_{i} = [{', '.join(str((i * 7 + j) % 97 / 97) for j in range(24))}]" for i in range(rows))
+    total = " + ".join(f"W_{i % rows}[{i % 24}]" for i in range(terms))
+    return f"import torch.nn as nn\n\n{table}\nTOTAL = {total}\ncrit = nn.MSELoss(size_average=False)\n"
+
+
+LONG_BUT_VALID = {
+    "600-term sum": "import torch.nn as nn\n\nx = " + " + ".join(["a"] * 600) + "\nc = nn.MSELoss(size_average=True)\n",
+    "2,000-term sum": "x = " + " + ".join(["a"] * 2000) + "\nimport torch.nn as nn\nc = nn.L1Loss(reduce=False)\n",
+    "26 KB table, 900-term sum": _table(34, 900),
+}
+
+
+@pytest.mark.parametrize("name", LONG_BUT_VALID)
+def test_no_lk000_on_a_file_python_compiles(tmp_path, name):
+    """LK000 means Python itself cannot read the file: long valid expressions, which libcst walks
+    recursively, are linted (the rest of the file too) and fixed like any other code."""
+    source = LONG_BUT_VALID[name]
+    compile(source, name, "exec")  # Python reads it
+    path = tmp_path / "generated.py"
+    path.write_text(source)
+    limit = sys.getrecursionlimit()
+    findings = lint_paths([str(path)]).findings
+    assert sys.getrecursionlimit() == limit  # the deep stack's limit is restored
+    assert [f.code for f in findings] == ["LK108"]  # the one real finding; no LK000
+    lint_paths([str(path)], fix=True)
+    assert "size_average" not in path.read_text() and "reduce=" not in path.read_text()
+
+
+def test_an_expression_python_cannot_compile_is_one_lk000_finding(tmp_path):
+    deep = " + ".join(["a"] * 5000)  # beyond CPython's own recursion limit for compiling
+    source = f"import torch.nn.functional as F\n\nx = 1\nloss = F.mse_loss(x, {deep})\n"
+    with pytest.raises(RecursionError):
+        compile(source, "deep.py", "exec")
     path = tmp_path / "deep.py"
-    deep = " + ".join(["a"] * 2000)  # fine for CPython's parser, too deep for libcst's recursion
-    path.write_text(f"import torch.nn.functional as F\n\nx = 1\nloss = F.mse_loss(x, {deep})\n")
+    path.write_text(source)
     (tmp_path / "ok.py").write_text(LK108_IN)
     findings = lint_paths([str(tmp_path)]).findings
-    assert [(Path(f.path).name, f.code, f.line) for f in findings] == [("deep.py", "LK000", 4), ("ok.py", "LK108", 4)]
-    assert "nested too deeply" in findings[0].message
+    assert [(Path(f.path).name, f.code) for f in findings] == [("deep.py", "LK000"), ("ok.py", "LK108")]
+    assert "RecursionError" in findings[0].message
 
 
 def _notebook(path: Path, cells: list[tuple[str, str]]) -> None:
@@ -224,3 +257,26 @@ def test_notebook_cells_ipython_would_run_are_not_parse_errors(tmp_path):
     )
     found = [(f.code, f.cell, f.line, f.col) for f in lint_paths([str(nb)]).findings]
     assert found == [("LK108", 3, 3, 5)]
+
+
+def test_cell_magics_that_run_python_are_linted_and_the_others_are_not(tmp_path):
+    """%%time / %%timeit / %%capture / %%prun run the cell's body as Python: linted, with the
+    cell's own line numbers; %%bash, %%writefile, %%html cells are not Python (the file written by
+    %%writefile is linted as a file, if it is in the tree)."""
+    nb = tmp_path / "train.ipynb"
+    mistake = "loss = F.cross_entropy(torch.softmax(logits, 1), y)"
+    _notebook(
+        nb,
+        [
+            ("code", "import torch\nimport torch.nn.functional as F"),  # cell 1
+            ("code", f"%%time\nlogits = model(x)\n{mistake}"),  # cell 2: line 3
+            ("code", f"%%timeit -n 1 -r 1\n{mistake}"),  # cell 3: line 2
+            ("code", f"%%capture captured\n\n{mistake}"),  # cell 4: line 3
+            ("code", f"  %%prun -s cumulative\nfor _ in range(2):\n    {mistake}"),  # cell 5: line 3
+            ("code", f"%%writefile train.py\nimport torch\nimport torch.nn.functional as F\n{mistake}"),  # cell 6
+            ("code", f"%%bash\necho '{mistake}' ( unbalanced"),  # cell 7
+            ("code", f"%%html\n<p>{mistake}</p>"),  # cell 8
+        ],
+    )
+    found = [(f.code, f.cell, f.line, f.col) for f in lint_paths([str(nb)]).findings]
+    assert found == [("LK101", 2, 3, 24), ("LK101", 3, 2, 24), ("LK101", 4, 3, 24), ("LK101", 5, 3, 28)]

@@ -226,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find loss misuse in Python files and notebooks: softmax before cross-entropy, "
         "sigmoid before *_with_logits, one-hot or float class targets, deprecated size_average/reduce, "
         "missing zero_grad, loss tensors accumulated after backward without .detach(), log(softmax(x)). "
-        "A file that cannot be read or parsed is one LK000 finding. Exit status: 0 no findings, "
+        "A file that cannot be read, or that Python cannot parse, is one LK000 finding; in a notebook, each "
+        "code cell that does not parse is one LK000 finding and the other cells are still checked. "
+        "Exit status: 0 no findings, "
         "1 findings, 2 usage error. Suppress a line with '# losskit: ignore[LK101]'.",
     )
     lint.add_argument(

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import ast
 import re
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,10 +48,12 @@ from losskit.lint.names import (
     WRAPPERS,
     ZEROS,
     Collector,
+    appended_last,
     dotted,
     last_layer,
     scatters_one,
 )
+from losskit.lint.parsing import compiles, deepest_line, short, with_deep_stack
 from losskit.lint.prefilter import relevant_source, text_could_match
 
 __all__ = ["Finding", "Fix", "Context", "Rule", "lint_source", "PARSE_ERROR", "dotted"]
@@ -151,6 +152,13 @@ class Context:
         #: class name -> the classes of that name defined in this file; (first, last line, class)
         self.classes: dict[str, list[cst.ClassDef]] = {}
         self.class_ranges: list[tuple[int, int, cst.ClassDef]] = []
+        #: every function: (def, the class or function around it or None, its scope)
+        self.functions: list[tuple[cst.FunctionDef, cst.CSTNode | None, cst.CSTNode | None]] = []
+        #: names bound other than by ``name = value``: (line, target, value or None, scope) for
+        #: ``a, b = f(x)`` and ``with ... as x`` (None); loop targets are in ``loops``
+        self.unpacks: list[tuple[int, cst.BaseExpression, cst.BaseExpression | None, cst.CSTNode | None]] = []
+        #: what helpers compute once per file (the value flow); cleared after the rules ran
+        self.cache: dict[str, Any] = {}
         wrapper.visit(Collector(self))
 
     # ----------------------------------------------------------------- basics
@@ -273,7 +281,7 @@ class Context:
         key = dotted(func)
         return self.module_behind(self.resolve_anywhere(key, line)) if key is not None else None
 
-    def _activation_module(self, bound: cst.BaseExpression | None) -> set[str] | None:
+    def activation_module(self, bound: cst.BaseExpression | None) -> set[str] | None:
         """{kind} for ``nn.Softmax(...)`` / ``nn.Sequential(..., nn.Softmax(...))``; set() for
         another module; None when ``bound`` is no module constructor."""
         if not isinstance(bound, cst.Call):
@@ -283,7 +291,8 @@ class Context:
             if q in ACTIVATION_CLASSES:
                 return {ACTIVATION_CLASSES[q]}
         if cls & SEQUENTIAL and bound.args:
-            last = last_layer(bound.args[-1].value)
+            arg = bound.args[-1]  # nn.Sequential(*layers): the layer appended last
+            last = appended_last(self, arg.value, self.pos(bound)[0]) if arg.star == "*" else last_layer(arg.value)
             if isinstance(last, cst.Call):
                 for q in self.names(last.func):
                     if q in ACTIVATION_CLASSES:
@@ -317,7 +326,7 @@ class Context:
             if isinstance(func, cst.Attribute):
                 attr = func.attr.value
                 if attr in ("softmax", "sigmoid", "log_softmax"):
-                    module = self._activation_module(self._bound_module(func, line))
+                    module = self.activation_module(self._bound_module(func, line))
                     return {attr} if module is None else module  # x.softmax(1), or self.softmax = nn.Softmax()
                 if attr in ("new_zeros", "zero_"):
                     return {"zeros"}
@@ -328,7 +337,7 @@ class Context:
                     if attr in FLOAT_CASTS or (attr in ("to", "type") and self._float_dtype_arg(expr)):
                         inner = inner | {"float_cast"}
                     return inner
-            return self._activation_module(self._bound_module(func, line)) or set()
+            return self.activation_module(self._bound_module(func, line)) or set()
         if isinstance(expr, cst.Subscript) and _eye_rows(self, expr):
             return {"one_hot"}  # torch.eye(C)[y] / np.eye(C)[y]
         key = dotted(expr)
@@ -405,23 +414,6 @@ def _eye_rows(ctx: Context, expr: cst.Subscript) -> bool:
 _SUPPRESS = re.compile(r"#\s*losskit:\s*ignore(?:\[([A-Za-z0-9_,\s]+)\])?")
 
 
-def _deepest_line(tree: ast.AST) -> int:
-    """The line of the most deeply nested node (walked without recursion)."""
-    best, best_line = 0, 1
-    stack: list[tuple[ast.AST, int, int]] = [(tree, 0, 1)]
-    while stack:
-        node, depth, line = stack.pop()
-        line = getattr(node, "lineno", line)
-        if depth > best:
-            best, best_line = depth, line
-        stack.extend((child, depth + 1, line) for child in ast.iter_child_nodes(node))
-    return best_line
-
-
-def _short(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-
-
 def not_checked(path: str, why: str, line: int = 1, col: int = 1) -> Finding:
     """The ``LK000`` finding of a file that was not checked (and is never rewritten)."""
     return Finding(PARSE_ERROR, path, line, col, f"{why}; it was not checked and will not be rewritten")
@@ -445,52 +437,45 @@ def _selected(code: str, select: Iterable[str] | None, ignore: Iterable[str] | N
     return not (ignore and any(code.startswith(s) for s in ignore))
 
 
-def _compiles(source: str, path: str) -> bool:
-    """Whether ``source`` compiles: the syntax check of a file no rule needs, at half the cost of
-    ``ast.parse`` (no Python objects for the tree). False for anything it rejects -- the caller
-    then parses with ``ast`` and reports exactly what the parser says (compiling also rejects
-    a few things the parser accepts, such as ``return`` outside a function)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # invalid escape sequences and the like: not ours
-            compile(source, path, "exec", dont_inherit=True)
-    except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
-        return False
-    return True
-
-
 def lint_source(
     source: str, path: str = "<string>", *, select: Iterable[str] | None = None, ignore: Iterable[str] | None = None
 ) -> list[Finding]:
-    """All findings in ``source`` (a parse error is one ``LK000`` finding), sorted by position."""
+    """All findings in ``source`` (a file that Python cannot parse is one ``LK000`` finding),
+    sorted by position."""
     from losskit.lint.rules import RULES
 
     codes = [rule.code for rule in RULES if _selected(rule.code, select, ignore)]
-    if not text_could_match(source, codes) and _compiles(source, path):
+    if not text_could_match(source, codes) and compiles(source, path):
         return []  # no selected rule can fire, and the file parses: nothing more to read
     try:
         tree = ast.parse(source)  # CPython's own parser: fast, and its line numbers are the real ones
     except SyntaxError as exc:
         return [not_checked(path, f"could not parse the file ({exc.msg})", exc.lineno or 1, exc.offset or 1)]
     except (RecursionError, MemoryError, ValueError) as exc:
-        return [not_checked(path, f"could not parse the file ({_short(exc)})")]
+        if not (isinstance(exc, RecursionError) and compiles(source, path)):
+            return [not_checked(path, f"could not parse the file ({short(exc)})")]
+        tree = with_deep_stack(lambda: ast.parse(source))  # Python compiles it: so must we
     reduced = relevant_source(source, tree, codes)
     if reduced is None:
         return []  # no selected rule can fire here: skip libcst (the slow part)
-    try:
+
+    def run() -> list[Finding]:
         module = cst.parse_module(reduced)  # same lines as the source; unneeded code left out
         ctx = Context(path, reduced, MetadataWrapper(module, unsafe_skip_copy=True))
-        findings: list[Finding] = []
-        for rule in RULES:
-            if rule.code not in codes:
-                continue
-            for f in rule.check(ctx):
-                if not _suppressed(ctx, f):
-                    findings.append(f)
+        try:
+            return [f for rule in RULES if rule.code in codes for f in rule.check(ctx) if not _suppressed(ctx, f)]
+        finally:
+            ctx.cache.clear()  # the flow refers back to ctx: no cycle left for the garbage collector
+
+    try:
+        try:
+            findings = run()
+        except RecursionError:  # valid Python nested deeper than libcst's recursion allows
+            findings = with_deep_stack(run)
     except cst.ParserSyntaxError as exc:
         return [not_checked(path, f"libcst could not parse the file ({exc.message})", exc.raw_line, exc.raw_column + 1)]
-    except RecursionError:
-        line = _deepest_line(tree)
+    except RecursionError:  # even with a 512 MiB stack: not expected for a file Python compiles
+        line = deepest_line(tree)
         return [not_checked(path, "an expression is nested too deeply for libcst (recursion limit)", line)]
     unique = {(f.line, f.col, f.code): f for f in findings}
     return sorted(unique.values(), key=lambda f: (f.line, f.col, f.code))

@@ -44,7 +44,15 @@ ONE_HOT = {"torch.nn.functional.one_hot"}
 EYE = {"torch.eye", "numpy.eye"}
 ZEROS = {"torch.zeros", "torch.zeros_like", "numpy.zeros", "numpy.zeros_like"}
 #: functions that make a tensor of their first argument (and keep what it is)
-TO_TENSOR = {"torch.from_numpy", "torch.tensor", "torch.as_tensor", "torch.Tensor", "torch.FloatTensor"}
+TO_TENSOR = {
+    "torch.from_numpy",
+    "torch.tensor",
+    "torch.as_tensor",
+    "torch.Tensor",
+    "torch.FloatTensor",
+    "torch.autograd.Variable",
+    "torch.autograd.variable.Variable",
+}
 ACTIVATION_CLASSES = {
     "torch.nn.Softmax": "softmax",
     "torch.nn.Softmax2d": "softmax",
@@ -75,6 +83,7 @@ TRANSPARENT = {
     "long",
     "int",
     "astype",
+    "type_as",
 }
 FLOAT_CASTS = {"float", "double", "half", "bfloat16"}
 FLOAT_DTYPES = {
@@ -117,6 +126,65 @@ def last_layer(arg: cst.BaseExpression) -> cst.BaseExpression:
     return arg
 
 
+def appended_last(ctx: Context, layers: cst.BaseExpression, line: int) -> cst.BaseExpression | None:
+    """The last layer of a list ``layers`` as ``nn.Sequential(*layers)`` on ``line`` sees it:
+    ``layers = [...]`` then ``layers.append(x)`` calls, in one function; the last append (or
+    element) counts only when no loop or ``if`` that leaves out the ``Sequential`` line holds it,
+    and nothing else (``extend``, ``insert``, ``+=``, a rebinding) changes the list after it."""
+    if not isinstance(layers, cst.Name):
+        return None
+    name = layers.value
+    made = [(ln, v, scope) for (scope, key), values in ctx.assignments.items() if key == name for ln, v in values]
+    made = [m for m in made if m[0] < line]
+    if not made:
+        return None
+    start, value, scope = max(made, key=lambda m: m[0])
+    if not isinstance(value, cst.List):
+        return None
+    last: cst.BaseExpression | None = value.elements[-1].value if value.elements else None
+    last_line = start
+    for call, call_scope in ctx.calls:
+        func = call.func
+        at = ctx.pos(call)[0]
+        if not (start < at < line and isinstance(func, cst.Attribute) and dotted(func.value) == name):
+            continue
+        if call_scope is not scope or func.attr.value != "append" or len(call.args) != 1 or at < last_line:
+            return None  # layers.extend(...), layers.insert(...), or an append elsewhere
+        last, last_line = call.args[0].value, at
+    if any(start < ln < line for ln in ctx.rebinds.get(name, []) if ln != last_line):
+        return None  # layers += [...], or rebound
+    root = scope if scope is not None else ctx.module
+    for node in _blocks(root):
+        r = ctx.positions[node]
+        if r.start.line <= last_line <= r.end.line and not r.start.line <= line <= r.end.line:
+            return None  # appended in a loop or under a condition the Sequential is not in
+    return last
+
+
+def _blocks(root: cst.CSTNode) -> list[cst.CSTNode]:
+    """The ``if``, loop and ``try`` statements of ``root`` (not of nested functions)."""
+    found: list[cst.CSTNode] = []
+
+    class _V(cst.CSTVisitor):
+        def visit_FunctionDef(self, node: cst.FunctionDef) -> bool:
+            return node is root
+
+        def visit_If(self, node: cst.If) -> None:
+            found.append(node)
+
+        def visit_For(self, node: cst.For) -> None:
+            found.append(node)
+
+        def visit_While(self, node: cst.While) -> None:
+            found.append(node)
+
+        def visit_Try(self, node: cst.Try) -> None:
+            found.append(node)
+
+    root.visit(_V())
+    return found
+
+
 def dotted(node: cst.BaseExpression) -> str | None:
     """``self.criterion`` / ``criterion`` as a string key, or None for anything else."""
     if isinstance(node, cst.Name):
@@ -156,6 +224,7 @@ class Collector(cst.CSTVisitor):
         self.blocks: list[cst.CSTNode] = []
 
     def visit_FunctionDef(self, node: cst.FunctionDef) -> None:
+        self.ctx.functions.append((node, self.blocks[-1] if self.blocks else None, self.scopes[-1]))
         self.scopes.append(node)
         self.blocks.append(node)
 
@@ -194,6 +263,9 @@ class Collector(cst.CSTVisitor):
                 if len(target.elements) == len(value.elements):  # a, b = 0, 0
                     for te, ve in zip(target.elements, value.elements, strict=True):
                         self._record(te.value, ve.value, node)
+                continue
+            if isinstance(target, (cst.Tuple, cst.List)):  # a, b = f(x)
+                self.ctx.unpacks.append((self.ctx.pos(node)[0], target, value, self.scopes[-1]))
                 continue
             self._record(target, value, node)
 
@@ -236,6 +308,10 @@ class Collector(cst.CSTVisitor):
 
     def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
         self._rebind(node.target, node)
+
+    def visit_WithItem(self, node: cst.WithItem) -> None:
+        if node.asname is not None and isinstance(node.asname.name, cst.BaseExpression):
+            self.ctx.unpacks.append((self.ctx.pos(node)[0], node.asname.name, None, self.scopes[-1]))
 
     def visit_AsName(self, node: cst.AsName) -> None:
         self._rebind(node.name, node)

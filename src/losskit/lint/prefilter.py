@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterable
 from typing import cast
 
+from losskit.lint.parsing import deep_statements
+
 #: the loss functions and classes the rules recognise (kept in step with ``engine.LOSSES``)
 LOSS_WORDS = frozenset(
     {
@@ -106,6 +108,10 @@ def _span(node: ast.stmt) -> tuple[int, int]:
     return start, node.end_lineno or node.lineno
 
 
+#: the rules that follow a value back to what made it (a model's forward, a method, a helper, a
+#: generator, the call sites of a function): the code that value passes through is kept
+_FOLLOW = frozenset({"LK101", "LK102", "LK103", "LK104", "LK107", "LK113"})
+
 #: LK108 needs the words as keyword arguments (not functools.reduce)
 _LK108_TEXT = re.compile(r"\b(?:size_average|reduce)\s*=(?!=)")
 
@@ -123,8 +129,24 @@ def text_could_match(source: str, codes: list[str]) -> bool:
     return False
 
 
-def _fires(words: set[str], codes: list[str], losses: frozenset[str]) -> bool:
-    return any(all(words & group for group in _NEEDS.get(code, (losses,))) for code in codes)
+def _fires(
+    words: set[str], codes: list[str], losses: frozenset[str], needs: dict[str, tuple[frozenset[str], ...]] = _NEEDS
+) -> bool:
+    return any(all(words & group for group in needs.get(code, (losses,))) for code in codes)
+
+
+def _log_needs(units: list[tuple[ast.stmt, set[str], list[tuple[ast.stmt, set[str]]]]]) -> tuple[frozenset[str], ...]:
+    """LK113's needs when it follows a value back: a ``log`` (or a call of a function of the file
+    that takes one), and an activation -- named, or made by a class, function or module-level
+    value of the file that names one (``model = Net()`` with a softmax ``Net``)."""
+    made = {getattr(n, "name", "") for n, w, _ in units if w & ACTIVATION_WORDS} - {""}
+    for _ in range(2):  # model = Net(); wrapped = nn.DataParallel(model)
+        for n, w, _ in units:
+            if isinstance(n, (ast.Assign, ast.AnnAssign)) and w & (made | ACTIVATION_WORDS):
+                targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+                made |= set().union(*(identifiers(t) for t in targets)) - {"self"}
+    logs = {getattr(n, "name", "") for n, w, _ in units if "log" in w} - {""}
+    return (frozenset({"log"} | logs), ACTIVATION_WORDS | frozenset(made))
 
 
 def _criteria(tree: ast.Module, words: set[str]) -> frozenset[str]:
@@ -157,10 +179,13 @@ def relevant_source(source: str, tree: ast.Module, codes: Iterable[str]) -> str 
 
     Kept: imports, assignments at module and class level (criteria, models, optimizers), every
     statement or method in which a selected rule could fire, ``__init__`` of a kept class, and
-    for LK110 the functions those call (a helper may zero the gradients); for LK101 / LK102 /
-    LK104 the ``forward`` (and ``__init__``) of a class that names an activation or derives from
-    a class of the file (its output may reach a loss), and for LK107 module-level
-    ``y.scatter_(...)`` / ``y.zero_()`` statements (a one-hot target built in place)."""
+    for LK110 the functions those call (a helper may zero the gradients); for the rules that
+    follow a value back (LK101-LK104, LK107, LK113) also the functions the needed code calls
+    (to a fixed point), the statements that call a function in which a rule fires (a parameter is
+    followed to its call sites), and the ``forward`` (with ``__init__`` and the methods they
+    call) of a class that names an activation, derives from a class of the file or is named by
+    the needed code; for LK107 module-level ``y.scatter_(...)`` / ``y.zero_()`` statements (a
+    one-hot target built in place)."""
     codes = list(codes)
     # (the caller, lint_source, has already ruled out files whose text no rule can match; a
     # statement's words are a subset of the text's, so the checks below give None for them too)
@@ -184,49 +209,88 @@ def relevant_source(source: str, tree: ast.Module, codes: Iterable[str]) -> str 
         units.append((node, words, members))
     all_words = set().union(*(w for _, w, _ in units)) if units else set()
     losses = _criteria(tree, all_words)
-    needed = [w for _, w, _ in units if _fires(w, codes, losses)]
+    needs = dict(_NEEDS, LK113=_log_needs(units)) if "LK113" in codes else _NEEDS
+    needed = [w for _, w, _ in units if _fires(w, codes, losses, needs)]
     if not needed:
         return None
+    follow = bool(_FOLLOW & set(codes))
+    _functions = (ast.FunctionDef, ast.AsyncFunctionDef)
     helpers: set[str] = set()
-    if "LK110" in codes and "backward" in all_words:  # follow calls from the needed code to the
-        # file's functions, to a fixed point (a helper may zero the gradients)
-        defs = {n.name: n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
-        frontier = set().union(*needed) & set(defs)
+    if ("LK110" in codes and "backward" in all_words) or follow:
+        # follow calls from the needed code to the file's functions, to a fixed point: a helper
+        # may zero the gradients (LK110), or make the value a loss is given (a generator, a
+        # function returning one-hot targets)
+        defs: dict[str, list[ast.AST]] = {}
+        if "LK110" in codes and "backward" in all_words:  # nested helpers too
+            functions: Iterable[ast.AST] = (n for n in ast.walk(tree) if isinstance(n, _functions))
+        else:  # the file's functions and methods (no walk of the whole tree)
+            functions = [n for n, _, ms in units for n in [n, *(m for m, _ in ms)] if isinstance(n, _functions)]
+        for n in functions:
+            defs.setdefault(n.name, []).append(n)  # type: ignore[attr-defined]
+        known = {id(n): w for n, w, _ in units} | {id(m): w for _, _, ms in units for m, w in ms}  # words read
+        # the words of what fires: a whole statement, or the members of a class that fire (not the
+        # class's other methods)
+        seeds: set[str] = set()
+        for _, w, ms in units:
+            if ms:
+                seeds |= set().union(*(mw for _, mw in ms if _fires(mw, codes, losses, needs)))
+            elif _fires(w, codes, losses, needs):
+                seeds |= w
+        if follow:  # the models and data a module-level assignment builds
+            seeds |= set().union(*(w for n, w, _ in units if isinstance(n, (ast.Assign, ast.AnnAssign))))
+        frontier = seeds & set(defs)
         while frontier - helpers:
             new = frontier - helpers
             helpers |= new
-            frontier = set().union(*(words_of(defs[n]) for n in new)) & set(defs)
+            frontier = set().union(*(known.get(id(d)) or words_of(d) for n in new for d in defs[n])) & set(defs)  # type: ignore[arg-type]
+    # functions in which a rule fires: a parameter may be followed back to their call sites
+    callers: set[str] = set()
+    if follow:
+        callers = {n.name for n, w, _ in units if isinstance(n, _functions) and _fires(w, codes, losses, needs)}
+        callers |= {
+            m.name for _, _, ms in units for m, w in ms if isinstance(m, _functions) and _fires(w, codes, losses, needs)
+        }
+        callers = {c for c in callers if c != "forward" and not c.startswith("__")}  # called as model(x)
 
-    follow_forward = bool({"LK101", "LK102", "LK104"} & set(codes))
     local_classes = {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
     in_place = "LK107" in codes
 
+    deep = {start for start, _ in deep_statements(tree, lines)}
+
     def keep(node: ast.stmt, words: set[str]) -> bool:
+        if _span(node)[0] in deep and not _fires(words, codes, losses, needs):
+            return False  # a long generated expression no rule needs: left out (libcst is slow on it)
         if isinstance(node, (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign)):
             return True
         if in_place and isinstance(node, ast.Expr) and words & {"scatter_", "zero_"}:
             return True
-        return _fires(words, codes, losses) or getattr(node, "name", None) in helpers
+        return _fires(words, codes, losses, needs) or getattr(node, "name", None) in helpers or bool(words & callers)
 
     blank: list[tuple[int, int]] = []
     for node, words, members in units:
         if members:  # a class: keep it if anything in it is needed, with its __init__ and attributes
-            # a model whose forward may end in softmax (or inherit such a forward from this file)
+            # a model whose forward (or another method) may end in an activation, or inherits
+            # such a forward from this file, or that the needed code names
             bases = set().union(*(identifiers(b) for b in cast(ast.ClassDef, node).bases))
-            model = follow_forward and bool(words & ACTIVATION_WORDS or bases & local_classes)
+            name = cast(ast.ClassDef, node).name
+            model = follow and bool(words & ACTIVATION_WORDS or bases & local_classes or name in helpers)
 
             def needed_member(m: ast.stmt, w: set[str], model: bool = model) -> bool:
-                return isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
-                    keep(m, w) or (model and m.name == "forward")
-                )
+                return isinstance(m, _functions) and (keep(m, w) or (model and m.name == "forward"))
 
             kept = [
-                m
-                for m, w in members
-                if not isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef))
-                or m.name == "__init__"
-                or needed_member(m, w)
+                m for m, w in members if not isinstance(m, _functions) or m.name == "__init__" or needed_member(m, w)
             ]
+            if model:  # and the methods the kept ones call (VAE.forward -> self.decode), to a fixed point
+                called = set().union(*(w for m, w in members if m in kept))
+                while True:
+                    more = [m for m, _ in members if m not in kept and getattr(m, "name", None) in called]
+                    if not more:
+                        break
+                    kept += more
+                    called |= set().union(*(w for m, w in members if m in more))
+            if model and len(kept) == len(members):
+                continue  # kept whole
             if model and not kept:
                 continue  # a model with only other methods: kept whole (blanking all would leave no body)
             if model or any(needed_member(m, w) for m, w in members):

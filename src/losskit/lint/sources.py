@@ -18,7 +18,7 @@ import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Source", "Notebook", "read_source", "read_notebook", "write_atomically"]
+__all__ = ["Source", "Notebook", "read_source", "read_notebook", "write_atomically", "PYTHON_CELL_MAGICS"]
 
 
 @dataclass
@@ -58,6 +58,10 @@ def write_atomically(path: Path, data: bytes) -> None:
 
 # ----------------------------------------------------------------------------- notebooks
 
+#: cell magics that run the cell's body as Python in the notebook (``%%time``, ``%%capture out``);
+#: any other (``%%bash``, ``%%writefile f.py``, ``%%html``) makes the cell something else
+PYTHON_CELL_MAGICS = frozenset({"time", "timeit", "capture", "prun", "debug", "memit"})
+
 #: a line IPython would not hand to Python: ``%magic``, ``!shell``, ``x = !ls``, ``obj?``
 _MAGIC = re.compile(r"^\s*([%!]|\w+\s*=\s*[%!]|[\w.]+\?{1,2}\s*$)")
 
@@ -86,8 +90,11 @@ def _cell_source(cell: dict[str, object]) -> str:
     source = cell.get("source", "")
     text = "".join(source) if isinstance(source, list) else str(source)
     lines = text.splitlines()
-    if lines and lines[0].lstrip().startswith("%%"):  # a cell magic: the cell is not Python
-        return "\n" * len(lines)
+    if lines and lines[0].lstrip().startswith("%%"):
+        magic = lines[0].lstrip()[2:].split(maxsplit=1)
+        if not magic or magic[0] not in PYTHON_CELL_MAGICS:  # %%bash, %%writefile, %%html: not Python here
+            return "\n" * len(lines)
+        lines = ["", *lines[1:]]  # %%time: the body runs as Python, its lines keep their numbers
     first = next((ln for ln in lines if ln.strip()), "")
     indent = first[: len(first) - len(first.lstrip())]
     if indent:  # IPython removes the first line's indentation from the whole cell

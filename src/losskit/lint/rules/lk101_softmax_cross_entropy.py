@@ -22,7 +22,7 @@ class SoftmaxBeforeCrossEntropy(Rule):
             "softmax",
             "softmax output passed to cross-entropy, which applies log_softmax itself (a double softmax: "
             "small gradients, slow training); pass the raw logits and keep softmax for predictions",
-            "{forward} ends in softmax, so the model's output passed to cross-entropy here is probabilities, and "
+            "{source}, so the model's output passed to cross-entropy here is probabilities, and "
             "cross-entropy applies log_softmax to them again (a double softmax: small gradients, slow training); "
             "return the logits from forward and apply softmax only for predictions",
         )

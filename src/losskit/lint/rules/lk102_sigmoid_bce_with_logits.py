@@ -22,7 +22,7 @@ class SigmoidBeforeBCEWithLogits(Rule):
             "sigmoid",
             "sigmoid output passed to binary_cross_entropy_with_logits, which applies the sigmoid itself; "
             "pass the raw logits",
-            "{forward} ends in sigmoid, so the model's output passed to binary_cross_entropy_with_logits here is "
+            "{source}, so the model's output passed to binary_cross_entropy_with_logits here is "
             "probabilities, and the loss applies the sigmoid to them again; return the logits from forward and "
             "apply sigmoid only for predictions",
         )

@@ -1,4 +1,5 @@
-"""LK103: BCELoss / binary_cross_entropy on a sigmoid it could fuse (numerically unstable)."""
+"""LK103: BCELoss / binary_cross_entropy on a sigmoid it could fuse (numerically unstable): inline,
+or at the end of a model's ``forward`` or another function of the file (report only)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,23 @@ from collections.abc import Iterable
 import libcst as cst
 
 from losskit.lint.engine import Context, Finding, Rule, dotted
+from losskit.lint.flow import origin
 from losskit.lint.rules._helpers import activation_input, rename_attr, replace_arg
+
+#: sigmoid output made elsewhere in the file (a model's forward, a method, a helper): no fix,
+#: since changing forward changes what the model predicts everywhere else
+_MODEL = (
+    "{source}, so binary_cross_entropy here gets probabilities: it is numerically unstable (log(0) is clamped "
+    "at -100, and the gradient vanishes where the sigmoid saturates); return the logits from forward, use "
+    "binary_cross_entropy_with_logits (BCEWithLogitsLoss) on them, and apply sigmoid only for predictions"
+)
 
 
 class BCEOnSigmoid(Rule):
+    """Also the output of a model of this file whose ``forward`` ends in sigmoid, an element of
+    the tuple it returns (a VAE's reconstruction from ``decode``), or a parameter its callers
+    pass such output to (no fix)."""
+
     code = "LK103"
     summary = "binary_cross_entropy applied to sigmoid(...): use the _with_logits form"
 
@@ -19,6 +33,9 @@ class BCEOnSigmoid(Rule):
             if lc.name != "binary_cross_entropy" or lc.input is None:
                 continue
             if "sigmoid" not in ctx.kinds(lc.input, scope):
+                found = origin(ctx, lc.input, scope)
+                if found is not None and found.kind == "sigmoid" and (found.function or found.via):
+                    yield ctx.finding(self.code, lc.call, _MODEL.format(source=found.describe(ctx)))
                 continue
             fix = None
             logits = activation_input(ctx, lc.input)

@@ -8,7 +8,8 @@ from typing import cast
 import libcst as cst
 
 from losskit.lint.engine import Context, Finding, Rule, dotted
-from losskit.lint.rules._helpers import model_output, rename_attr
+from losskit.lint.flow import origin
+from losskit.lint.rules._helpers import rename_attr
 
 
 class SoftmaxBeforeNLL(Rule):
@@ -22,12 +23,12 @@ class SoftmaxBeforeNLL(Rule):
             if lc.name != "nll_loss" or lc.input is None:
                 continue
             if "softmax" not in ctx.kinds(lc.input, scope):
-                model = model_output(ctx, lc.input, scope)
-                if model is not None and model.kind == "softmax":
+                found = origin(ctx, lc.input, scope)
+                if found is not None and found.kind == "softmax" and (found.function or found.via):
                     yield ctx.finding(
                         self.code,
                         lc.input,
-                        f"{model.where(ctx)} ends in softmax, so the model's output passed to nll_loss here is "
+                        f"{found.describe(ctx)}, so the model's output passed to nll_loss here is "
                         "probabilities, but nll_loss expects log-probabilities; end forward in log_softmax, or "
                         "return the logits and use cross_entropy",
                     )

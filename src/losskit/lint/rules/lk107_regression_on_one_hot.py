@@ -9,6 +9,10 @@ One-hot targets are recognised in every form a beginner writes them:
   the loss and in the same function, ``t.scatter_(1, idx, 1)`` or ``t[range(n), y] = 1``
   (``torch.arange(n)`` too; any index when the name says ``onehot`` / ``one_hot``).
 
+Also targets made by a helper function or method of the file (its every ``return``), yielded by
+a generator of the file (``for x, y in self.batches()``), or by a function of another file whose
+name says so (``to_onehot``, ``to_categorical``).
+
 A box or keypoint mask (``mask[y0:y1, x0:x1] = 1``, ``heatmap[cy, cx] = 1``) is not a one-hot
 target and is not reported. No fix: cross-entropy on class indices changes what is optimised.
 """
@@ -20,6 +24,7 @@ from collections.abc import Iterable
 import libcst as cst
 
 from losskit.lint.engine import Context, Finding, Rule
+from losskit.lint.flow import origin
 from losskit.lint.names import TO_TENSOR, TRANSPARENT, is_one, scatters_one
 
 _RANGES = {"range", "arange"}
@@ -131,11 +136,16 @@ class RegressionOnOneHot(Rule):
         for lc, scope in ctx.loss_calls():
             if lc.name not in ("mse_loss", "l1_loss") or lc.target is None:
                 continue
-            if "one_hot" in ctx.kinds(lc.target, scope) or built_in_place(ctx, lc.target, scope):
-                yield ctx.finding(
-                    self.code,
-                    lc.target,
-                    f"{lc.name} on one-hot class targets treats classification as regression (slow, uncalibrated); "
-                    "use cross_entropy on the logits with the class indices (binary_cross_entropy_with_logits for "
-                    "multi-label 0/1 targets)",
-                )
+            found = None
+            if not ("one_hot" in ctx.kinds(lc.target, scope) or built_in_place(ctx, lc.target, scope)):
+                found = origin(ctx, lc.target, scope)
+                if found is None or found.kind != "one_hot":
+                    continue
+            where = f" ({found.describe(ctx)})" if found is not None and (found.function or found.via) else ""
+            yield ctx.finding(
+                self.code,
+                lc.target,
+                f"{lc.name} on one-hot class targets{where} treats classification as regression (slow, uncalibrated); "
+                "use cross_entropy on the logits with the class indices (binary_cross_entropy_with_logits for "
+                "multi-label 0/1 targets)",
+            )

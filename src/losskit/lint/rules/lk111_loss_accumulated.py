@@ -8,8 +8,10 @@ The rule fires only when all of these hold, so that a term which is *meant* to c
 * ``v``'s graph was already used in that loop: ``v.backward()``, ``(v / k).backward()``,
   ``scaler.scale(v).backward()``, ``accelerator.backward(v)``;
 * ``total`` never flows (directly or through assignments) into a ``backward``, a
-  ``scaler.scale(...)``, a ``return``, or a loss call; and the addition is not under
-  ``torch.no_grad()`` / ``torch.inference_mode()``.
+  ``scaler.scale(...)`` or a loss call; and the addition is not under ``torch.no_grad()`` /
+  ``torch.inference_mode()``. A ``return`` of the total (``return total_loss / len(loader)``) is
+  no exemption once ``backward()`` ran on the term in the loop: its graph is freed, so the total
+  can only be for logging -- unless that ``backward(retain_graph=True)`` kept it for the caller.
 
 The fix appends ``.detach()``: the totals keep their values and types (tensors stay tensors, so a
 later ``total.item()`` still works); only the graph they held on to is dropped.
@@ -45,8 +47,10 @@ class _Flow(cst.CSTVisitor):
     def __init__(self, ctx: Context, root: cst.CSTNode) -> None:
         self.ctx = ctx
         self.root = root
-        self.backward: list[tuple[int, set[str]]] = []  # (line, names in receiver and arguments)
-        self.sinks: set[str] = set()  # names that feed backward / scale / return / a loss
+        #: (line, names in receiver and arguments, retain_graph=True)
+        self.backward: list[tuple[int, set[str], bool]] = []
+        self.sinks: set[str] = set()  # names that feed backward / scale / a loss
+        self.returned: set[str] = set()  # names in a return
         self.assigns: list[tuple[set[str], set[str]]] = []  # (targets, names in value)
         self.no_grad: list[tuple[int, int]] = []
 
@@ -74,13 +78,17 @@ class _Flow(cst.CSTVisitor):
         args = set().union(*(_names(a.value) for a in node.args)) if node.args else set()
         if last == "backward":
             used = args | (_names(func.value) if isinstance(func, cst.Attribute) else set())
-            self.backward.append((self.ctx.pos(node)[0], used))
+            retain = any(
+                a.keyword is not None and a.keyword.value == "retain_graph" and not _is_false(a.value)
+                for a in node.args
+            )
+            self.backward.append((self.ctx.pos(node)[0], used, retain))
             self.sinks |= used
         elif last == "scale" or self.ctx.loss_call(node) is not None:
             self.sinks |= args
 
     def visit_Return(self, node: cst.Return) -> None:
-        self.sinks |= _names(node.value)
+        self.returned |= _names(node.value)
 
     def visit_Assign(self, node: cst.Assign) -> None:
         targets = set().union(*(_names(t.target) for t in node.targets))
@@ -101,9 +109,13 @@ def _call_name(expr: cst.BaseExpression) -> str:
     return ".".join(reversed(parts))
 
 
-def _sinks(flow: _Flow) -> set[str]:
-    """Names that reach a sink, following assignments backwards to a fixed point."""
-    sinks = set(flow.sinks)
+def _is_false(node: cst.BaseExpression) -> bool:
+    return isinstance(node, cst.Name) and node.value in ("False", "None")
+
+
+def _sinks(flow: _Flow, start: set[str]) -> set[str]:
+    """Names that reach one of ``start``, following assignments backwards to a fixed point."""
+    sinks = set(start)
     changed = True
     while changed:
         changed = False
@@ -147,7 +159,7 @@ class LossAccumulated(Rule):
     summary = "loss tensor accumulated for logging after backward, without .detach() / .item()"
 
     def check(self, ctx: Context) -> Iterable[Finding]:
-        flows: dict[int, tuple[_Flow, set[str]]] = {}
+        flows: dict[int, tuple[_Flow, set[str], set[str]]] = {}
         for node, scope in ctx.aug_assigns:
             if not isinstance(node.operator, cst.AddAssign) or not isinstance(node.target, cst.Name):
                 continue
@@ -164,15 +176,19 @@ class LossAccumulated(Rule):
                 root = scope if scope is not None else ctx.module
                 flow = _Flow(ctx, root)
                 root.visit(flow)
-                flows[id(scope)] = (flow, _sinks(flow))
-            flow, sinks = flows[id(scope)]
+                flows[id(scope)] = (flow, _sinks(flow, flow.sinks), _sinks(flow, flow.returned))
+            flow, sinks, returned = flows[id(scope)]
             if total in sinks or any(a <= line <= b for a, b in flow.no_grad):
-                continue  # the total is a loss term (it feeds backward, a return, ...) or has no graph
-            used = any(
-                v in names and any(r.start.line <= bl <= r.end.line for r in loops) for bl, names in flow.backward
-            )
-            if not used:
+                continue  # the total is a loss term (it feeds backward, a loss, ...) or has no graph
+            backward = [
+                retain
+                for bl, names, retain in flow.backward
+                if v in names and any(r.start.line <= bl <= r.end.line for r in loops)
+            ]
+            if not backward:
                 continue  # v's graph was not used for backward in this loop: maybe a term of a loss
+            if total in returned and any(backward):
+                continue  # backward(retain_graph=True) kept the graph: the caller may backpropagate the total
             yield ctx.finding(
                 self.code,
                 node,

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 import libcst as cst
 
 from losskit.lint.engine import Context, Finding, Fix, Rule, dotted
+from losskit.lint.flow import origin
 from losskit.lint.names import SOFTMAX
 from losskit.lint.rules._helpers import activation_input, rename_attr
 
@@ -113,7 +114,32 @@ class LogOfSoftmax(Rule):
                     _logsigmoid_fix(ctx, call, sigmoid, negate=True) if fixable else None,
                 )
                 continue
+            if sigmoid is not None:
+                found = origin(ctx, sigmoid, scope)
+                if found is not None and found.kind == "sigmoid" and (found.function or found.via):
+                    yield ctx.finding(
+                        self.code,
+                        call,
+                        f"log(1 - p) of sigmoid output p ({found.describe(ctx)}) underflows to -inf for large "
+                        "logits; use F.logsigmoid(-logits) (or binary_cross_entropy_with_logits)",
+                    )
+                    continue
             kinds = ctx.kinds(inner, scope)
+            if not kinds & {"softmax", "sigmoid"}:
+                found = origin(ctx, inner, scope)
+                if found is not None and found.kind in ("softmax", "sigmoid") and (found.function or found.via):
+                    use = (
+                        "log_softmax on the logits (or cross_entropy)"
+                        if found.kind == "softmax"
+                        else ("F.logsigmoid on the logits (or binary_cross_entropy_with_logits)")
+                    )
+                    yield ctx.finding(
+                        self.code,
+                        call,
+                        f"log of {found.kind} output ({found.describe(ctx)}) underflows to -inf where the "
+                        f"probabilities round to 0; use {use}",
+                    )
+                continue
             if "softmax" in kinds:
                 yield ctx.finding(
                     self.code,
