@@ -224,9 +224,9 @@ def test_class_weighted_members_share_one_call_and_equal_torch(shape):
     assert len(losses.families) == 1 and losses.families[0][0] == [0, 1, 2]
     (grad,) = torch.autograd.grad(got.sum(), out)
     ref_out = out.detach().clone().requires_grad_(True)
-    refs = [
-        torch.nn.CrossEntropyLoss(weight=w, ignore_index=255)(ref_out[m], y[m]) for m, w in enumerate(weights)
-    ] + [torch.nn.CrossEntropyLoss(label_smoothing=0.1, ignore_index=255)(ref_out[3], y[3])]
+    refs = [torch.nn.CrossEntropyLoss(weight=w, ignore_index=255)(ref_out[m], y[m]) for m, w in enumerate(weights)] + [
+        torch.nn.CrossEntropyLoss(label_smoothing=0.1, ignore_index=255)(ref_out[3], y[3])
+    ]
     expected = torch.stack(refs)
     (ref_grad,) = torch.autograd.grad(expected.sum(), ref_out)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
