@@ -12,7 +12,8 @@ outputs for the regression and binary ones, beside the torch code a user would w
 its default checks (``full`` on CPU). torch and losskit take turns in one process: each round
 times ``--calls`` calls of one, then of the other; "vs torch" is the median of the per-round
 ratios (machine noise between rounds cancels), "max/min" each provider's slowest round over its
-fastest. Prints a table and writes JSON (``--out``).
+fastest. Prints a table and writes JSON (``--out``) and the table as markdown beside it
+(``docs/benchmarks.md`` is regenerated from it by ``update_docs.py``).
 """
 
 from __future__ import annotations
@@ -144,18 +145,23 @@ def main() -> None:
         f"forward+backward per call, float32, cpu, {torch.get_num_threads()} threads, median of {rounds} rounds "
         f"of {calls} calls; vs torch: median of per-round ratios"
     )
-    table = Table(title=title)
-    for col in ("loss", "shape", "torch us", "losskit us", "vs torch", "max/min torch / losskit"):
-        table.add_column(col, justify="left" if col == "loss" else "right")
-    for r in results:
-        table.add_row(
+    columns = ("loss", "shape", "torch us", "losskit us", "vs torch", "max/min torch / losskit")
+    cells = [
+        [
             r["loss"],
             "x".join(map(str, r["shape"])),
             f"{r['torch_us']:.0f}",
             f"{r['losskit_us']:.0f}",
             f"{r['ratio']:.2f}x",
             f"{r['torch_max_over_min']:.2f} / {r['losskit_max_over_min']:.2f}",
-        )
+        ]
+        for r in results
+    ]
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="left" if col == "loss" else "right")
+    for line in cells:
+        table.add_row(*line)
     Console(width=160).print(table)
     payload = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__},
@@ -163,9 +169,13 @@ def main() -> None:
         "calls": calls,
         "results": results,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(payload, indent=1))
-    print(f"wrote {args.out}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(payload, indent=1))
+    md = [f"**{title}**", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    md += ["| " + " | ".join(line) + " |" for line in cells]
+    out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print(f"wrote {out} and {out.with_suffix('.md').name}")
 
 
 if __name__ == "__main__":
