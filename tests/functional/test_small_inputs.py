@@ -12,27 +12,17 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import losskit
 import losskit.functional as LF
 from losskit.functional import _small
+from tests.autograd.test_cross_entropy import _CountOps
 from tests.functional.test_focal_poly import focal_reference
-
-
-class _Ops(TorchDispatchMode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.names: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.append(str(func))
-        return func(*args, **(kwargs or {}))
 
 
 def _ops(fn, *args, **kwargs):
     x = args[0].clone().requires_grad_()
-    with _Ops() as ops:
+    with _CountOps() as ops:
         fn(x, *args[1:], **kwargs).backward()
     return ops.names
 
