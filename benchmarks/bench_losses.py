@@ -20,7 +20,8 @@ Beside other work (``--busy 0,1,2``): the timing is repeated with one and with t
 processes running beside it (the benchmark starts them before the timing process and stops them
 after), as a data-loader worker or another job would load the cores. Each level runs in
 ``--processes`` fresh processes; "vs torch" is the median of the per-round ratios over all of
-them, "max/min" losskit's slowest round over its fastest across those processes. "ops/call" counts
+them, "max/min" each provider's slowest round over its fastest across those processes (torch's
+beside losskit's: the same rounds, so torch's says how much of losskit's is the machine). "ops/call" counts
 the ATen operations one forward+backward dispatches (on a GPU: about the kernel launches).
 
 On a GPU (``--device cuda``) memory is ``torch.cuda.max_memory_allocated`` above what the inputs
@@ -254,7 +255,7 @@ BUSY_LOOP = "while True:\n    pass"
 
 def timed_beside_busy(config: str, args: argparse.Namespace, busy: int) -> dict:
     """The timing child run ``args.processes`` times (fresh processes) with ``busy`` busy-loop
-    processes beside it; rounds pooled: medians of per-round ratios, losskit's max/min."""
+    processes beside it; rounds pooled: medians of per-round ratios, each provider's max/min."""
     runs, pids = [], []
     for _ in range(args.processes):
         loaders = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(busy)]
@@ -282,7 +283,7 @@ COLUMNS = (
     "losskit ms",
     "checks-off ms",
     "time vs torch",
-    "losskit max/min",
+    "max/min torch / losskit",
     "1 busy: torch / losskit ms",
     "1 busy: vs torch",
     "2 busy: torch / losskit ms",
@@ -306,7 +307,7 @@ def table_rows(results: list[dict]) -> list[list[str]]:
             f"{idle['losskit']['time_s'] * 1e3:.1f}",
             f"{idle['losskit-off']['time_s'] * 1e3:.1f}",
             f"{idle['time_ratio_vs_torch']:.3f}x",
-            f"{idle['losskit']['max_over_min']:.2f}x",
+            f"{idle['torch']['max_over_min']:.2f}x / {idle['losskit']['max_over_min']:.2f}x",
         ]
         for level in ("1", "2"):
             loaded = row["busy"].get(level)

@@ -108,6 +108,18 @@ def test_losses_benchmark_smoke_with_busy_processes(tmp_path):
     assert not cmdline.exists() or b"while True" not in cmdline.read_bytes()  # stopped
 
 
+def test_small_losses_benchmark_smoke(tmp_path):
+    """Every compare candidate at both sizes, beside its torch code; a table and JSON."""
+    out = _run("bench_small_losses.py", "--quick", "--out", str(tmp_path / "bench_small_losses.json"))
+    data = json.loads((tmp_path / "bench_small_losses.json").read_text())
+    names = {r["loss"] for r in data["results"]}
+    assert {"multiclass: focal", "multiclass: cross_entropy+class_weights", "regression: huber"} <= names
+    assert all(r["ratio"] > 0 and r["losskit_max_over_min"] >= 1 for r in data["results"])
+    assert len(data["results"]) == 2 * len(names)  # two sizes each
+    assert "vs torch" in out.stdout
+    assert "| multiclass: cross_entropy | 64x10 |" in (tmp_path / "bench_small_losses.md").read_text()
+
+
 def test_gpu_benchmark_runs_on_cpu_as_a_smoke_check(tmp_path):
     out = _run(
         "bench_cross_entropy_gpu.py",
@@ -149,5 +161,6 @@ def test_the_benchmarks_page_marks_its_generated_tables():
         "bench_fused_floor",
         "bench_hf_step",
         "bench_vocab_parallel",
+        "bench_small_losses",
     ):
         assert f"<!-- results: {name} -->" in page, name

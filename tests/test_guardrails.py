@@ -17,6 +17,9 @@ import losskit
 import losskit.functional as LF
 from losskit import LossDtypeError, LossInputError, LossUsageWarning, checks
 
+# guardrails fire alike on losskit's kernels and on the small-input path (torch's fused ops)
+pytestmark = pytest.mark.usefixtures("softmax_loss_path")
+
 
 def test_error_classes():
     assert issubclass(LossInputError, ValueError)

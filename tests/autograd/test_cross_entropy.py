@@ -20,6 +20,14 @@ from tests._parity import TOL, assert_parity
 SHAPES = [(37, 11), (3, 5, 4, 6), (2, 7, 33)]
 
 
+@pytest.fixture(autouse=True)
+def _kernel_for_small_inputs(monkeypatch):
+    """These tests are about the kernel: small inputs must not take torch's fused ops."""
+    from losskit.functional import _small
+
+    monkeypatch.setattr(_small, "SMALL_INPUT_ELEMENTS", -1)
+
+
 def _targets(shape, prob, dtype=torch.float64):
     if prob:
         return torch.softmax(torch.randn(shape, dtype=torch.float64) * 2, 1).to(dtype)
@@ -154,3 +162,48 @@ def test_meta_device_values_have_the_right_shapes():
     with losskit.set_checks("cheap"):
         loss = LF.cross_entropy(x, t, reduction="none")
     assert loss.shape == F.cross_entropy(x, t, reduction="none").shape and loss.dtype == torch.float32
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("shape", [(37, 11), (3, 5, 4, 6)], ids=str)
+def test_rows_that_all_count_take_whole_tensor_operations(monkeypatch, shape, smoothing):
+    """Class ids that all count (no ignore_index among them, no weights, no z-loss): forward and
+    a mean's or sum's backward run on the whole tensor, without row blocks -- the same operations
+    for blocks of 5 rows as for blocks of 7 -- and give torch's values and gradients, a second
+    backward included."""
+    x = torch.randn(shape, dtype=torch.float64)
+    t = torch.randint(0, shape[1], (shape[0], *shape[2:]))
+    for reduction in ("mean", "sum", "none"):
+        assert_parity(LF.cross_entropy, F.cross_entropy, [x, t], reduction=reduction, label_smoothing=smoothing)
+
+    def ops(row_block):
+        monkeypatch.setattr(core, "ROW_BLOCK", row_block)
+        xg = x.clone().requires_grad_()
+        with losskit.set_checks("off"), _CountOps() as count:
+            LF.cross_entropy(xg, t, label_smoothing=smoothing).backward()
+        return count.names
+
+    assert ops(5) == ops(7)  # blocks of 5 or 7 rows: no operation repeats per block
+    names = ops(5)  # one gather (forward) and one scatter (backward) over the whole tensor
+    assert sum("gather" in n for n in names) == 1 and sum("scatter_add_" in n for n in names) == 1
+    xg = x.clone().requires_grad_()
+    loss = LF.cross_entropy(xg, t, label_smoothing=smoothing)
+    (first,) = torch.autograd.grad(loss, xg, retain_graph=True)
+    (second,) = torch.autograd.grad(loss * 3, xg)
+    x_ref = x.clone().requires_grad_()
+    (expected,) = torch.autograd.grad(F.cross_entropy(x_ref, t, label_smoothing=smoothing), x_ref)
+    torch.testing.assert_close(first, expected, **TOL[torch.float64])
+    torch.testing.assert_close(second, 3 * expected, **TOL[torch.float64])
+
+
+def test_one_ignored_row_leaves_the_whole_tensor_path():
+    """A single ignored target (or one out of range, with checks off) needs the per-row masks:
+    its row is 0 (NaN out of range) and its gradient 0, as torch / the kernel's contract say."""
+    x = torch.randn(4, 6, 5, dtype=torch.float64)
+    t = torch.randint(0, 6, (4, 5))
+    t[2, 3] = -100
+    assert_parity(LF.cross_entropy, F.cross_entropy, [x, t], reduction="none")
+    t[2, 3] = 9
+    with losskit.set_checks("off"):
+        rows = LF.cross_entropy(x, t, reduction="none")
+    assert torch.isnan(rows[2, 3]) and torch.isfinite(rows[torch.arange(4) != 2]).all()

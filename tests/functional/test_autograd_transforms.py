@@ -12,6 +12,9 @@ import torch.nn.functional as F
 import losskit
 import losskit.functional as LF
 
+# every test here runs through losskit's kernels and through the small-input path
+pytestmark = pytest.mark.usefixtures("softmax_loss_path")
+
 G = torch.Generator().manual_seed(0)
 
 

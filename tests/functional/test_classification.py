@@ -11,6 +11,9 @@ import torch.nn.functional as F
 import losskit.functional as LF
 from tests._parity import assert_parity, run
 
+# every test here runs through losskit's kernels and through the small-input path
+pytestmark = pytest.mark.usefixtures("softmax_loss_path")
+
 DTYPES = [torch.float32, torch.float64, torch.bfloat16]
 REDUCTIONS = ["none", "mean", "sum"]
 # (input shape, description): no batch, 2-D, K-dim segmentation, odd sizes

@@ -18,6 +18,9 @@ import losskit
 import losskit.functional as LF
 from tests._parity import assert_parity
 
+# every test here runs through losskit's kernels and through the small-input path
+pytestmark = pytest.mark.usefixtures("softmax_loss_path")
+
 REDUCTIONS = ["none", "mean", "sum"]
 DTYPES = [torch.float32, torch.float64, torch.bfloat16]
 

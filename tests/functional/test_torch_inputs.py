@@ -12,6 +12,9 @@ import torch.nn.functional as F
 
 import losskit.functional as LF
 
+# every test here runs through losskit's kernels and through the small-input path
+pytestmark = pytest.mark.usefixtures("softmax_loss_path")
+
 
 def _value_and_grad(fn, x, *args, upstream=None, **kwargs):
     x = x.detach().clone().requires_grad_(True)

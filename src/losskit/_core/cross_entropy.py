@@ -51,6 +51,8 @@ __all__ = [
     "accumulation_dtype",
     "class_view",
     "counted_mask",
+    "all_counted",
+    "ids_in_range",
     "counted_targets",
     "uncounted_rows",
     "safe_targets",
@@ -126,6 +128,27 @@ def counted_mask(target: Tensor, ignore_index: int, n_classes: int) -> Tensor:
     if 0 <= ignore_index < n_classes:
         use &= target != ignore_index
     return use
+
+
+def all_counted(target: Tensor, ignore_index: int, n_classes: int) -> bool:
+    """Whether every target is a class id other than ``ignore_index`` (``False`` when it cannot
+    tell: ``ignore_index`` among the classes, between the smallest and largest id). One pass
+    (``aminmax``) that reads two numbers: for CPU tensors, where reading them costs no sync."""
+    if target.numel() == 0:
+        return False
+    lo, hi = (int(v) for v in torch.aminmax(target))
+    return lo >= 0 and hi < n_classes and not lo <= ignore_index <= hi
+
+
+def ids_in_range(target: Tensor, ignore_index: int, n_classes: int) -> bool:
+    """Whether every target is a class id in ``[0, n_classes)`` or ``ignore_index`` (reads
+    numbers: for CPU tensors). One ``aminmax`` when the ids lie in range, as they do."""
+    if target.numel() == 0:
+        return True
+    lo, hi = (int(v) for v in torch.aminmax(target))
+    if lo >= 0 and hi < n_classes:
+        return True
+    return bool(((target == ignore_index) | ((target >= 0) & (target < n_classes))).all())
 
 
 def counted_targets(target: Tensor, ignore_index: int, n_classes: int) -> tuple[Tensor, Tensor]:
@@ -316,6 +339,9 @@ def row_blocks(n_rows: int, device: torch.device) -> list[slice]:
 def index_denominator(ids: Tensor, weight: Tensor | None, ignore_index: int, n_classes: int) -> Tensor:
     """Sum of the class weights of counted targets (their count without ``weight``), as torch."""
     flat = ids.reshape(-1)
+    big_on_cpu = flat.device.type == "cpu" and flat.numel() > ROW_BLOCK
+    if weight is None and big_on_cpu and all_counted(flat, ignore_index, n_classes):
+        return torch.tensor(flat.numel(), device=flat.device)  # one pass instead of a few per block
     total: Tensor | None = None
     for block in row_blocks(flat.numel(), flat.device):
         use = counted_mask(flat[block], ignore_index, n_classes)

@@ -211,12 +211,16 @@ class CrossEntropyFunction(torch.autograd.Function):
         def rows_of(dtype: torch.dtype) -> torch.Tensor:
             return torch.empty((x.shape[0], *x.shape[2:]), dtype=dtype, device=x.device)
 
-        loss = rows_of(acc)
+        ctx.uniform = kept is not None and _uniform_rows(x, target, prob_target, ignore_index, opts, compiling)
+        if ctx.uniform:  # every row counts alike: whole-tensor operations, no row blocks
+            loss = _uniform_forward(kept, target, opts)  # type: ignore[arg-type]
+        else:
+            loss = rows_of(acc)
         lse = rows_of(acc) if opts.z_loss else None
         z_rows = rows_of(acc) if opts.z_loss else loss.new_zeros(()).expand(loss.shape)
         mass = rows_of(acc) if prob_target else None  # sum_c w y'
         budget = scratch_budget(x.device) if not compiling else 2**62
-        for idx in _chunks(x, _scratch_per_element(keep, x, prob_target, softcap), budget):
+        for idx in () if ctx.uniform else _chunks(x, _scratch_per_element(keep, x, prob_target, softcap), budget):
             # over the chunk's logits: a few large operations
             if kept is not None:
                 logits, logp = x[idx], kept[idx]
@@ -281,6 +285,8 @@ class CrossEntropyFunction(torch.autograd.Function):
         elif kept is not None:  # under torch.compile: out of place, the compiler plans the memory
             kept = kept.clone()
         want_x = ctx.needs_input_grad[0]
+        if ctx.uniform and kept is not None and want_x and _is_uniform(grad_loss):
+            return _uniform_backward(kept, target, grad_loss, opts), None, None, None, None, None, None, None
         grad_x = (kept if kept is not None else torch.empty_like(x)) if want_x else None
         grad_t = torch.empty_like(target) if ctx.prob_target and ctx.needs_input_grad[1] else None
         scratch = _Scratch(acc, opts.softcap)
@@ -327,6 +333,45 @@ class CrossEntropyFunction(torch.autograd.Function):
             if kept is None:
                 grad_x[idx].copy_(p)
         return grad_x, grad_t, None, None, None, None, None, None
+
+
+def _uniform_rows(
+    x: torch.Tensor, target: torch.Tensor, prob_target: bool, ignore_index: int, opts: core.RowOptions, compiling: bool
+) -> bool:
+    """Whether the rows differ only by their logits and target: class ids that all count, no
+    class weights, no z-loss (CPU only: deciding reads two numbers, a sync on an accelerator).
+    A segmentation batch then needs no per-row masks, and a mean's backward no per-row
+    coefficients: a handful of whole-tensor operations instead of a few dozen per row block."""
+    if prob_target or opts.weight is not None or opts.z_loss or compiling or x.device.type != "cpu":
+        return False
+    return core.all_counted(target, ignore_index, opts.n_classes)
+
+
+def _uniform_forward(logp: torch.Tensor, target: torch.Tensor, opts: core.RowOptions) -> torch.Tensor:
+    """The loss of rows that all count, from their log-probabilities: ``lse - x_t``, and with
+    label smoothing ``(1 - eps)(lse - x_t) + eps / C (C lse - sum_c x_c)``."""
+    nll = logp.gather(1, target.unsqueeze(1)).squeeze(1).neg_()
+    smooth = logp.sum(1).neg_() if opts.label_smoothing > 0 else None
+    return core.index_row_loss_(nll, smooth, None, opts)
+
+
+def _is_uniform(grad: torch.Tensor) -> bool:
+    """Whether every row gets the same upstream gradient (a mean or sum expanded to the rows)."""
+    return grad.numel() > 0 and all(stride == 0 for stride in grad.stride())
+
+
+def _uniform_backward(
+    logp: torch.Tensor, target: torch.Tensor, grad: torch.Tensor, opts: core.RowOptions
+) -> torch.Tensor:
+    """The gradient of :func:`_uniform_forward`'s rows under one upstream gradient ``g`` for
+    all, in place in ``logp``: ``g ((1 - eps) + eps) p - g (1 - eps) onehot(t) - g eps / C``, the
+    coefficients computed once as a ``(1,)`` tensor (the same arithmetic as per row)."""
+    g = grad.reshape(-1)[:1].to(logp.dtype)
+    coef = core.index_grad_coefficients(g, None, None, opts)
+    p = core.scale_softmax_grad_(logp.exp_(), coef.p_coef, coef.smooth_coef, None)
+    index = target.unsqueeze(1)
+    ones = (1,) * index.dim()
+    return p.scatter_add_(1, index, coef.target_coef.view(ones).expand(index.shape))
 
 
 def _index_coefficients(

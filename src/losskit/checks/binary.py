@@ -89,8 +89,8 @@ def warn_if_sigmoid_input(fn: str, input: torch.Tensor) -> None:
     """
     if input.numel() < 16:
         return
-    sample = sample_values(input.detach())
-    if bool((sample >= 0).all()) and bool((sample <= 1).all()):
+    lo, hi = torch.aminmax(sample_values(input.detach()))  # one pass; NaN compares False
+    if bool(lo >= 0) and bool(hi <= 1):
         warn(
             f"{fn}: every sampled input value lies in [0, 1], so input looks like sigmoid "
             f"output; expected raw logits ({fn} applies the sigmoid itself). Remove the "

@@ -216,7 +216,8 @@ def warn_if_softmax_input(fn: str, input: torch.Tensor, class_dim: int) -> None:
     if input.shape[class_dim] < 2 or input.numel() == 0:
         return
     rows = sample_rows(input.detach(), class_dim).float()
-    if bool((rows < 0).any()) or bool((rows > 1).any()):
+    lo, hi = torch.aminmax(rows)  # one pass; NaN rows compare False, as before
+    if bool(lo < 0) or bool(hi > 1):
         return
     if float((rows.sum(-1) - 1).abs().amax()) <= probability_tolerance(input.dtype):
         warn(

@@ -3,6 +3,7 @@ size, and the after-the-fact diagnosis of a NaN/Inf result."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -17,6 +18,7 @@ __all__ = [
     "sample_values",
     "value_range",
     "warn_nonfinite_result",
+    "all_finite",
 ]
 
 SAMPLE_ROWS = 64
@@ -77,13 +79,21 @@ def value_range(x: torch.Tensor) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def all_finite(result: torch.Tensor) -> bool:
+    """Whether every value of ``result`` is finite: one read for a reduced (0-d) loss, where
+    ``torch.isfinite`` is five operations -- a sizeable part of a small loss's call."""
+    if result.dim() == 0:
+        return math.isfinite(result.item())
+    return bool(torch.isfinite(result.detach()).all())
+
+
 def warn_nonfinite_result(fn: str, result: torch.Tensor, input: torch.Tensor) -> None:
     """After the fact: if the loss is NaN/Inf, count NaN/Inf in the input and say so.
 
     Costs one reduction over the *result* (a scalar, or one value per sample), so correct
     inputs pay almost nothing; the input is scanned only once something went wrong.
     """
-    if bool(torch.isfinite(result.detach()).all()):
+    if all_finite(result):
         return
     x = input.detach()
     n_nan = int(torch.isnan(x).sum())

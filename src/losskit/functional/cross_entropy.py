@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Literal, overload
 
 import torch
+import torch.nn.functional as F
 
 from losskit import checks
 from losskit._core import cross_entropy as core
@@ -18,6 +19,7 @@ from losskit._core.autocast import float32_under_autocast
 from losskit._core.reduction import reduce_with_denominator
 from losskit.autograd.cross_entropy import cross_entropy_unreduced
 from losskit.checks import fail
+from losskit.functional._small import small_and_plain, warn_after_fused
 from losskit.types import Reduction
 
 __all__ = ["cross_entropy", "nll_loss"]
@@ -164,6 +166,15 @@ def cross_entropy(
     weight = None if weight is None else float32_under_autocast(weight, device)
     class_dim = 0 if input.dim() == 1 else 1
     n_classes = input.shape[class_dim]
+
+    if not (z_loss or return_z_loss or cap is not None or normalizer is not None) and small_and_plain(
+        input, target, weight, prob_target, mode, ignore_index
+    ):
+        loss = F.cross_entropy(
+            input, target, weight, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing
+        )
+        warn_after_fused(fn, mode, reduction, loss, input, target, weight, ignore_index, prob_target)
+        return loss
 
     x = core.flatten_classes(input)
     if prob_target:
