@@ -309,10 +309,11 @@ def compare(
 
 
 def run_compare(
-    table: Table | ArrayInput,
+    table: Table | ArrayInput | Any,
     *,
     task: str = "auto",
     losses: str | None = None,
+    model: Callable[..., nn.Module] | None = None,
     epochs: int = 100,
     batch_size: int | None = None,
     lr: float = 1e-3,
@@ -347,7 +348,7 @@ def run_compare(
     from rich.markup import escape
 
     from losskit.app.compare.report import print_summary
-    from losskit.app.compare.run import compare_table
+    from losskit.app.compare.run import compare_table, to_table
 
     start = time.perf_counter()
     if console is None:
@@ -356,9 +357,10 @@ def run_compare(
     path = Path(out).expanduser().resolve()
     _check_out(path)  # before the work, so a bad --out fails at once
     run = compare_table(
-        table,
+        to_table(table),
         task=task,
         losses=losses,
+        model=model,
         folds=folds,
         repeats=repeats,
         max_repeats=max_repeats,

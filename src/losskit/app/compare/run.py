@@ -64,6 +64,9 @@ def default_batch_size(rows: int) -> int:
     return int(min(4096, 2 ** math.ceil(math.log2(rows / 200))))
 
 
+#: the default batch size for samples that are not table rows (images): more steps per epoch
+IMAGE_BATCH = 32
+
 #: repeats of k-fold the adaptive design may grow to (the default of ``max_repeats``)
 MAX_REPEATS = 6
 
@@ -148,7 +151,7 @@ def compare_table(
     trained = [n for n in names if n not in aliases]
     splits = make_folds(data, folds, most, seed)
     if batch_size is None:
-        batch_size = default_batch_size(len(splits[0].fit))
+        batch_size = IMAGE_BATCH if data.x is not None else default_batch_size(len(splits[0].fit))
     first = fold_data(data, splits[0])
     x_shape = tuple(first.x_fit[0].shape) if data.x is not None else ()
     d_in = x_shape[0] if x_shape else int(first.x_fit[0].numel())
