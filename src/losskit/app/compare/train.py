@@ -65,9 +65,16 @@ def outputs_for_loss(task: Task, outputs: torch.Tensor) -> torch.Tensor:
 EVAL_ROWS = 8192
 
 
-def eval_rows(sample_shape: Any, members: int = 1) -> int:
+#: rows per forward pass when scoring a Dataset read lazily (it is read that many at a time)
+LAZY_EVAL_ROWS = 64
+
+
+def eval_rows(sample_shape: Any, members: int = 1, lazy: bool = False) -> int:
     """Rows per forward pass when scoring: 8192 table rows, fewer for large samples (images),
-    so one pass holds about 4 M input values over all ``members`` of a stack."""
+    so one pass holds about 4 M input values over all ``members`` of a stack; at most
+    :data:`LAZY_EVAL_ROWS` from a lazily read Dataset."""
+    if lazy:
+        return min(LAZY_EVAL_ROWS, eval_rows(sample_shape, members))
     values = 1
     for s in sample_shape:
         values *= int(s)
@@ -80,7 +87,7 @@ def predict(task: Task, model: nn.Module, x: torch.Tensor, fold: FoldData, batch
     on CPU."""
     model.eval()
     device = next(iter(model.parameters()), torch.empty(0)).device
-    batch = batch or (eval_rows(x[0].shape) if len(x) else 1)
+    batch = batch or (eval_rows(x[0].shape, lazy=not isinstance(x, torch.Tensor)) if len(x) else 1)
     with torch.no_grad():
         out = torch.cat([model(x[i : i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)])
     out = outputs_for_loss(task, out)
@@ -99,7 +106,7 @@ def _epoch_loss_batched(
     model: nn.Module, loss_fn: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor, batch: int | None = None
 ) -> float:
     model.eval()
-    batch = batch or (eval_rows(x[0].shape) if len(x) else 1)
+    batch = batch or (eval_rows(x[0].shape, lazy=not isinstance(x, torch.Tensor)) if len(x) else 1)
     total = 0.0
     with torch.no_grad():
         for i in range(0, len(x), batch):
