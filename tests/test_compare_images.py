@@ -160,7 +160,11 @@ def test_cli_on_class_folders_with_a_model_of_your_own(tmp_path):
 
 @pytest.mark.parametrize(
     ("spec", "message"),
-    [("mynets", "expected MODULE:FUNCTION"), ("nosuchmodule:f", "cannot be imported"), ("mynets:nope", "has no 'nope'")],
+    [
+        ("mynets", "expected MODULE:FUNCTION"),
+        ("nosuchmodule:f", "cannot be imported"),
+        ("mynets:nope", "has no 'nope'"),
+    ],
 )
 def test_cli_bad_model_spec_is_one_line(tmp_path, monkeypatch, capsys, spec, message):
     from losskit.app.cli import main

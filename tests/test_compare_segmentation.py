@@ -210,3 +210,17 @@ def test_cli_dataset_shapes(tmp_path):
     assert {"iou[background]", "iou[square]", "iou[disc]", "iou[triangle]"} <= set(payload["results"][0]["metrics"])
     for png in ("segmentation.png", "curves.png"):
         assert (out / png).stat().st_size > 0
+
+
+def test_the_example_runs(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, str(root / "examples" / "compare_segmentation.py"), "--quick", "--out", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "IoU triangle" in done.stdout and "tversky" in done.stdout
+    assert (tmp_path / "r" / "segmentation.png").exists()

@@ -334,10 +334,9 @@ def _load_table(args: argparse.Namespace) -> Any:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from losskit.app.cli_images import image_input, model_factory
     from losskit.app.compare import run_compare
     from losskit.app.compare.engines import WorkerDied
-
-    from losskit.app.cli_images import image_input, model_factory
 
     model = model_factory(args.model) if args.model else None
     images = image_input(args)

@@ -19,7 +19,7 @@ __all__ = ["IMAGE_DATASETS", "IMAGE_EPOCHS", "add_image_options", "image_input",
 #: the bundled image demos (generated or shipped with scikit-learn: nothing is downloaded)
 IMAGE_DATASETS = ("shapes", "digits-images")
 #: ``--epochs`` for image inputs when not given (early stopping usually ends sooner); tables: 100
-IMAGE_EPOCHS = 40
+IMAGE_EPOCHS = 30
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -98,7 +98,9 @@ def image_input(args: argparse.Namespace) -> Any:
         data = images.shapes() if args.dataset == "shapes" else images.digits_images()
         return _resized(data, args.image_size) if args.image_size else data
     if args.image_size is not None:
-        raise LossInputError("--image-size resizes images; expected image data (a folder, --images or an image --dataset).")
+        raise LossInputError(
+            "--image-size resizes images; expected image data (a folder, --images or an image --dataset)."
+        )
     return None
 
 

@@ -67,7 +67,6 @@ __all__ = [
 ]
 
 
-
 def stacked_optimizer(
     optimizer: Callable[..., torch.optim.Optimizer] | None,
     member: nn.Module,

@@ -49,11 +49,10 @@ def build(
         module: nn.Module = losskit.loss_for("regression", targets=y_train, robust=True)
         return module
     kwargs = dict(candidate.options)
-    ignore = {} if ignore_index is None else {"ignore_index": ignore_index}
-    if task == Task.segmentation:
-        kwargs.update(ignore)
+    if task == Task.segmentation and ignore_index is not None:
+        kwargs["ignore_index"] = ignore_index
     if "weight" in candidate.fitted:
-        kwargs["weight"] = losskit.class_weights(y_train, num_classes=num_outputs, **ignore)
+        kwargs["weight"] = _weights(y_train, num_outputs, ignore_index)
     if "pos_weight" in candidate.fitted:
         kwargs["pos_weight"] = losskit.pos_weight(y_train)
     module = candidate.spec.module_class(**kwargs)
@@ -69,7 +68,7 @@ def same_model(
     if candidate is None or candidate.same_as is None:
         return None
     if "weight" in candidate.fitted:
-        w = losskit.class_weights(y, num_classes=num_outputs, **({} if ignore_index is None else {"ignore_index": ignore_index}))
+        w = _weights(y, num_outputs, ignore_index)
         neutral = bool(torch.allclose(w, w[0].expand_as(w), rtol=1e-6, atol=0.0))
     elif "pos_weight" in candidate.fitted:
         pw = losskit.pos_weight(y)
@@ -77,3 +76,10 @@ def same_model(
     else:
         neutral = False
     return candidate.same_as if neutral else None
+
+
+def _weights(y: torch.Tensor, num_outputs: int, ignore_index: int | None) -> torch.Tensor:
+    """Balanced class weights of the targets (segmentation: of the mask pixels not ignored)."""
+    if ignore_index is None:
+        return losskit.class_weights(y, num_classes=num_outputs)
+    return losskit.class_weights(y, num_classes=num_outputs, ignore_index=ignore_index)

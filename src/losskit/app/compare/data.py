@@ -272,9 +272,8 @@ def make_folds(data: Encoded, folds: int, repeats: int, seed: int) -> list[Fold]
         raise LossInputError(f"--folds {folds}: expected at least 2 folds.")
     if n // folds < 2:
         raise LossInputError(f"{data.name}: {n} rows cannot be cut into {folds} folds; expected fewer --folds.")
-    if stratify is not None and data.task == Task.segmentation:
-        if np.bincount(stratify, minlength=2).min() < folds:
-            stratify = None  # too few images show the rare class to spread it over every fold
+    if stratify is not None and data.task == Task.segmentation and np.bincount(stratify, minlength=2).min() < folds:
+        stratify = None  # too few images show the rare class to spread it over every fold
     if stratify is not None and data.task == Task.segmentation:
         splitter: Any = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
     elif stratify is not None:
@@ -349,7 +348,9 @@ def fold_data(data: Encoded, fold: Fold) -> FoldData:
         def features(idx: Any) -> torch.Tensor:
             return torch.tensor(np.asarray(transformer.transform(data.frame.iloc[idx]), dtype=np.float32))
 
-        out = FoldData(features(fold.fit), features(fold.val), features(fold.test), y[fold.fit], y[fold.val], y[fold.test])
+        out = FoldData(
+            features(fold.fit), features(fold.val), features(fold.test), y[fold.fit], y[fold.val], y[fold.test]
+        )
     if data.task == Task.regression:
         mean = out.y_fit.mean(0)
         std = out.y_fit.std(0) if len(out.y_fit) > 1 else torch.ones_like(mean)

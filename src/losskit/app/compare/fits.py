@@ -328,9 +328,7 @@ def plan(
     if batch_reason is None:
         # convolutions stacked run as grouped convolutions, no faster per fit than one by one
         # (measured): image fits stack per fold only, so the folds spread over the workers
-        small = (
-            not settings.x_shape and _parameters(settings.initial(0)) * max(fit_rows[k] for k in folds) < SMALL_WORK
-        )
+        small = not settings.x_shape and _parameters(settings.initial(0)) * max(fit_rows[k] for k in folds) < SMALL_WORK
         if small:
             by_steps: dict[int, list[int]] = {}
             for k in folds:

@@ -107,7 +107,11 @@ def _dataset(data: Any, name: str | None) -> tuple[Any, Any, ArrayInput | None]:
         return data.tensors[0], data.tensors[1], None
     if torch.as_tensor(first[0]).dim() < 2:  # tabular samples: a table, standardized per fold
         pairs = [data[i] for i in range(n)]
-        return torch.stack([torch.as_tensor(p[0]) for p in pairs]), torch.stack([torch.as_tensor(p[1]) for p in pairs]), None
+        return (
+            torch.stack([torch.as_tensor(p[0]) for p in pairs]),
+            torch.stack([torch.as_tensor(p[1]) for p in pairs]),
+            None,
+        )
     targets = getattr(data, "targets", None)
     if targets is not None and len(targets) == n:
         y = _tensor(targets, "the Dataset's targets")
@@ -117,9 +121,7 @@ def _dataset(data: Any, name: str | None) -> tuple[Any, Any, ArrayInput | None]:
     return None, None, ArrayInput(name or type(data).__name__, lazy, y)
 
 
-def to_input(
-    data: Any, target: Any = None, name: str | None = None, *, ignore_index: int = 255
-) -> Table | ArrayInput:
+def to_input(data: Any, target: Any = None, name: str | None = None, *, ignore_index: int = 255) -> Table | ArrayInput:
     """A :class:`Table` from a Table, a DataFrame (``target`` = column name(s)), 2-D arrays or
     tensors (``data`` = features, ``target`` = labels, or ``data`` = ``(X, y)``), or a torch
     ``Dataset`` of ``(x, y)`` pairs with 1-D samples; an :class:`ArrayInput` for samples of any
@@ -176,7 +178,11 @@ def to_input(
         return ArrayInput(name or "arrays", x.float(), t, ignore_index=ignore_index)
     xn, tn = x.numpy(), t.numpy()
     features = pd.DataFrame(xn, columns=[f"x{i}" for i in range(xn.shape[1])])
-    y = pd.Series(tn, name="target") if tn.ndim == 1 else pd.DataFrame(tn, columns=[f"y{i}" for i in range(tn.shape[1])])
+    y = (
+        pd.Series(tn, name="target")
+        if tn.ndim == 1
+        else pd.DataFrame(tn, columns=[f"y{i}" for i in range(tn.shape[1])])
+    )
     return Table(name or "arrays", features, y)
 
 
@@ -208,7 +214,9 @@ def encode_input(inp: ArrayInput, task: str = "auto") -> Any:
         table = Table(inp.name, None, target, target_names=inp.class_names)
         chosen, guess, labels, class_names, more, warnings = encode_target(table, task)
         if chosen == Task.segmentation:
-            raise LossInputError(f"{inp.name}: segmentation needs targets (N, H, W) of class ids; got {tuple(y.shape)}.")
+            raise LossInputError(
+                f"{inp.name}: segmentation needs targets (N, H, W) of class ids; got {tuple(y.shape)}."
+            )
         num_outputs = (
             1
             if chosen == Task.binary

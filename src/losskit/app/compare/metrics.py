@@ -197,8 +197,8 @@ def evaluate(
     if task == Task.segmentation:
         from losskit.app.compare.segmentation import segmentation_metrics
 
-        pred, true = scores.detach().long().cpu(), target.detach().long().cpu()
-        return Evaluation(segmentation_metrics(pred, true, num_outputs, ignore_index, label_names), pred, true)
+        ids, truth = scores.detach().long().cpu(), target.detach().long().cpu()
+        return Evaluation(segmentation_metrics(ids, truth, num_outputs, ignore_index, label_names), ids, truth)
     scores = scores.detach().double().cpu()
     target = target.detach().cpu()
     with warnings.catch_warnings():

@@ -41,35 +41,39 @@ class SmallCNN(nn.Module):
         self.head = nn.Linear(4 * w, num_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        out: torch.Tensor = self.head(self.features(x))
+        return out
 
 
 class SmallUNet(nn.Module):
-    """A two-level U-Net (Ronneberger et al. 2015, shrunk): two conv blocks per level (``w``,
-    ``2w`` channels, ``4w`` at the bottom), 2x2 max pooling down, nearest upsampling and a conv
-    block up, skip connections by concatenation, a 1x1 convolution to ``num_classes`` logits
-    per pixel. Any image size (upsampling matches the skip's size)."""
+    """A two-level U-Net (Ronneberger et al. 2015, shrunk for CPU): one conv block at full
+    resolution (``w`` channels), two at half (``2w``) and two at the bottom (``4w``), 2x2 max
+    pooling down; up, a 1x1 convolution at the lower resolution, nearest upsampling, the skip
+    concatenated and one conv block; a 1x1 convolution to ``num_classes`` logits per pixel. Any
+    image size (upsampling matches the skip's size). The full-resolution work is kept small: it
+    is most of the cost on CPU."""
 
     def __init__(self, in_channels: int, num_classes: int, width: int = UNET_WIDTH) -> None:
         super().__init__()
         w = width
-        self.down1 = nn.Sequential(_block(in_channels, w), _block(w, w))
+        self.down1 = _block(in_channels, w)
         self.down2 = nn.Sequential(_block(w, 2 * w), _block(2 * w, 2 * w))
         self.bottom = nn.Sequential(_block(2 * w, 4 * w), _block(4 * w, 4 * w))
-        self.up2 = _block(4 * w, 2 * w)
-        self.merge2 = nn.Sequential(_block(4 * w, 2 * w), _block(2 * w, 2 * w))
-        self.up1 = _block(2 * w, w)
-        self.merge1 = nn.Sequential(_block(2 * w, w), _block(w, w))
+        self.up2 = nn.Conv2d(4 * w, 2 * w, 1)
+        self.merge2 = _block(4 * w, 2 * w)
+        self.up1 = nn.Conv2d(2 * w, w, 1)
+        self.merge1 = _block(2 * w, w)
         self.out = nn.Conv2d(w, num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s1 = self.down1(x)
         s2 = self.down2(F.max_pool2d(s1, 2, ceil_mode=True))
         b = self.bottom(F.max_pool2d(s2, 2, ceil_mode=True))
-        u2 = self.up2(F.interpolate(b, size=s2.shape[-2:], mode="nearest"))
+        u2 = F.interpolate(self.up2(b), size=s2.shape[-2:], mode="nearest")
         m2 = self.merge2(torch.cat([u2, s2], dim=-3))
-        u1 = self.up1(F.interpolate(m2, size=s1.shape[-2:], mode="nearest"))
-        return self.out(self.merge1(torch.cat([u1, s1], dim=-3)))
+        u1 = F.interpolate(self.up1(m2), size=s1.shape[-2:], mode="nearest")
+        out: torch.Tensor = self.out(self.merge1(torch.cat([u1, s1], dim=-3)))
+        return out
 
 
 def default_model(task: Task, shape: tuple[int, ...], num_outputs: int, seed: int) -> nn.Module:
@@ -85,7 +89,8 @@ def default_model(task: Task, shape: tuple[int, ...], num_outputs: int, seed: in
     d_in = 1
     for s in shape:
         d_in *= s
-    return nn.Sequential(nn.Flatten(), *make_model(d_in, num_outputs, seed))
+    mlp = make_model(d_in, num_outputs, seed)
+    return nn.Sequential(nn.Flatten(), *list(mlp.children()))
 
 
 def describe_model(task: Task, shape: tuple[int, ...]) -> str:

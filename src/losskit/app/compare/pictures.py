@@ -162,7 +162,7 @@ def iou_html(run: Run) -> str:
         for loss, values in rows
     )
     return (
-        '<h2>IoU per class</h2><p>Mean over the test folds of each class\'s IoU (a fold where a class is absent from '
+        "<h2>IoU per class</h2><p>Mean over the test folds of each class's IoU (a fold where a class is absent from "
         f'truth and prediction does not count).</p><table id="iou"><thead><tr><th>loss</th>{head}</tr></thead>'
         f"<tbody>{body}</tbody></table>"
     )

@@ -65,7 +65,7 @@ def default_batch_size(rows: int) -> int:
 
 
 #: the default batch size for samples that are not table rows (images): more steps per epoch
-IMAGE_BATCH = 32
+IMAGE_BATCH = 16
 
 #: repeats of k-fold the adaptive design may grow to (the default of ``max_repeats``)
 MAX_REPEATS = 6
@@ -145,7 +145,11 @@ def compare_table(
         n: s
         for n in names
         if n not in custom
-        and (s := cand.same_model(data.task, n, data.y, data.num_outputs, ignore_index=data.ignore_index if seg else None))
+        and (
+            s := cand.same_model(
+                data.task, n, data.y, data.num_outputs, ignore_index=data.ignore_index if seg else None
+            )
+        )
         and s in names
     }
     trained = [n for n in names if n not in aliases]
@@ -159,7 +163,7 @@ def compare_table(
     settings = fits.Settings(data.task, d_in, d_out, epochs, batch_size, lr, seed, str(dev), model, optimizer, x_shape)
     baseline_names = list(base.BASELINES) if baselines and data.x is None else []
     if baselines and data.x is not None:
-        notes.append("no scikit-learn baselines: they take tables, and these samples have the shape " f"{x_shape}.")
+        notes.append(f"no scikit-learn baselines: they take tables, and these samples have the shape {x_shape}.")
     unbatchable = "your Dataset is read batch by batch, never held in memory whole" if data.lazy else None
     if unbatchable is None and (model is not None or optimizer is not None):
         from losskit.app.compare.batched import batch_reason
