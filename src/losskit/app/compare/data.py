@@ -124,8 +124,9 @@ def _labels(table: Table, task: Task, guess: TaskGuess) -> tuple[torch.Tensor, l
         return labels01.float(), names
     if task not in (Task.binary, Task.multiclass):
         raise LossInputError(
-            f"{table.name}: task {task.value!r} needs sequences or images; losskit compare trains an "
-            "MLP on tables: expected regression, binary, multiclass or multilabel. Pass --task explicitly."
+            f"{table.name}: task {task.value!r} needs "
+            + ("images and class masks (--images DIR --masks DIR)" if task == Task.segmentation else "sequences")
+            + "; on a table losskit compare expects regression, binary, multiclass or multilabel. Pass --task explicitly."
         )
     if isinstance(y, torch.Tensor) and y.dim() == 2 and y.shape[1] > 1:
         if bool(((y == 0) | (y == 1)).all()) and bool((y.sum(1) == 1).all()):
