@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 import losskit
 from losskit import registry
-from losskit.app.cli_images import IMAGE_DATASETS, IMAGE_EPOCHS, add_image_options
+from losskit.app.cli_images import IMAGE_DATASETS, add_image_options
 from losskit.app.data import BUILTIN_DATASETS
 
 
@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs",
         type=_positive_int,
         default=None,
-        help=f"most epochs per candidate; early stopping usually ends sooner (default 100; images {IMAGE_EPOCHS})",
+        help="most epochs per candidate; early stopping usually ends sooner (default 100; images 30)",
     )
     cmp_.add_argument(
         "--batch-size",
@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="batch size (default 64; for large tables about 200 steps an epoch, at most 4096)",
     )
-    cmp_.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    cmp_.add_argument("--lr", type=_positive_float, default=None, help="Adam learning rate (default 1e-3; images 5e-3)")
     cmp_.add_argument("--seed", type=int, default=0, help="seed for splits, initial weights and batches (default 0)")
     cmp_.add_argument(
         "--out", default="losskit-report", metavar="DIR", help="report folder (default ./losskit-report/)"
@@ -347,7 +347,7 @@ def _compare(args: argparse.Namespace) -> int:
             task=args.task,
             losses=args.losses,
             model=model,
-            epochs=args.epochs or (IMAGE_EPOCHS if images is not None else 100),
+            epochs=args.epochs,
             batch_size=args.batch_size,
             lr=args.lr,
             seed=args.seed,

@@ -14,12 +14,10 @@ from typing import Any
 
 from losskit.errors import LossInputError
 
-__all__ = ["IMAGE_DATASETS", "IMAGE_EPOCHS", "add_image_options", "image_input", "model_factory"]
+__all__ = ["IMAGE_DATASETS", "add_image_options", "image_input", "model_factory"]
 
 #: the bundled image demos (generated or shipped with scikit-learn: nothing is downloaded)
 IMAGE_DATASETS = ("shapes", "digits-images")
-#: ``--epochs`` for image inputs when not given (early stopping usually ends sooner); tables: 100
-IMAGE_EPOCHS = 30
 
 
 def _size(text: str) -> tuple[int, int]:

@@ -190,9 +190,9 @@ def compare(
     max_repeats: int | None = None,
     budget: float | None = None,
     margin: float | None = None,
-    epochs: int = 100,
+    epochs: int | None = None,
     batch_size: int | None = None,
-    lr: float = 1e-3,
+    lr: float | None = None,
     seed: int = 0,
     device: str = "cpu",
     baselines: bool = True,
@@ -249,7 +249,10 @@ def compare(
             result then depends on the machine's speed).
         margin: the region of practical equivalence, in the deciding metric's units (default
             0.01 for scores in [0, 1]; 1 % of the target's spread for MAE / RMSE).
-        batch_size: default 64, larger for big tables (about 200 steps an epoch, at most 4096).
+        epochs, lr: most epochs per fit (early stopping usually ends sooner) and Adam's learning
+            rate: default 100 and 1e-3 for tables, 30 and 5e-3 for images (a CPU budget).
+        batch_size: default 64, larger for big tables (about 200 steps an epoch, at most 4096);
+            16 for images.
         baselines: also fit logistic / ridge regression and gradient boosting on the first
             ``repeats`` x ``folds`` folds.
         metric: the metric the verdict is decided on (default: macro-F1, ROC-AUC or MAE by task;
@@ -314,9 +317,9 @@ def run_compare(
     task: str = "auto",
     losses: str | None = None,
     model: Callable[..., nn.Module] | None = None,
-    epochs: int = 100,
+    epochs: int | None = None,
     batch_size: int | None = None,
-    lr: float = 1e-3,
+    lr: float | None = None,
     seed: int = 0,
     out: str | Path = "losskit-report",
     device: str = "cpu",
