@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--out", default="shapes-report", help="report folder (default shapes-report)")
     args = parser.parse_args()
 
-    data = shapes(n=40, size=16) if args.quick else shapes()  # 200 images 32 x 32 by default
+    data = shapes(n=40, size=16) if args.quick else shapes(size=24)  # 200 images, as --dataset shapes
     design = dict(folds=2, repeats=1, max_repeats=1, epochs=2) if args.quick else {}
     result = losskit.compare(data, ignore_index=data.ignore_index, **design)
 

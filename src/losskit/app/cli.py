@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs",
         type=_positive_int,
         default=None,
-        help="most epochs per candidate; early stopping usually ends sooner (default 100; images 30)",
+        help="most epochs per candidate; early stopping usually ends sooner (default 100; images 20)",
     )
     cmp_.add_argument(
         "--batch-size",
@@ -163,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="add repeats, up to N in all, while a candidate is undecided and more data would likely decide "
-        "(default 6; pass --max-repeats equal to --repeats for a fixed design)",
+        "(default 6, images 3; pass --max-repeats equal to --repeats for a fixed design)",
     )
     cmp_.add_argument(
         "--budget",

@@ -243,14 +243,14 @@ def compare(
             segmentation (group norm, so the fits stack).
         optimizer: a factory called with the model's parameters (default Adam at ``lr``).
         folds, repeats: k of k-fold (default 5) and the repeats run first (default 2).
-        max_repeats: repeats the design may grow to while a candidate is undecided (default 6;
-            ``max_repeats=repeats`` for a fixed design).
+        max_repeats: repeats the design may grow to while a candidate is undecided (default 6,
+            images 3; ``max_repeats=repeats`` for a fixed design).
         budget: stop adding repeats when the next ones would pass this many seconds (the
             result then depends on the machine's speed).
         margin: the region of practical equivalence, in the deciding metric's units (default
             0.01 for scores in [0, 1]; 1 % of the target's spread for MAE / RMSE).
         epochs, lr: most epochs per fit (early stopping usually ends sooner) and Adam's learning
-            rate: default 100 and 1e-3 for tables, 30 and 5e-3 for images (a CPU budget).
+            rate: default 100 and 1e-3 for tables, 20 and 5e-3 for images (a CPU budget).
         batch_size: default 64, larger for big tables (about 200 steps an epoch, at most 4096);
             16 for images.
         baselines: also fit logistic / ridge regression and gradient boosting on the first

@@ -69,8 +69,10 @@ def default_batch_size(rows: int) -> int:
 #: CPU budget of a few seconds per fit only at a larger step (measured: mean IoU 0.35 at 1e-2
 #: vs 0.23 at 1e-3 after 30 epochs)
 IMAGE_BATCH = 16
-IMAGE_EPOCHS = 30
+IMAGE_EPOCHS = 20
 IMAGE_LR = 5e-3
+#: the repeats an image comparison may grow to by default (a fit costs seconds, not a tenth)
+IMAGE_MAX_REPEATS = 3
 
 #: repeats of k-fold the adaptive design may grow to (the default of ``max_repeats``)
 MAX_REPEATS = 6
@@ -115,6 +117,8 @@ def compare_table(
     dev = device if isinstance(device, torch.device) else _device(device)
     data = encode_input(table, task) if isinstance(table, ArrayInput) else encode(table, task=task)
     images = data.x is not None
+    if max_repeats is None and images:
+        most = max(repeats, IMAGE_MAX_REPEATS)
     epochs = (IMAGE_EPOCHS if images else 100) if epochs is None else epochs
     lr = (IMAGE_LR if images else 1e-3) if lr is None else lr
     notes = list(data.notes)
