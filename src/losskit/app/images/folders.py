@@ -283,8 +283,8 @@ def read_segmentation_folders(
             source = f"{str(names_file)!r} names {limit}" if names is not None else f"num_classes={limit}"
             raise LossInputError(
                 f"{who}: mask {str(mask)!r} holds the id {bad[0]}, neither a class nor ignore_index={ignore_index}; "
-                f"expected {expected} ({source}) or {ignore_index}. Fix the mask, or raise num_classes / add the "
-                "class to classes.txt."
+                f"expected {expected} ({source}) or {ignore_index}. Fix the mask, or "
+                + ("add the class to classes.txt." if names is not None else "raise num_classes.")
             )
         seen |= present
         ids.append(mask_ids)
