@@ -72,10 +72,11 @@ def header(who: str, path: Path, what: str = "image") -> tuple[str, Size]:
 
 
 def unreadable(who: str, path: Path, what: str, exc: BaseException) -> LossInputError:
-    reason = str(exc).strip() or type(exc).__name__
+    reason = (str(exc).strip() or type(exc).__name__).replace(f" '{path}'", "").replace(str(path), "the file")
+    expected = "PNG (mode L or P)" if what == "mask" else "image (png, jpg, bmp, gif, tif or webp)"
     return LossInputError(
-        f"{who}: {what} {str(path)!r} cannot be read ({reason}); expected a complete "
-        f"{', '.join(s.lstrip('.') for s in IMAGE_SUFFIXES[:5])}... file. Replace or remove the file."
+        f"{who}: {what} {str(path)!r} cannot be read ({reason}); expected a complete {expected} file. "
+        "Replace or remove the file."
     )
 
 

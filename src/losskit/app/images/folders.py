@@ -70,9 +70,16 @@ def read_class_folders(root: str | Path, image_size: int | tuple[int, int] | Non
             (named); an image that cannot be decoded (named); a bad ``image_size``.
 
     Example:
-        >>> data = read_class_folders("pets", image_size=64)  # doctest: +SKIP
-        >>> data.x.shape, data.class_names  # doctest: +SKIP
-        (torch.Size([120, 3, 64, 64]), ['cat', 'dog'])
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from PIL import Image
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     for name, colour in [("cat/1.png", "red"), ("cat/2.jpg", "orange"), ("dog/3.png", "blue")]:
+        ...         (Path(tmp) / name).parent.mkdir(exist_ok=True)
+        ...         Image.new("RGB", (40, 30), colour).save(Path(tmp) / name)
+        ...     data = read_class_folders(tmp, image_size=16)
+        >>> tuple(data.x.shape), data.class_names, data.y.tolist()
+        ((3, 3, 16, 16), ['cat', 'dog'], [0, 0, 1])
     """
     import torch
 
@@ -227,9 +234,22 @@ def read_segmentation_folders(
             bad ``classes.txt``; fewer than 2 classes.
 
     Example:
-        >>> data = read_segmentation_folders("voc/images", "voc/masks", image_size=128)  # doctest: +SKIP
-        >>> data.x.shape, data.masks.shape, data.num_classes  # doctest: +SKIP
-        (torch.Size([300, 3, 128, 128]), torch.Size([300, 128, 128]), 21)
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from PIL import Image
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     images, masks = Path(tmp, "images"), Path(tmp, "masks")
+        ...     images.mkdir()
+        ...     masks.mkdir()
+        ...     Image.new("RGB", (4, 2), "white").save(images / "a.jpg")
+        ...     mask = Image.new("L", (4, 2), 0)  # background
+        ...     mask.putpixel((1, 0), 1)  # one car pixel
+        ...     mask.putpixel((3, 1), 255)  # one ignored pixel
+        ...     mask.save(masks / "a.png")
+        ...     _ = (masks / "classes.txt").write_text("background\\ncar\\n")
+        ...     data = read_segmentation_folders(images, masks)
+        >>> data.masks.tolist(), data.class_names
+        ([[[0, 1, 0, 0], [0, 0, 0, 255]]], ['background', 'car'])
     """
     import numpy as np
     import torch
@@ -283,8 +303,8 @@ def read_segmentation_folders(
             source = f"{str(names_file)!r} names {limit}" if names is not None else f"num_classes={limit}"
             raise LossInputError(
                 f"{who}: mask {str(mask)!r} holds the id {bad[0]}, neither a class nor ignore_index={ignore_index}; "
-                f"expected {expected} ({source}) or {ignore_index}. Fix the mask, or raise num_classes / add the "
-                "class to classes.txt."
+                f"expected {expected} ({source}) or {ignore_index}. Fix the mask, or "
+                + ("add the class to classes.txt." if names is not None else "raise num_classes.")
             )
         seen |= present
         ids.append(mask_ids)
