@@ -86,7 +86,7 @@ class ArrayInput:
 
 def _tensor(value: Any, what: str) -> torch.Tensor:
     try:
-        return value.detach().cpu() if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+        return value.detach().cpu() if isinstance(value, torch.Tensor) else torch.as_tensor(np.array(value))
     except (TypeError, ValueError) as exc:
         raise LossInputError(
             f"compare: {what} cannot be read as an array ({type(exc).__name__}: {exc}); expected numbers."
