@@ -150,7 +150,7 @@ def test_import_losskit_loads_no_application_dependency():
         """
         import sys
         import losskit, losskit.functional, losskit.nn, losskit.distributed, losskit.registry
-        heavy = sorted({m.split(".")[0] for m in sys.modules} & {"pandas", "sklearn", "matplotlib", "rich", "libcst", "torchmetrics", "scipy"})
+        heavy = sorted({m.split(".")[0] for m in sys.modules} & {"pandas", "sklearn", "matplotlib", "rich", "libcst", "torchmetrics", "scipy", "PIL"})
         print(heavy)
         print(sorted(m for m in sys.modules if m.startswith("losskit.app") or m.startswith("losskit.lint")))
         """

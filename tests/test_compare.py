@@ -247,7 +247,7 @@ def _write(tmp_path: Path, name: str, text: str) -> str:
     "make_args,message",
     [
         (lambda t: ["nope.csv", "--target", "y"], "'nope.csv' does not exist"),
-        (lambda t: [str(t)], "is a folder"),
+        (lambda t: [str(t)], "class folders"),  # a folder is image classification (class folders)
         (lambda t: [_write_bytes(t, "bin.csv", bytes(range(256)) * 8), "--target", "y"], "could not read"),
         (
             lambda t: [_write(t, "d.csv", "x,y\n" + "1,0\n" * 30), "--target", "Y"],

@@ -139,10 +139,14 @@ def test_every_candidate_builds_its_registered_module(task):
         Task.binary: (torch.arange(50) % 3 == 0).float(),
         Task.multilabel: (torch.arange(100).reshape(50, 2) % 3 == 0).float(),
         Task.multiclass: torch.arange(50) % 4,
+        # masks: the same 50 class ids as 5 images of 10 pixels, plus 3 ignored pixels (255)
+        Task.segmentation: torch.cat([torch.arange(50) % 4, torch.full((3,), 255)]).reshape(1, 53),
     }[task]
-    k = {Task.regression: 1, Task.binary: 1, Task.multilabel: 2, Task.multiclass: 4}[task]
+    k = {Task.regression: 1, Task.binary: 1, Task.multilabel: 2, Task.multiclass: 4, Task.segmentation: 4}[task]
     for name, candidate in registry.candidates_for(task).items():
-        module = compare_candidates.build(task, name, y, k)
+        module = compare_candidates.build(task, name, y, k, ignore_index=255)
+        if task == Task.segmentation:
+            assert module.ignore_index == 255, name
         assert type(module).__name__ == candidate.spec.module, name
         for option, value in candidate.options.items():
             assert getattr(module, option) == value, (name, option)
@@ -160,7 +164,7 @@ def test_the_command_line_offers_the_registry_choices():
         [sys.executable, "-m", "losskit", "compare", "--help"], capture_output=True, text=True, timeout=120, check=True
     ).stdout
     flat = " ".join(out.split())
-    assert "{auto,regression,binary,multiclass,multilabel}" in flat
+    assert "{auto,regression,binary,multiclass,multilabel,segmentation}" in flat
     for task in registry.COMPARE_TASKS:
         for name in registry.candidates_for(task):
             assert name in flat

@@ -363,6 +363,10 @@ FOCAL_GAMMA, FOCAL_ALPHA = 2.0, 0.25
 
 _REG = (Task.regression,)
 _MC = (Task.multiclass,)
+_SEG = (Task.segmentation,)
+#: Tversky's weights of false positives (alpha) and false negatives (beta) for the compare
+#: candidate: missing a small structure costs more than a stray pixel (Salehi et al. 2017)
+TVERSKY_ALPHA, TVERSKY_BETA = 0.3, 0.7
 
 #: ``losskit compare``'s candidates, in the order they are listed and trained.
 CANDIDATES: tuple[Candidate, ...] = (
@@ -405,6 +409,27 @@ CANDIDATES: tuple[Candidate, ...] = (
     # to a factor
     Candidate("huber", "huber_loss", _REG, fitted=("delta",), default_for=_REG),
     Candidate("smooth_l1", "smooth_l1_loss", _REG, {"beta": 1.0}, default_for=_REG),
+    # segmentation: every candidate also gets the data's ignore value (``ignore_index``); class
+    # weights come from the pixel frequencies of the fold's training masks
+    Candidate("cross_entropy", "cross_entropy", _SEG, default_for=_SEG, plain=True),
+    Candidate(
+        "cross_entropy+class_weights",
+        "cross_entropy",
+        _SEG,
+        fitted=("weight",),
+        default_for=_SEG,
+        same_as="cross_entropy",
+    ),
+    Candidate("dice", "dice_loss", _SEG, {"mode": "multiclass"}, default_for=_SEG),
+    Candidate("cross_entropy+dice", SEGMENTATION_WITH_DICE, _SEG, default_for=_SEG),
+    Candidate("focal", "focal_loss", _SEG, {"gamma": FOCAL_GAMMA}, default_for=_SEG),
+    Candidate(
+        "tversky",
+        "tversky_loss",
+        _SEG,
+        {"mode": "multiclass", "alpha": TVERSKY_ALPHA, "beta": TVERSKY_BETA},
+        default_for=_SEG,
+    ),
 )
 
 #: the tasks ``losskit compare`` trains for (those with candidates)

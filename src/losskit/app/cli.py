@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 import losskit
 from losskit import registry
+from losskit.app.cli_images import IMAGE_DATASETS, add_image_options
 from losskit.app.data import BUILTIN_DATASETS
 
 
@@ -89,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("data", nargs="?", metavar="FILE", help="a CSV or Parquet file with a header row")
     rec.add_argument("--target", action="append", metavar="COL", help="target column of FILE (repeat for multi-output)")
     rec.add_argument(
-        "--dataset", metavar="NAME", help=f"a data set bundled with scikit-learn: {', '.join(BUILTIN_DATASETS)}"
+        "--dataset", metavar="NAME", help=f"a bundled data set: {', '.join(BUILTIN_DATASETS + IMAGE_DATASETS)}"
     )
     rec.add_argument(
         "--task", default="auto", choices=["auto"] + [t.value for t in losskit.Task], help="override the inferred task"
@@ -113,12 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
         "folds, and print a verdict. Writes metrics.json, PNG plots and report.html to --out. "
         "With no data it runs on scikit-learn's digits.",
     )
-    cmp_.add_argument("data", nargs="?", metavar="DATA", help="a CSV or Parquet file with a header row")
+    cmp_.add_argument(
+        "data", nargs="?", metavar="DATA", help="a CSV or Parquet file with a header row, or a folder of class folders"
+    )
     cmp_.add_argument(
         "--target", action="append", metavar="COL", help="target column of DATA (repeat for multilabel / multi-output)"
     )
     cmp_.add_argument(
-        "--dataset", metavar="NAME", help=f"a data set bundled with scikit-learn: {', '.join(BUILTIN_DATASETS)}"
+        "--dataset", metavar="NAME", help=f"a bundled data set: {', '.join(BUILTIN_DATASETS + IMAGE_DATASETS)}"
     )
     cmp_.add_argument(
         "--task",
@@ -135,8 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument(
         "--epochs",
         type=_positive_int,
-        default=100,
-        help="most epochs per candidate; early stopping usually ends sooner (default 100)",
+        default=None,
+        help="most epochs per candidate; early stopping usually ends sooner (default 100; images 20)",
     )
     cmp_.add_argument(
         "--batch-size",
@@ -144,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="batch size (default 64; for large tables about 200 steps an epoch, at most 4096)",
     )
-    cmp_.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    cmp_.add_argument("--lr", type=_positive_float, default=None, help="Adam learning rate (default 1e-3; images 5e-3)")
     cmp_.add_argument("--seed", type=int, default=0, help="seed for splits, initial weights and batches (default 0)")
     cmp_.add_argument(
         "--out", default="losskit-report", metavar="DIR", help="report folder (default ./losskit-report/)"
@@ -160,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="add repeats, up to N in all, while a candidate is undecided and more data would likely decide "
-        "(default 6; pass --max-repeats equal to --repeats for a fixed design)",
+        "(default 6, images 3; pass --max-repeats equal to --repeats for a fixed design)",
     )
     cmp_.add_argument(
         "--budget",
@@ -211,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="train the recommended loss on all rows; write its state_dict to --out/model.pt",
     )
+    add_image_options(cmp_)
     doc = sub.add_parser(
         "doctor",
         help="sanity checks for a model + loss + batch (losskit.doctor); --demo shows what it catches",
@@ -332,15 +336,19 @@ def _load_table(args: argparse.Namespace) -> Any:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from losskit.app.cli_images import image_input, model_factory
     from losskit.app.compare import run_compare
     from losskit.app.compare.engines import WorkerDied
 
-    table = _load_table(args)
+    model = model_factory(args.model) if args.model else None
+    images = image_input(args)
+    data = images if images is not None else _load_table(args)
     try:
         run_compare(
-            table,
+            data,
             task=args.task,
             losses=args.losses,
+            model=model,
             epochs=args.epochs,
             batch_size=args.batch_size,
             lr=args.lr,

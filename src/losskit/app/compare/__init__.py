@@ -39,6 +39,7 @@ from losskit.app.data import Table
 from losskit.errors import LossInputError
 
 if TYPE_CHECKING:
+    from losskit.app.compare.inputs import ArrayInput
     from losskit.app.compare.run import Run
 
 __all__ = ["CompareResult", "compare", "run_compare", "MARKER"]
@@ -189,9 +190,9 @@ def compare(
     max_repeats: int | None = None,
     budget: float | None = None,
     margin: float | None = None,
-    epochs: int = 100,
+    epochs: int | None = None,
     batch_size: int | None = None,
-    lr: float = 1e-3,
+    lr: float | None = None,
     seed: int = 0,
     device: str = "cpu",
     baselines: bool = True,
@@ -202,6 +203,7 @@ def compare(
     backend: str = "local",
     ray_address: str | None = None,
     gpus_per_fit: float = 0,
+    ignore_index: int = 255,
 ) -> CompareResult:
     """Compare candidate losses on your data (and your model) by repeated cross-validation, and
     decide for each candidate: better, equivalent, worse or undecided against the plain loss.
@@ -217,25 +219,40 @@ def compare(
     the bad side *worse*, within ``±margin`` *equivalent*, else *undecided*. While a candidate
     is undecided and more data would likely decide, repeats are added (up to ``max_repeats``).
 
+    Samples of any shape: tables (2-D features, standardized per fold), images ``(N, C, H, W)``
+    or any ``(N, *shape)`` your model takes (used as given). A segmentation task has class
+    masks ``(N, H, W)`` as targets (``ignore_index`` marks pixels left out), is decided on the
+    mean IoU, and its folds are cut over images (stratified by whether an image shows the
+    rarest class). A ``Dataset`` whose samples have 2 or more dimensions is read batch by batch,
+    never held in memory whole (its fits then run one at a time in this process).
+
     Args:
         data: a pandas DataFrame (``target`` = its target column name or names), features as an
-            array / tensor (``target`` = the labels), a pair ``(X, y)``, or a torch ``Dataset`` of
-            ``(x, y)`` pairs.
+            array / tensor (``target`` = the labels or masks), a pair ``(X, y)``, a torch
+            ``Dataset`` of ``(x, y)`` pairs, or an ``ImageSet`` / ``SegmentationSet`` of
+            :mod:`losskit.app.images` (read from folders).
         target: see ``data``.
-        task: ``"auto"`` (inferred from the target) or a task name.
+        task: ``"auto"`` (inferred from the target: integer masks ``(N, H, W)`` matching the
+            images are segmentation) or a task name.
         losses: candidate names (see ``losskit compare --help``) and / or loss modules; default
             the task's standard set.
-        model: a factory of the model, ``lambda: MyNet()`` or ``lambda d_in, d_out: ...``
-            (default: an MLP sized from the data). Called with a fixed seed per fold.
+        model: a factory of the model, ``lambda: MyNet()`` or ``lambda d_in, d_out: ...``,
+            called with a fixed seed per fold; ``d_in`` is the number of features of a table, the
+            first dimension of other samples (an image's channels); ``d_out`` the outputs (classes).
+            Default: an MLP sized from a table, a small CNN for images, a small U-Net for
+            segmentation (group norm, so the fits stack).
         optimizer: a factory called with the model's parameters (default Adam at ``lr``).
         folds, repeats: k of k-fold (default 5) and the repeats run first (default 2).
-        max_repeats: repeats the design may grow to while a candidate is undecided (default 6;
-            ``max_repeats=repeats`` for a fixed design).
+        max_repeats: repeats the design may grow to while a candidate is undecided (default 6,
+            images 3; ``max_repeats=repeats`` for a fixed design).
         budget: stop adding repeats when the next ones would pass this many seconds (the
             result then depends on the machine's speed).
         margin: the region of practical equivalence, in the deciding metric's units (default
             0.01 for scores in [0, 1]; 1 % of the target's spread for MAE / RMSE).
-        batch_size: default 64, larger for big tables (about 200 steps an epoch, at most 4096).
+        epochs, lr: most epochs per fit (early stopping usually ends sooner) and Adam's learning
+            rate: default 100 and 1e-3 for tables, 20 and 5e-3 for images (a CPU budget).
+        batch_size: default 64, larger for big tables (about 200 steps an epoch, at most 4096);
+            16 for images.
         baselines: also fit logistic / ridge regression and gradient boosting on the first
             ``repeats`` x ``folds`` folds.
         metric: the metric the verdict is decided on (default: macro-F1, ROC-AUC or MAE by task;
@@ -244,6 +261,8 @@ def compare(
         jobs: worker processes (default: one per core; small comparisons run in this process).
         backend: ``"local"`` or ``"ray"`` (``ray_address``, else ``RAY_ADDRESS``, else a local
             Ray instance); ``gpus_per_fit`` GPUs per fit on Ray.
+        ignore_index: segmentation: the mask value of pixels left out of losses and metrics
+            (default 255, as in PASCAL VOC).
 
     Returns:
         A :class:`CompareResult`: ``.recommendation``, ``.table()``, ``.save(out)``.
@@ -264,7 +283,7 @@ def compare(
 
     start = time.perf_counter()
     run = compare_table(
-        to_table(data, target, name),
+        to_table(data, target, name, ignore_index=ignore_index),
         task=task,
         losses=losses,
         model=model,
@@ -293,13 +312,14 @@ def compare(
 
 
 def run_compare(
-    table: Table,
+    table: Table | ArrayInput | Any,
     *,
     task: str = "auto",
     losses: str | None = None,
-    epochs: int = 100,
+    model: Callable[..., nn.Module] | None = None,
+    epochs: int | None = None,
     batch_size: int | None = None,
-    lr: float = 1e-3,
+    lr: float | None = None,
     seed: int = 0,
     out: str | Path = "losskit-report",
     device: str = "cpu",
@@ -331,7 +351,7 @@ def run_compare(
     from rich.markup import escape
 
     from losskit.app.compare.report import print_summary
-    from losskit.app.compare.run import compare_table
+    from losskit.app.compare.run import compare_table, to_table
 
     start = time.perf_counter()
     if console is None:
@@ -340,9 +360,10 @@ def run_compare(
     path = Path(out).expanduser().resolve()
     _check_out(path)  # before the work, so a bad --out fails at once
     run = compare_table(
-        table,
+        to_table(table),
         task=task,
         losses=losses,
+        model=model,
         folds=folds,
         repeats=repeats,
         max_repeats=max_repeats,

@@ -51,6 +51,7 @@ from losskit.app.compare.train import (
     TrainResult,
     _overfitting,
     default_adam,
+    eval_rows,
     outputs_for_loss,
 )
 from losskit.tasks import Task
@@ -65,9 +66,6 @@ __all__ = [
     "train_stacked",
     "OVERFIT_RISE",
 ]
-
-#: rows per forward pass when scoring the validation split
-_EVAL_ROWS = 8192
 
 
 def stacked_optimizer(
@@ -187,6 +185,10 @@ class _Losses:
         for gi, g in enumerate(self.groups):
             module = self.modules[g[0]]
             if len(g) < 2 or getattr(module, "reduction", None) != "mean":
+                continue
+            if self.task == Task.segmentation:
+                # a mean over the pixels that are not ignored is not the mean of the unreduced
+                # loss (ignored pixels count 0 there): one call per member
                 continue
             twin = copy.copy(module)
             try:
@@ -468,14 +470,15 @@ def _validation_loss(
     n_val_f: list[int],
     n_val: torch.Tensor,
 ) -> list[float]:
-    """Each member's mean loss over its fold's validation rows (``_EVAL_ROWS`` at a time)."""
+    """Each member's mean loss over its fold's validation rows (:func:`eval_rows` at a time)."""
     stack.train(False)
     folds = fold_of.tolist()
     totals = torch.zeros(len(folds), dtype=torch.float64)
     longest = max(n_val_f)
     with torch.no_grad():
-        for start in range(0, longest, _EVAL_ROWS):
-            width = min(_EVAL_ROWS, longest - start)
+        step = eval_rows(x_val.shape[2:], len(fold_of))
+        for start in range(0, longest, step):
+            width = min(step, longest - start)
             sizes = [max(0, min(width, n_val_f[f] - start)) for f in folds]
             if not any(sizes):
                 break

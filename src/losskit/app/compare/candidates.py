@@ -38,30 +38,37 @@ def parse_losses(task: Task, text: str | list[str] | None) -> list[str]:
     return names
 
 
-def build(task: Task, name: str, y_train: torch.Tensor, num_outputs: int) -> nn.Module:
+def build(
+    task: Task, name: str, y_train: torch.Tensor, num_outputs: int, *, ignore_index: int | None = None
+) -> nn.Module:
     """The configured loss module of candidate ``name``: its fixed options, plus the ones fitted
-    on the training targets."""
+    on the training targets. Segmentation: every candidate ignores ``ignore_index`` pixels, and
+    class weights are balanced weights from the pixel counts of the training masks."""
     candidate = registry.candidates_for(task)[name]
     if "delta" in candidate.fitted:
         module: nn.Module = losskit.loss_for("regression", targets=y_train, robust=True)
         return module
     kwargs = dict(candidate.options)
+    if task == Task.segmentation and ignore_index is not None:
+        kwargs["ignore_index"] = ignore_index
     if "weight" in candidate.fitted:
-        kwargs["weight"] = losskit.class_weights(y_train, num_classes=num_outputs)
+        kwargs["weight"] = _weights(y_train, num_outputs, ignore_index)
     if "pos_weight" in candidate.fitted:
         kwargs["pos_weight"] = losskit.pos_weight(y_train)
     module = candidate.spec.module_class(**kwargs)
     return module
 
 
-def same_model(task: Task, name: str, y: torch.Tensor, num_outputs: int) -> str | None:
+def same_model(
+    task: Task, name: str, y: torch.Tensor, num_outputs: int, *, ignore_index: int | None = None
+) -> str | None:
     """The candidate ``name`` is the same model as, on targets ``y``: class weights that are all
     equal (balanced classes) or a ``pos_weight`` of 1 are neutral. ``None`` otherwise."""
     candidate = registry.candidates_for(task).get(name)
     if candidate is None or candidate.same_as is None:
         return None
     if "weight" in candidate.fitted:
-        w = losskit.class_weights(y, num_classes=num_outputs)
+        w = _weights(y, num_outputs, ignore_index)
         neutral = bool(torch.allclose(w, w[0].expand_as(w), rtol=1e-6, atol=0.0))
     elif "pos_weight" in candidate.fitted:
         pw = losskit.pos_weight(y)
@@ -69,3 +76,10 @@ def same_model(task: Task, name: str, y: torch.Tensor, num_outputs: int) -> str 
     else:
         neutral = False
     return candidate.same_as if neutral else None
+
+
+def _weights(y: torch.Tensor, num_outputs: int, ignore_index: int | None) -> torch.Tensor:
+    """Balanced class weights of the targets (segmentation: of the mask pixels not ignored)."""
+    if ignore_index is None:
+        return losskit.class_weights(y, num_classes=num_outputs)
+    return losskit.class_weights(y, num_classes=num_outputs, ignore_index=ignore_index)

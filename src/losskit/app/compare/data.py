@@ -48,10 +48,27 @@ class Encoded:
     class_names: list[str] | None = None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: inputs that are not a table (images, any sample shape): an ``(N, *shape)`` tensor or a
+    #: :class:`losskit.app.compare.inputs.LazyRows` over a Dataset; ``frame`` is then ``None``
+    x: Any = None
+    #: segmentation: the mask value of ignored pixels
+    ignore_index: int = 255
+    #: strata of the folds when they are not the labels (segmentation: whether an image shows
+    #: the rarest class)
+    strata: Any = None
+    #: one file per row when the data came from files (report pictures)
+    files: list[str] | None = None
 
     @property
     def stratify(self) -> Any:
+        if self.strata is not None:
+            return self.strata.long().numpy()
         return self.y.long().numpy() if self.task in (Task.binary, Task.multiclass) else None
+
+    @property
+    def lazy(self) -> bool:
+        """The inputs are read from a Dataset batch by batch (not held in memory)."""
+        return self.x is not None and not isinstance(self.x, torch.Tensor)
 
 
 @dataclass(frozen=True)
@@ -107,8 +124,9 @@ def _labels(table: Table, task: Task, guess: TaskGuess) -> tuple[torch.Tensor, l
         return labels01.float(), names
     if task not in (Task.binary, Task.multiclass):
         raise LossInputError(
-            f"{table.name}: task {task.value!r} needs sequences or images; losskit compare trains an "
-            "MLP on tables: expected regression, binary, multiclass or multilabel. Pass --task explicitly."
+            f"{table.name}: task {task.value!r} needs "
+            + ("images and class masks (--images DIR --masks DIR)" if task == Task.segmentation else "sequences")
+            + "; on a table losskit compare expects regression, binary, multiclass or multilabel. Pass --task explicitly."
         )
     if isinstance(y, torch.Tensor) and y.dim() == 2 and y.shape[1] > 1:
         if bool(((y == 0) | (y == 1)).all()) and bool((y.sum(1) == 1).all()):
@@ -200,6 +218,19 @@ def _columns(table: Table, notes: list[str]) -> tuple[Any, list[str], list[str]]
 
 def encode(table: Table, task: str = "auto") -> Encoded:
     """Infer the task, encode the targets and check the feature columns of ``table``."""
+    chosen, guess, y, class_names, notes, warnings = encode_target(table, task)
+    frame, numeric, categorical = _columns(table, notes)
+    num_outputs = (
+        1 if chosen == Task.binary else (len(class_names or []) if chosen == Task.multiclass else int(y.shape[1]))
+    )
+    return Encoded(table.name, chosen, guess, frame, y, num_outputs, numeric, categorical, class_names, notes, warnings)
+
+
+def encode_target(
+    table: Table, task: str = "auto"
+) -> tuple[Task, TaskGuess, torch.Tensor, list[str] | None, list[str], list[str]]:
+    """The task (inferred, or ``task``), the guess, the encoded targets, the class names, and
+    the notes and warnings so far, of ``table``'s target."""
     notes: list[str] = []
     warnings: list[str] = []
     if table.dropped_rows:
@@ -228,11 +259,7 @@ def encode(table: Table, task: str = "auto") -> Encoded:
         raise LossInputError(
             f"{table.name}: {n} labelled rows; expected at least {MIN_ROWS} to cut cross-validation folds. Add data."
         )
-    frame, numeric, categorical = _columns(table, notes)
-    num_outputs = (
-        1 if chosen == Task.binary else (len(class_names or []) if chosen == Task.multiclass else int(y.shape[1]))
-    )
-    return Encoded(table.name, chosen, guess, frame, y, num_outputs, numeric, categorical, class_names, notes, warnings)
+    return chosen, guess, y, class_names, notes, warnings
 
 
 def make_folds(data: Encoded, folds: int, repeats: int, seed: int) -> list[Fold]:
@@ -246,7 +273,11 @@ def make_folds(data: Encoded, folds: int, repeats: int, seed: int) -> list[Fold]
         raise LossInputError(f"--folds {folds}: expected at least 2 folds.")
     if n // folds < 2:
         raise LossInputError(f"{data.name}: {n} rows cannot be cut into {folds} folds; expected fewer --folds.")
-    if stratify is not None:
+    if stratify is not None and data.task == Task.segmentation and np.bincount(stratify, minlength=2).min() < folds:
+        stratify = None  # too few images show the rare class to spread it over every fold
+    if stratify is not None and data.task == Task.segmentation:
+        splitter: Any = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+    elif stratify is not None:
         counts = np.bincount(stratify, minlength=data.num_outputs if data.task == Task.multiclass else 2)
         names = data.class_names or [str(i) for i in range(len(counts))]
         rare = [(names[i], int(c)) for i, c in enumerate(counts) if c < folds]
@@ -263,7 +294,7 @@ def make_folds(data: Encoded, folds: int, repeats: int, seed: int) -> list[Fold]
                 f"class(es) {shown} have fewer than {MIN_PER_FOLD} rows per test fold ({folds} folds): their "
                 "per-fold metrics are noisy."
             )
-        splitter: Any = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+        splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
     else:
         splitter = RepeatedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
     out = []
@@ -302,16 +333,25 @@ def _transformer(data: Encoded) -> Any:
 
 
 def fold_data(data: Encoded, fold: Fold) -> FoldData:
-    """Features of ``fold`` standardized on its training rows; regression targets likewise."""
+    """Features of ``fold`` standardized on its training rows; regression targets likewise.
+    Inputs that are not a table (``data.x``) are taken as they are, row by row."""
     import numpy as np
 
-    transformer = _transformer(data).fit(data.frame.iloc[fold.fit])
-
-    def features(idx: Any) -> torch.Tensor:
-        return torch.tensor(np.asarray(transformer.transform(data.frame.iloc[idx]), dtype=np.float32))
-
     y = data.y
-    out = FoldData(features(fold.fit), features(fold.val), features(fold.test), y[fold.fit], y[fold.val], y[fold.test])
+    if data.x is not None:
+        from losskit.app.compare.inputs import rows
+
+        fit_x, val_x, test_x = (rows(data.x, idx) for idx in (fold.fit, fold.val, fold.test))
+        out = FoldData(fit_x, val_x, test_x, y[fold.fit], y[fold.val], y[fold.test])
+    else:
+        transformer = _transformer(data).fit(data.frame.iloc[fold.fit])
+
+        def features(idx: Any) -> torch.Tensor:
+            return torch.tensor(np.asarray(transformer.transform(data.frame.iloc[idx]), dtype=np.float32))
+
+        out = FoldData(
+            features(fold.fit), features(fold.val), features(fold.test), y[fold.fit], y[fold.val], y[fold.test]
+        )
     if data.task == Task.regression:
         mean = out.y_fit.mean(0)
         std = out.y_fit.std(0) if len(out.y_fit) > 1 else torch.ones_like(mean)

@@ -21,6 +21,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
@@ -59,12 +60,15 @@ class FoldArrays:
         def arr(t: torch.Tensor | None) -> np.ndarray | None:
             return None if t is None else t.detach().cpu().numpy()
 
+        def x(t: torch.Tensor) -> np.ndarray:  # a lazy Dataset's rows stay a view (nothing read)
+            return t.numpy() if isinstance(t, torch.Tensor) else cast(np.ndarray, t)
+
         return FoldArrays(
-            fold.x_fit.numpy(),
+            x(fold.x_fit),
             fold.y_fit.numpy(),
-            fold.x_val.numpy(),
+            x(fold.x_val),
             fold.y_val.numpy(),
-            fold.x_test.numpy(),
+            x(fold.x_test),
             arr(fold.target_mean),
             arr(fold.target_std),
         )
@@ -76,6 +80,8 @@ class FoldArrays:
         def t(a: np.ndarray | None) -> torch.Tensor | None:
             if a is None:
                 return None
+            if not isinstance(a, np.ndarray):  # LazyRows
+                return cast(torch.Tensor, a)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # "non-writable": we only read
                 return torch.from_numpy(np.asarray(a))
@@ -111,6 +117,9 @@ class Settings:
     device: str
     model: Callable[..., nn.Module] | None = None
     optimizer: Callable[..., torch.optim.Optimizer] | None = None
+    #: the shape of one sample when the inputs are not a table (images ``(C, H, W)``, ...);
+    #: ``d_in`` is then its first dimension (the channels), what a model factory is called with
+    x_shape: tuple[int, ...] = ()
 
     def initial(self, fold: int) -> nn.Module:
         """The initial model of split ``fold`` (the same for every candidate of that fold)."""
@@ -119,6 +128,10 @@ class Settings:
     def build(self, seed: int) -> nn.Module:
         """A new model with initial weights drawn from ``seed``."""
         if self.model is None:
+            if self.x_shape:
+                from losskit.app.compare.models import default_model
+
+                return default_model(self.task, self.x_shape, self.d_out, seed)
             return make_model(self.d_in, self.d_out, seed)
         takes_shape = len(inspect.signature(self.model).parameters) >= 2
         with torch.random.fork_rng(devices=[]):
@@ -313,7 +326,9 @@ def plan(
     tasks: list[FitTask] = []
     groups: list[list[int]] = []
     if batch_reason is None:
-        small = _parameters(settings.initial(0)) * max(fit_rows[k] for k in folds) < SMALL_WORK
+        # convolutions stacked run as grouped convolutions, no faster per fit than one by one
+        # (measured): image fits stack per fold only, so the folds spread over the workers
+        small = not settings.x_shape and _parameters(settings.initial(0)) * max(fit_rows[k] for k in folds) < SMALL_WORK
         if small:
             by_steps: dict[int, list[int]] = {}
             for k in folds:

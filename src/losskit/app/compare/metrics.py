@@ -6,7 +6,9 @@ binary: ``roc_auc``, ``average_precision``, ``f1`` (at the threshold that maximi
 validation split), ``brier``, ``ece``, ``log_loss``; multiclass: ``macro_f1``,
 ``balanced_accuracy``, ``accuracy``, ``log_loss``, ``ece``; multilabel: ``micro_f1``,
 ``macro_f1``, ``macro_roc_auc``, ``ece`` and ``f1[<label>]`` per label; regression: ``mae``,
-``rmse``, ``r2`` (in the target's original units; averaged over outputs). ECE is the expected
+``rmse``, ``r2`` (in the target's original units; averaged over outputs); segmentation:
+``mean_iou``, ``mean_dice``, ``pixel_accuracy`` and ``iou[<class>]`` per class (see
+:func:`losskit.app.compare.segmentation.segmentation_metrics`). ECE is the expected
 calibration error, 15 equal-width bins, L1 (multilabel: every (row, label) probability).
 """
 
@@ -40,6 +42,7 @@ METRICS: dict[Task, tuple[str, ...]] = {
     Task.multiclass: ("macro_f1", "balanced_accuracy", "accuracy", "log_loss", "ece"),
     Task.multilabel: ("micro_f1", "macro_f1", "macro_roc_auc", "ece"),
     Task.regression: ("mae", "rmse", "r2"),
+    Task.segmentation: ("mean_iou", "mean_dice", "pixel_accuracy"),
 }
 #: the metric the verdict is decided on
 PRIMARY: dict[Task, str] = {
@@ -47,6 +50,7 @@ PRIMARY: dict[Task, str] = {
     Task.multiclass: "macro_f1",
     Task.multilabel: "macro_f1",
     Task.regression: "mae",
+    Task.segmentation: "mean_iou",
 }
 #: the metrics that speak for a task: a decision on one of them is checked against the others, and
 #: the verdict names a trade-off (better on one, worse on another)
@@ -55,6 +59,9 @@ MAIN: dict[Task, tuple[str, ...]] = {
     Task.multiclass: ("macro_f1", "balanced_accuracy"),
     Task.multilabel: ("macro_f1", "micro_f1"),
     Task.regression: ("mae", "rmse"),
+    # Dice weighs a class's overlap differently from IoU (2x / (1 + x) of it): a loss can win on
+    # one and not the other when it trades small classes against large ones
+    Task.segmentation: ("mean_iou", "mean_dice"),
 }
 #: a multiclass target whose smallest class has a smaller share of the rows (and less than half
 #: its share if the classes were balanced, so ten balanced classes are not "imbalanced") is
@@ -75,6 +82,9 @@ HIGHER_IS_BETTER = {
     "mae": False,
     "rmse": False,
     "r2": True,
+    "mean_iou": True,
+    "mean_dice": True,
+    "pixel_accuracy": True,
 }
 ECE_BINS = 15
 
@@ -113,7 +123,7 @@ def default_margin(metric: str, y: torch.Tensor) -> float:
 
 
 def higher_is_better(metric: str) -> bool:
-    """Direction of ``metric`` (per-label ``f1[...]`` keys: higher)."""
+    """Direction of ``metric`` (per-label ``f1[...]`` and per-class ``iou[...]`` keys: higher)."""
     return HIGHER_IS_BETTER.get(metric, True)
 
 
@@ -176,11 +186,19 @@ def evaluate(
     num_outputs: int,
     threshold: float = 0.5,
     label_names: list[str] | None = None,
+    ignore_index: int = 255,
 ) -> Evaluation:
-    """Metrics of ``scores`` (probabilities, or predictions in original units) on ``target``."""
+    """Metrics of ``scores`` (probabilities, or predictions in original units; segmentation:
+    predicted class ids) on ``target``; ``label_names`` name the labels (multilabel) or the
+    classes (segmentation, whose ``ignore_index`` pixels are left out)."""
     import numpy as np
     import sklearn.metrics as M
 
+    if task == Task.segmentation:
+        from losskit.app.compare.segmentation import segmentation_metrics
+
+        ids, truth = scores.detach().long().cpu(), target.detach().long().cpu()
+        return Evaluation(segmentation_metrics(ids, truth, num_outputs, ignore_index, label_names), ids, truth)
     scores = scores.detach().double().cpu()
     target = target.detach().cpu()
     with warnings.catch_warnings():

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from losskit.app.compare.metrics import ECE_BINS, METRICS, higher_is_better
+from losskit.app.compare.pictures import image_plots, iou_html, print_iou
 from losskit.app.compare.run import Run
 from losskit.app.compare.verdict import paired_tests
 from losskit.tasks import Task
@@ -183,6 +184,8 @@ def _plots(out: Path, run: Run) -> list[tuple[str, str]]:
             )
         )
 
+    if data.task == Task.segmentation:
+        return made + image_plots(out, run, plt, _save)
     names = trained + [b["model"] for b in p["baselines"]]
     labels = {b["model"]: b["label"] for b in p["baselines"]}
     if data.task == Task.regression:
@@ -253,7 +256,7 @@ def _plots(out: Path, run: Run) -> list[tuple[str, str]]:
         pr.legend(fontsize=7)
         _save(plt, fig, out / "roc_pr.png", f"{data.name}: ROC and precision-recall curves (out-of-fold, first repeat)")
         made.append(("roc_pr.png", "ROC and precision-recall curves of the out-of-fold scores of the first repeat."))
-    return made
+    return made + image_plots(out, run, plt, _save)
 
 
 def _reliability(task: Task, scores: torch.Tensor, target: torch.Tensor) -> tuple[list[float], list[float], list[int]]:
@@ -359,6 +362,7 @@ decided); the task's other main metrics are decided the same way below it. ★ m
 {html.escape(p["plain"])}'s; the highlighted row is the recommendation.</p>
 <table id="results"><thead><tr><th>model</th>{head}<th>vs {html.escape(p["plain"])}</th><th>folds at --epochs</th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
+{iou_html(run)}
 <h2>Data</h2><ul>{notes}</ul>
 <h2>Plots</h2>
 {"".join(figures)}
@@ -421,6 +425,7 @@ def print_summary(console: Any, run: Run) -> None:
         what = "baseline, degenerate" if b.get("degenerate") else f"baseline: {v['decision']} vs {chosen}"
         table.add_row(f"[dim]{escape(b['label'])}[/]", *cells, f"[dim]{escape(what)}[/]")
     console.print(table, width=min(console.width, 80))
+    print_iou(console, run)
     for w in p["warnings"]:
         console.print(f"[bold yellow]warning[/]: {escape(w)}")
     console.print(f"[bold]verdict[/]: {escape(p['recommendation']['text'])}")

@@ -42,6 +42,7 @@ _RANGE = {
         ("roc_auc", "average_precision", "f1", "brier", "ece", "macro_f1", "micro_f1", "macro_roc_auc"), (0.0, 1.0)
     ),
     **dict.fromkeys(("balanced_accuracy", "accuracy"), (0.0, 1.0)),
+    **dict.fromkeys(("mean_iou", "mean_dice", "pixel_accuracy", "iou"), (0.0, 1.0)),
     **dict.fromkeys(("log_loss", "mae", "rmse"), (0.0, math.inf)),
 }
 

@@ -18,6 +18,7 @@ from losskit.app.compare import candidates as cand
 from losskit.app.compare import fits
 from losskit.app.compare.data import Encoded, fold_data
 from losskit.errors import LossInputError
+from losskit.tasks import Task
 
 if TYPE_CHECKING:
     from losskit.app.compare.engines import Engine
@@ -59,12 +60,17 @@ def choose_engine(
     gpus_per_fit: float,
     tasks: list[fits.FitTask],
     fit_rows: list[int],
+    lazy: bool = False,
 ) -> Engine:
     from losskit.app.compare.engines import InProcess, cpu_count, make_engine
 
+    if lazy and backend == "local":  # a Dataset read batch by batch: this process reads it
+        return InProcess(settings)
     workers = jobs or cpu_count()
     if backend == "local" and jobs is None:
         params = sum(p.numel() for p in settings.initial(0).parameters())
+        # a convolution uses each weight once per pixel: images cost their pixels times more
+        params *= math.prod(settings.x_shape[1:]) if len(settings.x_shape) >= 3 else 1
         work = 0.0
         for t in tasks:
             for k in t.folds:
@@ -137,6 +143,10 @@ class Runner:
     def __exit__(self, *exc: Any) -> None:
         self.stack.__exit__(*exc)
 
+    @property
+    def _ignore(self) -> int | None:
+        return self.data.ignore_index if self.data.task == Task.segmentation else None
+
     def _prepare(self, k: int) -> None:
         if k in self.losses:
             return
@@ -146,7 +156,7 @@ class Runner:
         self.losses[k] = {
             n: copy.deepcopy(self.custom[n])
             if n in self.custom
-            else cand.build(self.data.task, n, fd.y_fit, self.settings.d_out)
+            else cand.build(self.data.task, n, fd.y_fit, self.settings.d_out, ignore_index=self._ignore)
             for n in self.trained
         }
 

@@ -11,6 +11,7 @@ import copy
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -60,13 +61,38 @@ def outputs_for_loss(task: Task, outputs: torch.Tensor) -> torch.Tensor:
     return outputs.squeeze(-1) if task == Task.binary else outputs
 
 
-def predict(task: Task, model: nn.Module, x: torch.Tensor, fold: FoldData, batch: int = 8192) -> torch.Tensor:
-    """Probabilities (classification) or predictions in the target's original units, on CPU."""
+#: rows per forward pass when scoring (fewer for large samples: see :func:`eval_rows`)
+EVAL_ROWS = 8192
+
+
+#: rows per forward pass when scoring a Dataset read lazily (it is read that many at a time)
+LAZY_EVAL_ROWS = 64
+
+
+def eval_rows(sample_shape: Any, members: int = 1, lazy: bool = False) -> int:
+    """Rows per forward pass when scoring: 8192 table rows, fewer for large samples (images),
+    so one pass holds about 4 M input values over all ``members`` of a stack; at most
+    :data:`LAZY_EVAL_ROWS` from a lazily read Dataset."""
+    if lazy:
+        return min(LAZY_EVAL_ROWS, eval_rows(sample_shape, members))
+    values = 1
+    for s in sample_shape:
+        values *= int(s)
+    return max(1, min(EVAL_ROWS, (1 << 22) // max(1, values * members)))
+
+
+def predict(task: Task, model: nn.Module, x: torch.Tensor, fold: FoldData, batch: int | None = None) -> torch.Tensor:
+    """Probabilities (classification), predicted class ids per pixel (segmentation: the
+    argmax of the logits, ``(N, H, W)`` int64) or predictions in the target's original units,
+    on CPU."""
     model.eval()
     device = next(iter(model.parameters()), torch.empty(0)).device
+    batch = batch or (eval_rows(x[0].shape, lazy=not isinstance(x, torch.Tensor)) if len(x) else 1)
     with torch.no_grad():
         out = torch.cat([model(x[i : i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)])
     out = outputs_for_loss(task, out)
+    if task == Task.segmentation:
+        return out.argmax(1)
     if task == Task.multiclass:
         return torch.softmax(out.double(), 1)
     if task in (Task.binary, Task.multilabel):
@@ -77,9 +103,10 @@ def predict(task: Task, model: nn.Module, x: torch.Tensor, fold: FoldData, batch
 
 
 def _epoch_loss_batched(
-    model: nn.Module, loss_fn: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor, batch: int = 8192
+    model: nn.Module, loss_fn: nn.Module, task: Task, x: torch.Tensor, y: torch.Tensor, batch: int | None = None
 ) -> float:
     model.eval()
+    batch = batch or (eval_rows(x[0].shape, lazy=not isinstance(x, torch.Tensor)) if len(x) else 1)
     total = 0.0
     with torch.no_grad():
         for i in range(0, len(x), batch):
