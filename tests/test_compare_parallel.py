@@ -191,3 +191,34 @@ def test_bad_numbers_are_usage_errors(args, capsys):
         main(["compare", "--dataset", "iris", *args])
     assert exc.value.code == 2
     assert "expected" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("busy", "free"), [([3.0, 4.0], 2), ([97.0, 2.0], 1), ([99.0, 98.0], 1), ([10.0, 60.0, 5.0, 55.0], 2)]
+)
+def test_the_default_jobs_leave_busy_cores_to_their_programs(monkeypatch, busy, free):
+    import psutil
+
+    from losskit.app.compare.engines import free_cores
+
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None, percpu=False: list(busy))
+    assert free_cores(len(busy)) == free
+
+
+def test_with_a_busy_core_the_default_runs_in_this_process(monkeypatch):
+    # a comparison big enough for workers on an idle machine runs in this process when the
+    # other core is taken (one worker would only add its start-up); --jobs 2 still starts two
+    import numpy as np
+    import psutil
+
+    from losskit.app.compare import compare
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(600, 20)), rng.integers(0, 2, 600)
+    kwargs = dict(folds=2, repeats=1, max_repeats=1, epochs=40, baselines=False)
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None, percpu=False: [5.0, 5.0])
+    monkeypatch.setattr("losskit.app.compare.stages.IN_PROCESS_WORK", 1e6)
+    assert compare(x, y, **kwargs).run.execution["workers"] == 2
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None, percpu=False: [5.0, 99.0])
+    assert compare(x, y, **kwargs).run.execution["engine"] == "in-process"
+    assert compare(x, y, jobs=2, **kwargs).run.execution["workers"] == 2

@@ -189,8 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="worker processes for the fits, one thread each (default: one per core; small comparisons run "
-        "in this process; with --device cuda: one per visible GPU)",
+        help="worker processes for the fits, one thread each (default: one per core that other programs leave "
+        "free; small comparisons run in this process; with --device cuda: one per visible GPU)",
     )
     cmp_.add_argument(
         "--backend",

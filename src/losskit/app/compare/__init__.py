@@ -258,7 +258,8 @@ def compare(
         metric: the metric the verdict is decided on (default: macro-F1, ROC-AUC or MAE by task;
             balanced accuracy when a class holds under 10 % of the rows).
         save_model: train the recommended loss on all rows afterwards (``result.model``).
-        jobs: worker processes (default: one per core; small comparisons run in this process).
+        jobs: worker processes (default: one per core that other programs leave free; small
+            comparisons run in this process).
         backend: ``"local"`` or ``"ray"`` (``ray_address``, else ``RAY_ADDRESS``, else a local
             Ray instance); ``gpus_per_fit`` GPUs per fit on Ray.
         ignore_index: segmentation: the mask value of pixels left out of losses and metrics

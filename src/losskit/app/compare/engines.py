@@ -46,6 +46,23 @@ def cpu_count() -> int:
     return max(1, int(loky_cpu_count()))
 
 
+def free_cores(cores: int, sample: float = 0.25) -> int:
+    """How many of ``cores`` other processes leave free: the cores under half busy over a
+    ``sample``-second look (this process sleeps meanwhile), at least 1. A worker sharing a core
+    with another program runs at half speed and holds up the stage it belongs to, so the default
+    ``--jobs`` starts workers only for the free cores. Without psutil: ``cores``."""
+    try:
+        import psutil
+    except ModuleNotFoundError:
+        return cores
+    try:
+        busy = psutil.cpu_percent(interval=sample, percpu=True)
+    except Exception:  # no per-CPU counters on this platform
+        return cores
+    free = sum(1 for b in busy if b < 50.0)
+    return max(1, min(cores, free))
+
+
 class Engine:
     """Runs fit tasks; ``put`` a fold's arrays before ``submit``-ting a task that uses it."""
 

@@ -62,7 +62,7 @@ def choose_engine(
     fit_rows: list[int],
     lazy: bool = False,
 ) -> Engine:
-    from losskit.app.compare.engines import InProcess, cpu_count, make_engine
+    from losskit.app.compare.engines import InProcess, cpu_count, free_cores, make_engine
 
     if lazy and backend == "local":  # a Dataset read batch by batch: this process reads it
         return InProcess(settings)
@@ -77,6 +77,9 @@ def choose_engine(
                 fits_of_fold = sum(m.fold == k for m in t.members) if t.members else 1
                 work += fits_of_fold * params * fit_rows[k] * settings.epochs
         if workers == 1 or work < IN_PROCESS_WORK:
+            return InProcess(settings)
+        workers = free_cores(workers)
+        if workers == 1:  # the other cores are busy: one worker would only add its start-up
             return InProcess(settings)
     return make_engine(backend, settings, workers, ray_address=ray_address, gpus_per_fit=gpus_per_fit)
 
