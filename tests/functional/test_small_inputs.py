@@ -119,3 +119,19 @@ def test_the_small_path_is_torchs_op_for_cross_entropy():
     p = torch.softmax(torch.randn(32, 6), 1)
     assert torch.equal(LF.cross_entropy(x, t), F.cross_entropy(x, t))
     assert torch.equal(LF.cross_entropy(x, p, label_smoothing=0.2), F.cross_entropy(x, p, label_smoothing=0.2))
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.uint8, torch.int16, torch.int32])
+def test_narrow_integer_ids_give_the_int64_values_on_the_small_path(dtype):
+    # docs/losses.md promises the same value for any integer id dtype; torch's own ops take int64
+    torch.manual_seed(0)
+    x = torch.randn(8, 5, requires_grad=True)
+    y = torch.randint(0, 5, (8,))
+    for fn, kwargs, reference in [
+        (LF.cross_entropy, {}, torch.nn.functional.cross_entropy(x, y)),
+        (LF.focal_loss, {"gamma": 0.0}, torch.nn.functional.cross_entropy(x, y)),
+        (LF.poly1_cross_entropy, {"epsilon": 0.0}, torch.nn.functional.cross_entropy(x, y)),
+    ]:
+        narrow = fn(x, y.to(dtype), **kwargs)
+        assert torch.equal(narrow, fn(x, y, **kwargs))
+        torch.testing.assert_close(narrow, reference)

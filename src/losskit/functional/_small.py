@@ -15,13 +15,19 @@ import torch
 from losskit import checks
 from losskit._core import cross_entropy as core
 
-__all__ = ["SMALL_INPUT_ELEMENTS", "small_and_plain", "warn_after_fused"]
+__all__ = ["SMALL_INPUT_ELEMENTS", "long_ids", "small_and_plain", "warn_after_fused"]
 
 #: On a CPU, logits of at most this many elements take torch's own fused ``cross_entropy`` (same
 #: values and gradients: it is the reference of every parity test). A small batch -- 64 x 10 in a
 #: ``losskit compare`` step -- costs tens of microseconds of arithmetic and ten times that in the
 #: kernel's per-call Python and operations; the kernel's memory saving does not matter there.
 SMALL_INPUT_ELEMENTS = 2**16
+
+
+def long_ids(target: torch.Tensor) -> torch.Tensor:
+    """Class ids as torch's fused ops take them (int64; int8/int16/int32/uint8 ids give the same
+    values as int64 ones, as on the kernel's path)."""
+    return target if target.dtype == torch.int64 else target.long()
 
 
 def small_and_plain(
@@ -33,7 +39,8 @@ def small_and_plain(
     ignore_index: int,
 ) -> bool:
     """Whether torch's fused op computes what losskit would: small CPU float32/float64 logits,
-    targets and weights of torch's dtypes, class ids in range or ignored (torch raises for others
+    targets and weights of torch's dtypes (class ids of any integer dtype: the caller passes
+    ``long_ids(target)``, int64 as torch's ops take them), class ids in range or ignored (torch raises for others
     where losskit gives NaN; the full checks have verified them), outside ``torch.compile`` and
     ``torch.func`` (where reading the ids is not possible)."""
     if input.device.type != "cpu" or input.numel() > SMALL_INPUT_ELEMENTS or input.numel() == 0:
@@ -42,7 +49,8 @@ def small_and_plain(
         return False
     if prob_target:
         return target.dtype == input.dtype
-    if target.dtype != torch.int64 or torch.compiler.is_compiling() or core.functorch_active(input, target, weight):
+    integer = not target.dtype.is_floating_point and not target.dtype.is_complex and target.dtype != torch.bool
+    if not integer or torch.compiler.is_compiling() or core.functorch_active(input, target, weight):
         return False
     return mode == "full" or core.ids_in_range(target, ignore_index, input.shape[0 if input.dim() == 1 else 1])
 

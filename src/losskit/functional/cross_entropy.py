@@ -19,7 +19,7 @@ from losskit._core.autocast import float32_under_autocast
 from losskit._core.reduction import reduce_with_denominator
 from losskit.autograd.cross_entropy import cross_entropy_unreduced
 from losskit.checks import fail
-from losskit.functional._small import small_and_plain, warn_after_fused
+from losskit.functional._small import long_ids, small_and_plain, warn_after_fused
 from losskit.types import Reduction
 
 __all__ = ["cross_entropy", "nll_loss"]
@@ -171,7 +171,12 @@ def cross_entropy(
         input, target, weight, prob_target, mode, ignore_index
     ):
         loss = F.cross_entropy(
-            input, target, weight, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing
+            input,
+            target if prob_target else long_ids(target),
+            weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            label_smoothing=label_smoothing,
         )
         warn_after_fused(fn, mode, reduction, loss, input, target, weight, ignore_index, prob_target)
         return loss

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from losskit import checks
 from losskit._core import cross_entropy as core
 from losskit._core.reduction import reduce, reduce_index_rows
-from losskit.functional._small import small_and_plain, warn_after_fused
+from losskit.functional._small import long_ids, small_and_plain, warn_after_fused
 from losskit.types import Reduction
 
 __all__ = ["sigmoid_focal_loss", "focal_loss"]
@@ -142,7 +142,7 @@ def focal_loss(
         # p = 1 is infinite, and the zero gradient of a non-target class would turn it to NaN.)
         logp = F.log_softmax(input, 0 if input.dim() == 1 else 1)
         modulated = logp * (-torch.expm1(logp)).pow(gamma) if gamma else logp
-        loss = F.nll_loss(modulated, target, weight, ignore_index=ignore_index, reduction=reduction)
+        loss = F.nll_loss(modulated, long_ids(target), weight, ignore_index=ignore_index, reduction=reduction)
         warn_after_fused(fn, mode, reduction, loss, input, target, weight, ignore_index, False)
         return loss
     _logp, ids, counted, logp_t = core.log_softmax_at_targets(input, target, ignore_index)

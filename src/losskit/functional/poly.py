@@ -9,7 +9,7 @@ from losskit import checks
 from losskit._core import cross_entropy as core
 from losskit._core.reduction import reduce_index_rows, reduce_with_denominator
 from losskit.autograd.cross_entropy import cross_entropy_unreduced
-from losskit.functional._small import small_and_plain, warn_after_fused
+from losskit.functional._small import long_ids, small_and_plain, warn_after_fused
 from losskit.types import Reduction
 
 __all__ = ["poly1_cross_entropy"]
@@ -78,12 +78,19 @@ def poly1_cross_entropy(
         # torch's fused ops: cross_entropy, plus nll_loss of eps (p'_c - 1), which picks
         # eps w_t (1 - p'_t) and divides by the same sum of w_t (reduced alike, so they add)
         ce = F.cross_entropy(
-            input, target, weight, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing
+            input,
+            long_ids(target),
+            weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            label_smoothing=label_smoothing,
         )
         p = torch.softmax(input, class_dim)
         if label_smoothing:
             p = p * (1.0 - label_smoothing) + label_smoothing / n_classes
-        loss = ce + F.nll_loss((p - 1.0) * epsilon, target, weight, ignore_index=ignore_index, reduction=reduction)
+        loss = ce + F.nll_loss(
+            (p - 1.0) * epsilon, long_ids(target), weight, ignore_index=ignore_index, reduction=reduction
+        )
         warn_after_fused(fn, mode, reduction, loss, input, target, weight, ignore_index, False)
         return loss
     x = core.flatten_classes(input)
