@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import losskit
@@ -14,43 +14,31 @@ from losskit.app.cli_images import IMAGE_DATASETS, add_image_options
 from losskit.app.data import BUILTIN_DATASETS
 
 
-def _positive_int(text: str) -> int:
+def _number(text: str, kind: type[int] | type[float], ok: Callable[[float], bool], expected: str) -> Any:
+    """``text`` as a ``kind`` for which ``ok`` holds, else an argparse error saying what was expected."""
     try:
-        value = int(text)
+        value = kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return int(_number(text, int, lambda v: v >= 1, "a positive integer"))
 
 
 def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
+    return float(_number(text, float, lambda v: v > 0, "a positive number"))
 
 
 def _folds(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 2 (the k of k-fold), got {text!r}") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 2 (the k of k-fold), got {value}")
-    return value
+    return int(_number(text, int, lambda v: v >= 2, "an integer >= 2 (the k of k-fold)"))
 
 
 def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    value = float(_number(text, float, lambda v: v >= 0, "a number >= 0"))
     if value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value}")
     return value
