@@ -64,6 +64,7 @@ def test_a_tensor_dataset_of_images_with_a_cnn_factory():
     assert p["results"][0]["metrics"]["macro_f1"] > 0.2  # it learned something (chance: 0.1)
 
 
+@pytest.mark.filterwarnings("error::UserWarning")  # no "non-writable array" from what Ray hands back
 def test_image_tensors_get_the_default_cnn_and_workers_give_the_same_numbers():
     x, y = _digits(200)
     here = losskit.compare(x, y, losses="cross_entropy,focal", jobs=1, **FAST)
@@ -71,6 +72,10 @@ def test_image_tensors_get_the_default_cnn_and_workers_give_the_same_numbers():
     there = losskit.compare(x, y, losses="cross_entropy,focal", jobs=2, **FAST)
     assert there.run.execution["workers"] == 2
     assert json.dumps(here.payload["results"]) == json.dumps(there.payload["results"])
+    # and on a local Ray instance (2 CPUs, loopback), the images in its object store
+    on_ray = losskit.compare(x, y, losses="cross_entropy,focal", backend="ray", **FAST)
+    assert on_ray.run.execution["backend"] == "ray"
+    assert json.dumps(here.payload["results"]) == json.dumps(on_ray.payload["results"])
 
 
 class LazyDigits(torch.utils.data.Dataset):

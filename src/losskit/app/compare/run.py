@@ -245,10 +245,10 @@ def compare_table(
         """Metrics of each fit on its test fold (in this process, while the workers go on)."""
         for m in outcome.members:
             split = splits[m.fold]
-            scores = torch.from_numpy(np.asarray(m.test_scores))
+            scores = torch.tensor(np.asarray(m.test_scores))  # a copy: Ray hands back read-only arrays
             threshold = 0.5
             if data.task == Task.binary and m.val_scores is not None:
-                threshold = tune_threshold(torch.from_numpy(np.asarray(m.val_scores)), data.y[split.val])
+                threshold = tune_threshold(torch.tensor(np.asarray(m.val_scores)), data.y[split.val])
             ev = evaluate(data.task, scores, data.y[split.test], d_out, threshold, label_names, data.ignore_index)
             fold_scores[m.name][m.fold] = ev.metrics
             if m.history is not None:
