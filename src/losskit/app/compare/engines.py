@@ -157,31 +157,28 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _worker_start(gpus: list[str] | None, claims: str | None) -> None:
+def _worker_start(gpus: list[str] | None, claims: str | None, baselines: bool = False) -> None:
     """Each worker: Ctrl-C is the main process's to handle (it stops the workers), one thread,
-    with several GPUs one of them; and the imports of a first fit done now (the optimizer's
-    first step imports torch._dynamo, the baselines scikit-learn), while the main process is
-    still preparing folds."""
+    with several GPUs one of them; and the imports of a first fit done now, while the main
+    process is still preparing folds."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if gpus and claims:
         slot = _claim_slot(Path(claims), len(gpus))
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
-    _warm_up()
+    _warm_up(baselines)
 
 
-def _warm_up() -> int:
-    """The imports of a first fit, done before it: scikit-learn (the baselines), torch on one
-    thread, and torch._dynamo (which an optimizer's first step imports)."""
-    import sklearn.ensemble
-    import sklearn.linear_model  # noqa: F401
+def _warm_up(baselines: bool) -> int:
+    """The imports of a first fit, done before it: torch on one thread, the training code, and
+    scikit-learn when baselines will run (1 s of CPU a worker otherwise spent for nothing)."""
+    if baselines:
+        import sklearn.ensemble
+        import sklearn.linear_model  # noqa: F401
     import torch
 
-    torch.set_num_threads(1)
-    weight = torch.zeros(1, requires_grad=True)
-    weight.grad = torch.zeros(1)
-    from losskit.app.compare.train import default_adam
+    from losskit.app.compare import batched, fits  # noqa: F401
 
-    default_adam([weight], 1e-3).step()
+    torch.set_num_threads(1)
     return os.getpid()
 
 
@@ -226,7 +223,9 @@ class Processes(Engine):
 
     name = "processes"
 
-    def __init__(self, settings: Settings, workers: int, gpus: list[str] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, workers: int, gpus: list[str] | None = None, baselines: bool = False
+    ) -> None:
         super().__init__(settings, workers)
         from loky import get_reusable_executor
 
@@ -239,7 +238,7 @@ class Processes(Engine):
             Path(claims).mkdir()
         self.claims = claims
         self.executor = get_reusable_executor(
-            max_workers=workers, timeout=60, initializer=_worker_start, initargs=(gpus, claims)
+            max_workers=workers, timeout=60, initializer=_worker_start, initargs=(gpus, claims, baselines)
         )
         self.futures: dict[Any, int] = {}
         self.pending: set[Any] = set()
@@ -313,7 +312,14 @@ class Ray(Engine):
 
     name = "ray"
 
-    def __init__(self, settings: Settings, workers: int, address: str | None = None, gpus_per_fit: float = 0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        workers: int,
+        address: str | None = None,
+        gpus_per_fit: float = 0,
+        baselines: bool = False,
+    ) -> None:
         super().__init__(settings, workers)
         try:
             import ray
@@ -342,7 +348,7 @@ class Ray(Engine):
         self.where = address or "a local Ray instance"
         self.remote = ray.remote(_run_on_ray).options(num_cpus=1, num_gpus=gpus_per_fit, max_retries=0)
         # start a worker per CPU now: they import while the main process prepares the folds
-        self.warm = [ray.remote(_warm_up).options(num_cpus=1).remote() for _ in range(workers)]
+        self.warm = [ray.remote(_warm_up).options(num_cpus=1).remote(baselines) for _ in range(workers)]
         self.settings_ref = ray.put(settings)
         self.fold_refs: dict[int, Any] = {}
         self.refs: dict[Any, int] = {}
@@ -401,12 +407,13 @@ def make_engine(
     *,
     ray_address: str | None = None,
     gpus_per_fit: float = 0,
+    baselines: bool = False,
 ) -> Engine:
     """The engine for ``backend`` (``"local"`` or ``"ray"``) with ``jobs`` workers: ``local`` with
     one job runs in this process; with CUDA and several visible GPUs, local workers are spread
     over them."""
     if backend == "ray":
-        return Ray(settings, jobs, ray_address, gpus_per_fit)
+        return Ray(settings, jobs, ray_address, gpus_per_fit, baselines)
     if jobs <= 1:
         return InProcess(settings)
     gpus = None
@@ -414,7 +421,7 @@ def make_engine(
         gpus = _visible_gpus()
         if len(gpus) < 2:
             gpus = None
-    return Processes(settings, jobs, gpus)
+    return Processes(settings, jobs, gpus, baselines)
 
 
 def _visible_gpus() -> list[str]:

@@ -81,7 +81,10 @@ def choose_engine(
         workers = free_cores(workers)
         if workers == 1:  # the other cores are busy: one worker would only add its start-up
             return InProcess(settings)
-    return make_engine(backend, settings, workers, ray_address=ray_address, gpus_per_fit=gpus_per_fit)
+    baselines = any(t.baseline for t in tasks)  # the workers import scikit-learn only for them
+    return make_engine(
+        backend, settings, workers, ray_address=ray_address, gpus_per_fit=gpus_per_fit, baselines=baselines
+    )
 
 
 class Runner:

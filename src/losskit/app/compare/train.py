@@ -115,15 +115,18 @@ def _epoch_loss_batched(
     return total / max(len(x), 1)
 
 
-def default_adam(params: Iterable[torch.Tensor], lr: float) -> torch.optim.Optimizer:
-    """The default optimizer: Adam at ``lr``, torch's fused kernel where the device has one (one
-    kernel per parameter a step: a third of the ``foreach`` path's time for compare's small
-    models), else the ``foreach`` path. The same choice for stacked and one-by-one fits."""
+def default_adam(params: Iterable[torch.Tensor], lr: float) -> Any:
+    """The default optimizer: Adam at ``lr`` with torch's fused kernel where the device has one
+    (one kernel per parameter a step: a third of the ``foreach`` path's time for compare's small
+    models), stepped by :class:`~losskit.app.compare.adam.FusedAdam` (the values of
+    ``torch.optim.Adam(fused=True)`` without importing ``torch._dynamo``); else torch's
+    ``foreach`` path. The same choice for stacked and one-by-one fits."""
+    from losskit.app.compare.adam import FusedAdam, fused_supported
+
     params = list(params)
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
-        return torch.optim.Adam(params, lr=lr, foreach=True)
+    if fused_supported(params):
+        return FusedAdam(params, lr)
+    return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
 def train_candidate(

@@ -1,0 +1,96 @@
+"""Compare's default optimizer steps exactly as ``torch.optim.Adam(fused=True)`` without
+importing ``torch._dynamo``; a larger table model's fits are planned in stacks of two."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from losskit.app.compare import fits
+from losskit.app.compare.adam import FusedAdam, fused_supported
+from losskit.app.compare.train import default_adam
+from losskit.tasks import Task
+
+
+def _pair(seed: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    ours = [torch.randn(5, 3, generator=g), torch.randn(4, generator=g), torch.randn(2, 2, 2, generator=g)]
+    ours = [p.requires_grad_() for p in ours]
+    theirs = [p.detach().clone().requires_grad_() for p in ours]
+    return ours, theirs
+
+
+@pytest.mark.parametrize("lr", [1e-3, 0.1])
+def test_steps_equal_torchs_fused_adam_bit_for_bit(lr):
+    ours, theirs = _pair(0)
+    a, b = FusedAdam(ours, lr), torch.optim.Adam(theirs, lr=lr, fused=True)
+    for step in range(25):
+        for params, opt in ((ours, a), (theirs, b)):
+            opt.zero_grad(set_to_none=True)
+            # some steps leave a parameter without a gradient: it keeps its state untouched
+            used = params if step % 3 else params[:2]
+            sum((p**3 - p).sum() for p in used).backward()
+            opt.step()
+    for p, q in zip(ours, theirs):
+        assert torch.equal(p, q)
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(a.state[p][key], b.state[q][key]), key
+
+
+def test_zero_grad_without_set_to_none_zeroes_in_place():
+    ours, _ = _pair(1)
+    opt = FusedAdam(ours, 0.1)
+    ours[0].sum().backward()
+    grad = ours[0].grad
+    opt.zero_grad(set_to_none=False)
+    assert ours[0].grad is grad and not grad.any()
+    opt.zero_grad()
+    assert ours[0].grad is None
+
+
+def test_default_adam_falls_back_to_torch_where_there_is_no_fused_kernel():
+    floats = [torch.zeros(2, requires_grad=True)]
+    assert isinstance(default_adam(floats, 1e-3), FusedAdam)
+    halves = [torch.zeros(2, dtype=torch.complex64, requires_grad=True)]
+    assert not fused_supported(halves)
+    assert isinstance(default_adam(halves, 1e-3), torch.optim.Adam)
+    with pytest.raises(ValueError, match="torch.optim.Adam"):
+        FusedAdam(halves, 1e-3)
+
+
+def test_a_fit_does_not_import_torch_dynamo():
+    code = (
+        "import sys, numpy as np\n"
+        "from losskit.app.compare import compare\n"
+        "rng = np.random.default_rng(0)\n"
+        "x = rng.normal(size=(90, 4)); y = (x[:, 0] > 0).astype(int)\n"
+        "compare(x, y, folds=3, repeats=1, max_repeats=1, epochs=3, baselines=False, jobs=1)\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def _settings(d_in: int) -> fits.Settings:
+    return fits.Settings(Task.multiclass, d_in, 10, 50, 64, 1e-3, 0, "cpu", None, None, ())
+
+
+def test_a_larger_table_model_trains_its_folds_fits_in_stacks_of_two():
+    names = ["a", "b", "c", "d", "e"]
+    tasks = fits.plan(
+        [0, 1], lambda k: [fits.Member(k, n) for n in names], [1200, 1200], ["f1", "f2"], _settings(64), [], [], None
+    )
+    assert [len(t.members) for t in tasks] == [2, 2, 1, 2, 2, 1]
+    assert [t.folds for t in tasks] == [(0,)] * 3 + [(1,)] * 3
+    assert [m.candidate for t in tasks for m in t.members] == names * 2
+    assert all(t.batched for t in tasks)
+
+
+def test_a_small_model_still_trains_all_its_folds_as_one_stack():
+    tasks = fits.plan(
+        [0, 1], lambda k: [fits.Member(k, n) for n in "abc"], [100, 100], ["f1", "f2"], _settings(4), [], [], None
+    )
+    assert len(tasks) == 1 and len(tasks[0].members) == 6
