@@ -94,3 +94,10 @@ def test_a_small_model_still_trains_all_its_folds_as_one_stack():
         [0, 1], lambda k: [fits.Member(k, n) for n in "abc"], [100, 100], ["f1", "f2"], _settings(4), [], [], None
     )
     assert len(tasks) == 1 and len(tasks[0].members) == 6
+
+
+def test_a_model_whose_steps_fill_a_core_trains_each_fit_alone():
+    settings = fits.Settings(Task.binary, 65, 1, 3, 512, 1e-3, 0, "cpu", None, None, ())  # 65-256-256-1
+    tasks = fits.plan([0], lambda k: [fits.Member(k, n) for n in "abc"], [80_000], ["f1"], settings, [], [], None)
+    assert [len(t.members) for t in tasks] == [1, 1, 1]
+    assert [t.label for t in tasks] == ["f1: a", "f1: b", "f1: c"]

@@ -58,6 +58,9 @@ class Encoded:
     strata: Any = None
     #: one file per row when the data came from files (report pictures)
     files: list[str] | None = None
+    #: the feature columns as arrays (:class:`losskit.app.compare.features.Columns`), read by
+    #: the first fold
+    columns: Any = field(default=None, repr=False, compare=False)
 
     @property
     def stratify(self) -> Any:
@@ -313,29 +316,9 @@ def make_folds(data: Encoded, folds: int, repeats: int, seed: int) -> list[Fold]
     return out
 
 
-def _transformer(data: Encoded) -> Any:
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    parts = []
-    if data.numeric:
-        parts.append(("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), data.numeric))
-    if data.categorical:
-        # the categories of the whole column (feature values only, no labels), so every fold has
-        # the same columns; missing values are NaN, filled with the fold's most frequent value
-        categories = [sorted(map(str, data.frame[c].dropna().unique())) for c in data.categorical]
-        encoder = OneHotEncoder(categories=categories, handle_unknown="ignore", sparse_output=False)
-        imputer = SimpleImputer(strategy="most_frequent")
-        parts.append(("categorical", make_pipeline(imputer, encoder), data.categorical))
-    return ColumnTransformer(parts, sparse_threshold=0.0)
-
-
 def fold_data(data: Encoded, fold: Fold) -> FoldData:
     """Features of ``fold`` standardized on its training rows; regression targets likewise.
     Inputs that are not a table (``data.x``) are taken as they are, row by row."""
-    import numpy as np
 
     y = data.y
     if data.x is not None:
@@ -344,14 +327,14 @@ def fold_data(data: Encoded, fold: Fold) -> FoldData:
         fit_x, val_x, test_x = (rows(data.x, idx) for idx in (fold.fit, fold.val, fold.test))
         out = FoldData(fit_x, val_x, test_x, y[fold.fit], y[fold.val], y[fold.test])
     else:
-        transformer = _transformer(data).fit(data.frame.iloc[fold.fit])
+        from losskit.app.compare.features import Columns, fold_features
 
-        def features(idx: Any) -> torch.Tensor:
-            return torch.tensor(np.asarray(transformer.transform(data.frame.iloc[idx]), dtype=np.float32))
-
-        out = FoldData(
-            features(fold.fit), features(fold.val), features(fold.test), y[fold.fit], y[fold.val], y[fold.test]
+        if data.columns is None:  # read once, for every fold
+            data.columns = Columns.of(data.frame, data.numeric, data.categorical)
+        fit_x, val_x, test_x = (
+            torch.from_numpy(a) for a in fold_features(data.columns, fold.fit, fold.fit, fold.val, fold.test)
         )
+        out = FoldData(fit_x, val_x, test_x, y[fold.fit], y[fold.val], y[fold.test])
     if data.task == Task.regression:
         mean = out.y_fit.mean(0)
         std = out.y_fit.std(0) if len(out.y_fit) > 1 else torch.ones_like(mean)

@@ -9,7 +9,8 @@ targets, in a fixed order, so ``metrics.json`` does not depend on where anything
 
 :func:`plan` cuts the comparison into tasks: fits of a model that can be stacked go together
 (every fold in one group for small models, where batching pays; a larger table model's fits
-of a fold in stacks of two; an image model's per fold), the rest one by one; every baseline fit is its own task.
+of a fold in stacks of two, or one by one when a step's products fill a core; an image model's
+per fold), the rest one by one; every baseline fit is its own task.
 """
 
 from __future__ import annotations
@@ -38,10 +39,14 @@ __all__ = ["FoldArrays", "Settings", "Member", "FitTask", "MemberOutcome", "run_
 #: dominates its fits, so all its folds train as one stack
 SMALL_WORK = 2e7
 #: a larger table model trains its fold's fits in stacks of this many: a stack of 2 trains as
-#: fast per fit as one of 4 (digits, 64-256-256-10: 19.9 s vs 19.7 s for 24 fits on one thread;
-#: one by one 24.1 s), and twice the tasks share the cores more evenly at the end of a stage
-#: (13.9 s vs 15.6 s for the same run on 2 workers)
+#: fast per fit as one of 4 (digits, 64-256-256-10, batch 64: 19.9 s vs 19.7 s for 24 fits on
+#: one thread; one by one 24.1 s), and twice the tasks share the cores more evenly at the end of
+#: a stage (13.9 s vs 15.6 s for the same run on 2 workers)
 TABLE_STACK = 2
+#: ... unless a step's matrix products are big enough to keep a core busy alone (parameters x
+#: batch rows above this): then a stack only adds work (65-256-256-1, batch 512: 3.9 ms a step
+#: per member stacked by 2, 3.3 ms alone), and each fit is its own task
+STACK_STEP_WORK = 2e7
 
 
 @dataclass
@@ -333,7 +338,9 @@ def plan(
     if batch_reason is None:
         # convolutions stacked run as grouped convolutions, no faster per fit than one by one
         # (measured): image fits stack per fold only, so the folds spread over the workers
-        small = not settings.x_shape and _parameters(settings.initial(0)) * max(fit_rows[k] for k in folds) < SMALL_WORK
+        params = _parameters(settings.initial(0))
+        small = not settings.x_shape and params * max(fit_rows[k] for k in folds) < SMALL_WORK
+        stack = TABLE_STACK if params * settings.batch_size < STACK_STEP_WORK else 1
         if small:
             by_steps: dict[int, list[int]] = {}
             for k in folds:
@@ -348,7 +355,7 @@ def plan(
                 g = first_of[k]
                 members = tuple(m for j in g for m in members_of(j))
                 where = labels[k] if len(g) == 1 else f"{len(g)} folds"
-                size = TABLE_STACK if not small and not settings.x_shape else len(members)
+                size = stack if not small and not settings.x_shape else len(members)
                 for i in range(0, len(members), size):
                     part = members[i : i + size]
                     what = f"{len(part)} fits stacked" if len(part) > 1 else f"{part[0].candidate}"

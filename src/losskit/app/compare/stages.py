@@ -174,13 +174,15 @@ class Runner:
         base_index = self.next_index
         self.next_index += len(tasks)
         self.tasks += len(tasks)
-        last_fold = [max(t.folds) for t in tasks]
         for k in sorted({k for t in tasks for k in t.folds}):
             self._prepare(k)
-            for i, t in enumerate(tasks):
-                if last_fold[i] == k:
-                    members = tuple(replace(m, loss=self.losses[m.fold][m.candidate]) for m in t.members)
-                    self.engine.submit(base_index + i, replace(t, members=members))
+        # the longest tasks first, so that no worker is left alone with a long one at the end of
+        # the stage (gradient boosting, then the network fits by size, then the linear models);
+        # outcomes are keyed by index, so the order changes no number
+        for i in sorted(range(len(tasks)), key=lambda i: _expected_cost(tasks[i], self.splits)):
+            t = tasks[i]
+            members = tuple(replace(m, loss=self.losses[m.fold][m.candidate]) for m in t.members)
+            self.engine.submit(base_index + i, replace(t, members=members))
         for i, outcome in self.engine.outcomes():
             self.seconds.append(outcome.seconds)
             self.on_outcome(outcome)
@@ -190,3 +192,13 @@ class Runner:
                 self.bar.update(self.job, advance=task.fits, description=f"{self.done} of {self.total} fits done")
             if self.console is not None and self.progress and not self.console.is_terminal:
                 self.console.print(f"  {task.label} done in {outcome.seconds:.1f} s")
+
+
+def _expected_cost(task: fits.FitTask, splits: list[Any]) -> tuple[int, int]:
+    """A sort key, longest first: gradient boosting (on a large table as long as two network
+    fits, measured: 4.5 s vs 2.5 s a fold at 200,000 x 50), the network fits by members x rows,
+    the linear baselines (a tenth of a fit) last."""
+    rows = sum(len(splits[k].fit) for k in task.folds)
+    if task.baseline is not None:
+        return (0 if task.baseline == "gradient_boosting" else 2, -rows)
+    return (1, -task.fits * rows)
