@@ -103,6 +103,24 @@ def test_the_same_report_in_process_on_workers_and_on_ray(tmp_path):
     assert reports["ray"] == reports["jobs1"]
 
 
+def test_a_bad_input_with_ray_stops_the_instance_started_beside_the_loading(tmp_path):
+    """The command line starts a local Ray instance while it loads the data; a data file that
+    does not exist is one line, exit 2, and the instance is gone with its session folder."""
+    pytest.importorskip("ray")
+    tmp = Path(tempfile.mkdtemp(prefix="lk-", dir="/tmp"))  # short: Ray's socket paths
+    try:
+        out = tmp_path / "report"
+        proc = _losskit(
+            "compare", str(tmp_path / "missing.csv"), "--target", "y", "--backend", "ray", "--out", str(out), tmp=tmp
+        )
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 2, stderr
+        assert stderr.strip().splitlines()[-1].startswith("losskit compare: data file ")
+        _nothing_left(tmp, proc.pid, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def test_ctrl_c_stops_every_worker_exit_130_no_report(tmp_path):
     tmp = tmp_path / "tmp"
     tmp.mkdir()

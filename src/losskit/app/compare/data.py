@@ -316,6 +316,16 @@ def make_folds(data: Encoded, folds: int, repeats: int, seed: int) -> list[Fold]
     return out
 
 
+def table_columns(data: Encoded) -> Any:
+    """The feature columns of a table as arrays (:class:`~losskit.app.compare.features.Columns`),
+    read on the first call, for every fold."""
+    from losskit.app.compare.features import Columns
+
+    if data.columns is None:
+        data.columns = Columns.of(data.frame, data.numeric, data.categorical)
+    return data.columns
+
+
 def fold_data(data: Encoded, fold: Fold) -> FoldData:
     """Features of ``fold`` standardized on its training rows; regression targets likewise.
     Inputs that are not a table (``data.x``) are taken as they are, row by row."""
@@ -327,12 +337,11 @@ def fold_data(data: Encoded, fold: Fold) -> FoldData:
         fit_x, val_x, test_x = (rows(data.x, idx) for idx in (fold.fit, fold.val, fold.test))
         out = FoldData(fit_x, val_x, test_x, y[fold.fit], y[fold.val], y[fold.test])
     else:
-        from losskit.app.compare.features import Columns, fold_features
+        from losskit.app.compare.features import fold_features
 
-        if data.columns is None:  # read once, for every fold
-            data.columns = Columns.of(data.frame, data.numeric, data.categorical)
+        columns = table_columns(data)
         fit_x, val_x, test_x = (
-            torch.from_numpy(a) for a in fold_features(data.columns, fold.fit, fold.fit, fold.val, fold.test)
+            torch.from_numpy(a) for a in fold_features(columns, fold.fit, fold.fit, fold.val, fold.test)
         )
         out = FoldData(fit_x, val_x, test_x, y[fold.fit], y[fold.val], y[fold.test])
     if data.task == Task.regression:

@@ -329,22 +329,19 @@ class Ray(Engine):
                 "cluster. Install it with: pip install 'losskit[ray]' (or pass --backend local)."
             ) from None
         self.ray = ray
-        self.started = False
-        self.temp: str | None = None
+        from losskit.app import ray_local
+
+        self.local = ray_local
+        ray_local.wait()  # a previous run's instance still shutting down
         address = address or os.environ.get("RAY_ADDRESS") or None
         if not ray.is_initialized():
-            quiet = {"log_to_driver": False, "logging_level": "ERROR", "configure_logging": True}
             if address:
-                ray.init(address=address, **quiet)  # type: ignore[arg-type]
+                ray.init(address=address, **ray_local.QUIET)
             else:
-                # a local instance of our own: its session files go in a folder removed at the end,
-                # short enough for Ray's socket paths (AF_UNIX paths are at most 107 bytes)
-                base = tempfile.gettempdir()
-                if len(base) > 30 and os.access("/tmp", os.W_OK):
-                    base = "/tmp"
-                self.temp = tempfile.mkdtemp(prefix="losskit-ray-", dir=base)
-                ray.init(num_cpus=workers, include_dashboard=False, _temp_dir=self.temp, **quiet)  # type: ignore[arg-type]
-                self.started = True
+                ray_local.start(workers)
+        # an instance this process started (here, or by the command line while it loaded the
+        # data) is shut down at the end; one the user started is left running
+        self.started = ray_local.owned()
         self.where = address or "a local Ray instance"
         self.remote = ray.remote(_run_on_ray).options(num_cpus=1, num_gpus=gpus_per_fit, max_retries=0)
         # start a worker per CPU now: they import while the main process prepares the folds
@@ -391,10 +388,8 @@ class Ray(Engine):
                 with contextlib.suppress(Exception):
                     ray.cancel(ref, force=True)
         if self.started:
-            with contextlib.suppress(Exception):
-                ray.shutdown()
-        if self.temp:
-            shutil.rmtree(self.temp, ignore_errors=True)
+            # a run that ended well shuts the instance down while its report is written
+            self.local.shutdown(background=not failed)
 
     def describe(self) -> str:
         return f"Ray ({self.where})"

@@ -33,6 +33,11 @@ class Columns:
     codes: np.ndarray
     sizes: list[int]
 
+    @property
+    def width(self) -> int:
+        """The number of feature columns a fold gets: one per number, one per category."""
+        return int(self.numeric.shape[1]) + sum(self.sizes)
+
     @staticmethod
     def of(frame: Any, numeric: list[str], categorical: list[str]) -> Columns:
         values = (

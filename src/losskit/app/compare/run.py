@@ -17,7 +17,7 @@ from torch import nn
 from losskit.app.compare import baselines as base
 from losskit.app.compare import candidates as cand
 from losskit.app.compare import fits
-from losskit.app.compare.data import Encoded, encode, fold_data, make_folds
+from losskit.app.compare.data import Encoded, encode, fold_data, make_folds, table_columns
 from losskit.app.compare.inputs import ArrayInput, encode_input
 from losskit.app.compare.inputs import to_input as to_table
 from losskit.app.compare.metrics import MAIN, METRICS, deciding_metric, default_margin, evaluate, tune_threshold
@@ -168,9 +168,14 @@ def compare_table(
     splits = make_folds(data, folds, most, seed)
     if batch_size is None:
         batch_size = IMAGE_BATCH if data.x is not None else default_batch_size(len(splits[0].fit))
-    first = fold_data(data, splits[0])
-    x_shape = tuple(first.x_fit[0].shape) if data.x is not None else ()
-    d_in = x_shape[0] if x_shape else int(first.x_fit[0].numel())
+    # a table with the default model knows its width from its columns: the first fold is then
+    # prepared after the workers are started (they import while it is computed)
+    first = fold_data(data, splits[0]) if data.x is not None or model is not None or optimizer is not None else None
+    x_shape = tuple(first.x_fit[0].shape) if first is not None and data.x is not None else ()
+    if x_shape:
+        d_in = x_shape[0]
+    else:
+        d_in = int(first.x_fit[0].numel()) if first is not None else table_columns(data).width
     d_out = data.num_outputs
     settings = fits.Settings(data.task, d_in, d_out, epochs, batch_size, lr, seed, str(dev), model, optimizer, x_shape)
     baseline_names = list(base.BASELINES) if baselines and data.x is None else []
@@ -180,6 +185,7 @@ def compare_table(
     if unbatchable is None and (model is not None or optimizer is not None):
         from losskit.app.compare.batched import batch_reason
 
+        assert first is not None  # prepared above for a model or optimizer of the user's
         with fits.single_threaded():
             unbatchable = batch_reason(settings.initial(0), first.x_fit[:4], optimizer)
     if unbatchable is not None:
@@ -203,6 +209,8 @@ def compare_table(
 
     initial = tasks_for(list(range(repeats * folds)))
     engine = choose_engine(backend, settings, jobs, ray_address, gpus_per_fit, initial, fit_rows, data.lazy)
+    if first is None:
+        first = fold_data(data, splits[0])
     execution = {
         "backend": backend,
         "workers": engine.workers,
