@@ -101,3 +101,33 @@ def test_a_model_whose_steps_fill_a_core_trains_each_fit_alone():
     tasks = fits.plan([0], lambda k: [fits.Member(k, n) for n in "abc"], [80_000], ["f1"], settings, [], [], None)
     assert [len(t.members) for t in tasks] == [1, 1, 1]
     assert [t.label for t in tasks] == ["f1: a", "f1: b", "f1: c"]
+
+
+def _encoded(rows: int, columns: int) -> object:
+    import numpy as np
+    import pandas as pd
+
+    from losskit.app.compare.data import encode
+    from losskit.app.data import Table
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(rows, columns)), columns=[f"c{i}" for i in range(columns)])
+    return encode(Table(name="t", features=frame, target=pd.Series(np.arange(rows) % 2, name="y")))
+
+
+def test_workers_start_before_the_folds_only_for_a_clearly_big_table(monkeypatch):
+    from losskit.app.compare import engines, stages
+
+    started = []
+    monkeypatch.setattr(engines, "prestart", lambda workers, baselines: started.append((workers, baselines)))
+    monkeypatch.setattr(engines, "cpu_count", lambda: 2)
+    monkeypatch.setattr(engines, "free_cores", lambda cores, sample=0.25: cores)
+    big, small = _encoded(20_000, 50), _encoded(150, 4)
+    stages.maybe_prestart(small, "local", None, "cpu", True, 3, 10, 100, True)
+    assert started == []  # iris-sized: runs in this process, no workers
+    stages.maybe_prestart(big, "local", 2, "cpu", True, 3, 10, 100, True)  # --jobs given: the engine starts them
+    stages.maybe_prestart(big, "ray", None, "cpu", True, 3, 10, 100, True)
+    stages.maybe_prestart(big, "local", None, "cpu", False, 3, 10, 100, True)  # a user's model: its own checks first
+    assert started == []
+    stages.maybe_prestart(big, "local", None, "cpu", True, 3, 10, 100, True)
+    assert started == [(2, True)]

@@ -63,6 +63,38 @@ def free_cores(cores: int, sample: float = 0.25) -> int:
     return max(1, min(cores, free))
 
 
+#: the worker count of a pool started ahead of the engine (:func:`prestart`) in this process
+_prestarted: dict[str, int] = {}
+
+
+def prestart(workers: int, baselines: bool) -> None:
+    """Start ``workers`` worker processes now, before the folds exist: :class:`Processes` with the
+    same count and ``baselines`` finds them (loky's executor is reused when its options match),
+    so their imports (torch, scikit-learn: 3-5 s) overlap the main process's preparation."""
+    from loky import get_reusable_executor
+
+    executor = get_reusable_executor(
+        max_workers=workers, timeout=60, initializer=_worker_start, initargs=(None, None, baselines)
+    )
+    for _ in range(workers):
+        executor.submit(_ready)
+    _prestarted["workers"] = workers
+
+
+def take_prestarted() -> int | None:
+    """The worker count of a pool started by :func:`prestart` (once), else ``None``."""
+    return _prestarted.pop("workers", None)
+
+
+def stop_prestarted(workers: int | None) -> None:
+    """Stop a prestarted pool that the run did not use."""
+    if workers is not None:
+        from loky import get_reusable_executor
+
+        with contextlib.suppress(Exception):
+            get_reusable_executor(max_workers=workers).shutdown(wait=True, kill_workers=True)
+
+
 class Engine:
     """Runs fit tasks; ``put`` a fold's arrays before ``submit``-ting a task that uses it."""
 

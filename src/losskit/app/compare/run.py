@@ -28,7 +28,7 @@ from losskit.app.compare.results import (
     still_improving,
     versions,
 )
-from losskit.app.compare.stages import Runner, check_execution, choose_engine
+from losskit.app.compare.stages import Runner, check_execution, choose_engine, maybe_prestart
 from losskit.app.compare.train import TrainResult, hidden_size, train_candidate
 from losskit.app.compare.verdict import ALPHA, MIN_DF, Test, decide, paired_tests
 from losskit.app.data import Table
@@ -165,6 +165,10 @@ def compare_table(
         and s in names
     }
     trained = [n for n in names if n not in aliases]
+    maybe_prestart(
+        data, backend, jobs, str(dev), model is None and optimizer is None, len(trained), folds * repeats, epochs,
+        baselines and data.x is None,
+    )  # fmt: skip
     splits = make_folds(data, folds, most, seed)
     if batch_size is None:
         batch_size = IMAGE_BATCH if data.x is not None else default_batch_size(len(splits[0].fit))
