@@ -335,7 +335,11 @@ def _compare(args: argparse.Namespace) -> int:
 
     from losskit.app import ray_local
 
-    if args.backend == "ray" and not (args.ray_address or os.environ.get("RAY_ADDRESS")) and (args.jobs or 1) >= 1:
+    if (
+        args.backend == "ray"
+        and not (args.ray_address or os.environ.get("RAY_ADDRESS"))
+        and (args.jobs is None or args.jobs >= 1)
+    ):
         from loky import cpu_count
 
         # a local instance starts in about 4.5 s of waiting: the data loads meanwhile

@@ -63,36 +63,47 @@ def free_cores(cores: int, sample: float = 0.25) -> int:
     return max(1, min(cores, free))
 
 
-#: the worker count of a pool started ahead of the engine (:func:`prestart`) in this process
-_prestarted: dict[str, int] = {}
+#: a pool started ahead of the engine (:func:`prestart`) in this process: its executor and size
+_prestarted: dict[str, Any] = {}
+
+
+def _executor(workers: int, gpus: list[str] | None, claims: str | None, baselines: bool) -> Any:
+    """loky's reusable executor of ``workers`` warmed-up workers: the same options give the same
+    executor, which is how :class:`Processes` finds a pool that :func:`prestart` started."""
+    from loky import get_reusable_executor
+
+    return get_reusable_executor(
+        max_workers=workers, timeout=60, initializer=_worker_start, initargs=(gpus, claims, baselines)
+    )
 
 
 def prestart(workers: int, baselines: bool) -> None:
     """Start ``workers`` worker processes now, before the folds exist: :class:`Processes` with the
-    same count and ``baselines`` finds them (loky's executor is reused when its options match),
-    so their imports (torch, scikit-learn: 3-5 s) overlap the main process's preparation."""
-    from loky import get_reusable_executor
-
-    executor = get_reusable_executor(
-        max_workers=workers, timeout=60, initializer=_worker_start, initargs=(None, None, baselines)
-    )
+    same count and ``baselines`` finds them, so their imports (torch, scikit-learn: 3-5 s)
+    overlap the main process's preparation."""
+    executor = _executor(workers, None, None, baselines)
     for _ in range(workers):
         executor.submit(_ready)
-    _prestarted["workers"] = workers
+    _prestarted.update(executor=executor, workers=workers)
 
 
-def take_prestarted() -> int | None:
-    """The worker count of a pool started by :func:`prestart` (once), else ``None``."""
-    return _prestarted.pop("workers", None)
+def prestarted() -> int | None:
+    """The worker count of a pool started by :func:`prestart` and not yet taken, else ``None``."""
+    return _prestarted.get("workers")
 
 
-def stop_prestarted(workers: int | None) -> None:
-    """Stop a prestarted pool that the run did not use."""
-    if workers is not None:
-        from loky import get_reusable_executor
+def take_prestarted() -> None:
+    """The engine takes the prestarted pool over (it finds the same executor)."""
+    _prestarted.clear()
 
+
+def stop_prestarted() -> None:
+    """Stop a prestarted pool that the run will not use."""
+    executor = _prestarted.pop("executor", None)
+    _prestarted.clear()
+    if executor is not None:
         with contextlib.suppress(Exception):
-            get_reusable_executor(max_workers=workers).shutdown(wait=True, kill_workers=True)
+            executor.shutdown(wait=True, kill_workers=True)
 
 
 class Engine:
@@ -259,8 +270,6 @@ class Processes(Engine):
         self, settings: Settings, workers: int, gpus: list[str] | None = None, baselines: bool = False
     ) -> None:
         super().__init__(settings, workers)
-        from loky import get_reusable_executor
-
         self.root = Path(tempfile.mkdtemp(prefix="losskit-compare-"))
         (self.root / "running").mkdir()
         claims = None
@@ -269,9 +278,7 @@ class Processes(Engine):
             shutil.rmtree(claims, ignore_errors=True)
             Path(claims).mkdir()
         self.claims = claims
-        self.executor = get_reusable_executor(
-            max_workers=workers, timeout=60, initializer=_worker_start, initargs=(gpus, claims, baselines)
-        )
+        self.executor = _executor(workers, gpus, claims, baselines)
         self.futures: dict[Any, int] = {}
         self.pending: set[Any] = set()
         self.labels: dict[int, str] = {}
@@ -363,7 +370,6 @@ class Ray(Engine):
         self.ray = ray
         from losskit.app import ray_local
 
-        self.local = ray_local
         ray_local.wait()  # a previous run's instance still shutting down
         address = address or os.environ.get("RAY_ADDRESS") or None
         if not ray.is_initialized():
@@ -420,8 +426,10 @@ class Ray(Engine):
                 with contextlib.suppress(Exception):
                     ray.cancel(ref, force=True)
         if self.started:
+            from losskit.app import ray_local
+
             # a run that ended well shuts the instance down while its report is written
-            self.local.shutdown(background=not failed)
+            ray_local.shutdown(background=not failed)
 
     def describe(self) -> str:
         return f"Ray ({self.where})"

@@ -172,14 +172,15 @@ def compare_table(
     splits = make_folds(data, folds, most, seed)
     if batch_size is None:
         batch_size = IMAGE_BATCH if data.x is not None else default_batch_size(len(splits[0].fit))
-    # a table with the default model knows its width from its columns: the first fold is then
+    # a table knows its width from its columns: with the default model its first fold is
     # prepared after the workers are started (they import while it is computed)
     first = fold_data(data, splits[0]) if data.x is not None or model is not None or optimizer is not None else None
-    x_shape = tuple(first.x_fit[0].shape) if first is not None and data.x is not None else ()
-    if x_shape:
-        d_in = x_shape[0]
+    if data.x is not None:
+        assert first is not None
+        x_shape = tuple(first.x_fit[0].shape)
+        d_in = x_shape[0] if x_shape else 1
     else:
-        d_in = int(first.x_fit[0].numel()) if first is not None else table_columns(data).width
+        x_shape, d_in = (), table_columns(data).width
     d_out = data.num_outputs
     settings = fits.Settings(data.task, d_in, d_out, epochs, batch_size, lr, seed, str(dev), model, optimizer, x_shape)
     baseline_names = list(base.BASELINES) if baselines and data.x is None else []

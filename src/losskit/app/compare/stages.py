@@ -67,13 +67,14 @@ def choose_engine(
         cpu_count,
         free_cores,
         make_engine,
+        prestarted,
         stop_prestarted,
         take_prestarted,
     )
 
-    ahead = take_prestarted()
+    ahead = prestarted()
     if lazy and backend == "local":  # a Dataset read batch by batch: this process reads it
-        stop_prestarted(ahead)
+        stop_prestarted()
         return InProcess(settings)
     workers = jobs or cpu_count()
     if backend == "local" and jobs is None:
@@ -86,12 +87,13 @@ def choose_engine(
                 fits_of_fold = sum(m.fold == k for m in t.members) if t.members else 1
                 work += fits_of_fold * params * fit_rows[k] * settings.epochs
         if workers == 1 or work < IN_PROCESS_WORK:
-            stop_prestarted(ahead)
+            stop_prestarted()
             return InProcess(settings)
         workers = ahead or free_cores(workers)  # a pool started ahead looked at the cores already
         if workers == 1:  # the other cores are busy: one worker would only add its start-up
             return InProcess(settings)
     baselines = any(t.baseline for t in tasks)  # the workers import scikit-learn only for them
+    take_prestarted()
     return make_engine(
         backend, settings, workers, ray_address=ray_address, gpus_per_fit=gpus_per_fit, baselines=baselines
     )
