@@ -38,6 +38,31 @@ def _model(name: str, task: Task, seed: int, outputs: int) -> Any:
     return MultiOutputClassifier(model) if task == Task.multilabel else model
 
 
+def _predict_binned(estimator: Any) -> None:
+    """Let a fitted histogram gradient boosting model predict from its binned inputs: the rows
+    are mapped to the model's bins once (``_bin_mapper``), then every tree walks one-byte codes,
+    which is the path scikit-learn's own early stopping scores with, and the same prediction,
+    since a row's value is at most a split's threshold exactly when its bin is at most the
+    split's bin. Raw float64 rows (520 bytes each at 65 columns) leave the cache on every tree:
+    measured at 200,000 x 65, predicting 100,000 rows took 1.45 s on one thread, and 0.59 s
+    binned (the binning 0.33 s of it). A model without these internals (another estimator, or a
+    scikit-learn that renamed them) keeps its own predict."""
+    needed = ("_raw_predict", "_preprocess_X", "_bin_mapper", "_predictors")
+    if not all(hasattr(estimator, name) for name in needed):
+        return
+    raw_predict = estimator._raw_predict
+
+    def binned(x: Any, n_threads: int | None = None) -> Any:
+        codes = estimator._bin_mapper.transform(estimator._preprocess_X(x, reset=False))
+        estimator._in_fit = True  # scikit-learn's flag for "these rows are binned already"
+        try:
+            return raw_predict(codes, n_threads)
+        finally:
+            del estimator._in_fit
+
+    estimator._raw_predict = binned
+
+
 def label(name: str, task: Task) -> str:
     """The human name of baseline ``name`` for ``task``."""
     if name == "linear":
@@ -70,6 +95,8 @@ def fit_predict(
             # too few rows (of a class) for boosting's internal early-stopping split
             model.set_params(**{k: False for k in model.get_params() if k.endswith("early_stopping")})
             model.fit(x_fit, target)
+    for estimator in getattr(model, "estimators_", [model]):
+        _predict_binned(estimator)
 
     def scores(x: torch.Tensor) -> torch.Tensor:
         xs = x.double().numpy()
