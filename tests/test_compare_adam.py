@@ -116,12 +116,13 @@ def _encoded(rows: int, columns: int) -> object:
 
 
 def test_workers_start_before_the_folds_only_for_a_clearly_big_table(monkeypatch):
-    from losskit.app.compare import engines, stages
+    from losskit.app import workers
+    from losskit.app.compare import stages
 
     started = []
-    monkeypatch.setattr(engines, "prestart", lambda workers, baselines: started.append((workers, baselines)))
-    monkeypatch.setattr(engines, "cpu_count", lambda: 2)
-    monkeypatch.setattr(engines, "free_cores", lambda cores, sample=0.25: cores)
+    monkeypatch.setattr(workers, "prestart", lambda workers, baselines: started.append((workers, baselines)))
+    monkeypatch.setattr(workers, "cpu_count", lambda: 2)
+    monkeypatch.setattr(workers, "free_cores", lambda cores, sample=0.25: cores)
     big, small = _encoded(20_000, 50), _encoded(150, 4)
     stages.maybe_prestart(small, "local", None, "cpu", True, 3, 10, 100, True)
     assert started == []  # iris-sized: runs in this process, no workers
@@ -131,3 +132,49 @@ def test_workers_start_before_the_folds_only_for_a_clearly_big_table(monkeypatch
     assert started == []
     stages.maybe_prestart(big, "local", None, "cpu", True, 3, 10, 100, True)
     assert started == [(2, True)]
+
+
+def test_the_command_line_starts_workers_for_a_big_bundled_table_before_reading_it(monkeypatch):
+    """The default digits run (5x2 folds, 100 epochs) is clearly big: its workers start before
+    torch is imported; iris, a short run, another backend, --jobs or a model of one's own: not."""
+    import argparse
+
+    from losskit.app import cli, workers
+
+    started = []
+    monkeypatch.setattr(workers, "prestart", lambda n, baselines: started.append((n, baselines)))
+    monkeypatch.setattr(workers, "cpu_count", lambda: 2)
+    monkeypatch.setattr(workers, "free_cores", lambda cores, sample=0.25: cores)
+    monkeypatch.setattr(workers, "_prestarted", {})
+
+    def args(**kw):
+        base = dict(data=None, images=None, model=None, jobs=None, backend="local", device="cpu", dataset=None)
+        base.update(losses=None, folds=5, repeats=2, epochs=None, no_baselines=False)
+        base.update(kw)
+        return argparse.Namespace(**base)
+
+    for quiet in (
+        args(dataset="iris"),
+        args(epochs=2),
+        args(jobs=2),
+        args(backend="ray"),
+        args(model="m.py:make"),
+        args(device="cuda"),
+        args(data="table.csv"),
+        args(losses="cross_entropy", folds=2, repeats=1, epochs=20),
+    ):
+        cli._prestart(quiet)
+    assert started == []
+    cli._prestart(args())
+    assert started == [(2, True)]
+    started.clear()
+    cli._prestart(args(folds=3, no_baselines=True))  # the speed benchmark's design
+    assert started == [(2, False)]
+
+
+def test_the_work_estimate_does_not_import_torch():
+    code = (
+        "import sys; from losskit.app import workers; "
+        "workers.clearly_big(64, 10, 958, 3, 6, 100); assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -154,7 +154,8 @@ def test_workers_are_spread_over_the_visible_gpus(tmp_path):
     # the placement logic without a GPU: each worker claims a slot and sees one device
     from loky import get_reusable_executor
 
-    from losskit.app.compare.engines import _worker_start, gpu_slots
+    from losskit.app.compare.engines import gpu_slots
+    from losskit.app.workers import _worker_start
 
     assert gpu_slots(4, ["0", "1"]) == ["0", "1", "0", "1"]
     assert gpu_slots(3, ["2", "5", "7"]) == ["2", "5", "7"]
@@ -217,7 +218,7 @@ def test_bad_numbers_are_usage_errors(args, capsys):
 def test_the_default_jobs_leave_busy_cores_to_their_programs(monkeypatch, busy, free):
     import psutil
 
-    from losskit.app.compare.engines import free_cores
+    from losskit.app.workers import free_cores
 
     monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None, percpu=False: list(busy))
     assert free_cores(len(busy)) == free

@@ -345,6 +345,7 @@ def _compare(args: argparse.Namespace) -> int:
         # a local instance starts in about 4.5 s of waiting: the data loads meanwhile
         model, data = ray_local.start_beside(inputs, args.jobs or max(1, int(cpu_count())))
     else:
+        _prestart(args)
         model, data = inputs()
     from losskit.app.compare import run_compare
     from losskit.app.compare.engines import WorkerDied
@@ -379,7 +380,23 @@ def _compare(args: argparse.Namespace) -> int:
         return 1
     finally:
         ray_local.shutdown()  # started here and not handed to a run (a bad option): stopped
+        from losskit.app.workers import stop_prestarted
+
+        stop_prestarted()  # started here and not taken by a run (a bad option): stopped
     return 0
+
+
+def _prestart(args: argparse.Namespace) -> None:
+    """Workers for a bundled table start before it is read, when its comparison is clearly big
+    (the default digits run): see :func:`losskit.app.compare.stages.prestart_for_bundled`."""
+    default_device = args.device == "cpu"
+    if args.data or args.images or args.model or args.jobs is not None or args.backend != "local" or not default_device:
+        return
+    from losskit.app.workers import prestart_for_bundled
+
+    prestart_for_bundled(
+        args.dataset or "digits", args.losses, args.folds, args.repeats, args.epochs, not args.no_baselines
+    )
 
 
 def _missing_extra(command: str, exc: ModuleNotFoundError) -> int | None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from losskit.app.compare.fits import FitTask, FoldArrays, Settings, TaskOutcome, run_task
+from losskit.app.workers import _alive, _executor, _ready, _warm_up, cpu_count
 from losskit.errors import LossInputError
 
 __all__ = ["Engine", "InProcess", "Processes", "Ray", "WorkerDied", "cpu_count", "gpu_slots", "make_engine"]
@@ -37,73 +37,6 @@ __all__ = ["Engine", "InProcess", "Processes", "Ray", "WorkerDied", "cpu_count",
 
 class WorkerDied(RuntimeError):
     """A worker process ended without a result (killed, out of memory, crashed)."""
-
-
-def cpu_count() -> int:
-    """The cores this process may use (CPU affinity and cgroup quotas respected)."""
-    from loky import cpu_count as loky_cpu_count
-
-    return max(1, int(loky_cpu_count()))
-
-
-def free_cores(cores: int, sample: float = 0.25) -> int:
-    """How many of ``cores`` other processes leave free: the cores under half busy over a
-    ``sample``-second look (this process sleeps meanwhile), at least 1. A worker sharing a core
-    with another program runs at half speed and holds up the stage it belongs to, so the default
-    ``--jobs`` starts workers only for the free cores. Without psutil: ``cores``."""
-    try:
-        import psutil
-    except ModuleNotFoundError:
-        return cores
-    try:
-        busy = psutil.cpu_percent(interval=sample, percpu=True)
-    except Exception:  # no per-CPU counters on this platform
-        return cores
-    free = sum(1 for b in busy if b < 50.0)
-    return max(1, min(cores, free))
-
-
-#: a pool started ahead of the engine (:func:`prestart`) in this process: its executor and size
-_prestarted: dict[str, Any] = {}
-
-
-def _executor(workers: int, gpus: list[str] | None, claims: str | None, baselines: bool) -> Any:
-    """loky's reusable executor of ``workers`` warmed-up workers: the same options give the same
-    executor, which is how :class:`Processes` finds a pool that :func:`prestart` started."""
-    from loky import get_reusable_executor
-
-    return get_reusable_executor(
-        max_workers=workers, timeout=60, initializer=_worker_start, initargs=(gpus, claims, baselines)
-    )
-
-
-def prestart(workers: int, baselines: bool) -> None:
-    """Start ``workers`` worker processes now, before the folds exist: :class:`Processes` with the
-    same count and ``baselines`` finds them, so their imports (torch, scikit-learn: 3-5 s)
-    overlap the main process's preparation."""
-    executor = _executor(workers, None, None, baselines)
-    for _ in range(workers):
-        executor.submit(_ready)
-    _prestarted.update(executor=executor, workers=workers)
-
-
-def prestarted() -> int | None:
-    """The worker count of a pool started by :func:`prestart` and not yet taken, else ``None``."""
-    return _prestarted.get("workers")
-
-
-def take_prestarted() -> None:
-    """The engine takes the prestarted pool over (it finds the same executor)."""
-    _prestarted.clear()
-
-
-def stop_prestarted() -> None:
-    """Stop a prestarted pool that the run will not use."""
-    executor = _prestarted.pop("executor", None)
-    _prestarted.clear()
-    if executor is not None:
-        with contextlib.suppress(Exception):
-            executor.shutdown(wait=True, kill_workers=True)
 
 
 class Engine:
@@ -166,67 +99,6 @@ class InProcess(Engine):
 def gpu_slots(workers: int, visible: list[str]) -> list[str]:
     """The GPU each of ``workers`` local workers sees (round robin over ``visible``)."""
     return [visible[i % len(visible)] for i in range(workers)] if visible else []
-
-
-def _claim_slot(claims: Path, count: int) -> int:
-    """Take the first free worker slot (a file named after it, holding the owner's pid); a slot
-    whose owner died is taken over. Slots decide which GPU a worker sees."""
-    for i in range(count):
-        path = claims / f"slot-{i}"
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                owner = int(path.read_text() or "0")
-            except (OSError, ValueError):
-                continue
-            if owner and _alive(owner):
-                continue
-            path.write_text(str(os.getpid()))
-            return i
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        return i
-    return os.getpid() % max(count, 1)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _worker_start(gpus: list[str] | None, claims: str | None, baselines: bool = False) -> None:
-    """Each worker: Ctrl-C is the main process's to handle (it stops the workers), one thread,
-    with several GPUs one of them; and the imports of a first fit done now, while the main
-    process is still preparing folds."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if gpus and claims:
-        slot = _claim_slot(Path(claims), len(gpus))
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
-    _warm_up(baselines)
-
-
-def _warm_up(baselines: bool) -> int:
-    """The imports of a first fit, done before it: torch on one thread, the training code, and
-    scikit-learn when baselines will run (1 s of CPU a worker otherwise spent for nothing)."""
-    if baselines:
-        import sklearn.ensemble
-        import sklearn.linear_model  # noqa: F401
-    import torch
-
-    from losskit.app.compare import batched, fits  # noqa: F401
-
-    torch.set_num_threads(1)
-    return os.getpid()
-
-
-def _ready() -> int:
-    return os.getpid()
 
 
 def _write_fold(root: Path, fold: int, arrays: FoldArrays) -> None:

@@ -29,9 +29,10 @@ from losskit.app.compare.results import (
     versions,
 )
 from losskit.app.compare.stages import Runner, check_execution, choose_engine, maybe_prestart
-from losskit.app.compare.train import TrainResult, hidden_size, train_candidate
+from losskit.app.compare.train import TrainResult, train_candidate
 from losskit.app.compare.verdict import ALPHA, MIN_DF, Test, decide, paired_tests
 from losskit.app.data import Table
+from losskit.app.workers import hidden_size
 from losskit.errors import LossInputError
 from losskit.tasks import Task
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from losskit.app.compare.data import FoldData
+from losskit.app.workers import hidden_size  # beside the work estimate, which must not import torch
 from losskit.tasks import Task
 
 __all__ = ["TrainResult", "make_model", "train_candidate", "outputs_for_loss", "predict"]
@@ -41,11 +42,6 @@ class TrainResult:
     #: training ran all its epochs without early stopping
     hit_max_epochs: bool = False
     state: dict[str, torch.Tensor] = field(default_factory=dict)
-
-
-def hidden_size(d_in: int, d_out: int) -> int:
-    """Width of the two hidden layers: the power of two at or above 2 (inputs + outputs), in [32, 256]."""
-    return int(min(256, max(32, 2 ** math.ceil(math.log2(max(2 * (d_in + d_out), 2))))))
 
 
 def make_model(d_in: int, d_out: int, seed: int) -> nn.Module:
