@@ -81,7 +81,7 @@ def setup(provider: str, config: str, quick: bool, tiny: bool = False, device: s
         # warm-up: small, but taking the same code paths as the measured call (element-wise
         # losses over 2^20 elements check a sample: warm that path too), so that first-touch
         # code pages of a kernel do not count as the loss's memory
-        shape = (2**20 + 1,) if len(shape) == 1 and shape[0] > 2**20 else tuple(min(d, 8) for d in shape)
+        shape = (2**20 + 1,) if len(shape) == 1 and shape[0] > 2**20 else _warm_up_shape(shape)
     torch.manual_seed(0)
     kwargs = {}
     if kind in ("ce", "ce_smooth", "nll"):
@@ -117,6 +117,23 @@ def setup(provider: str, config: str, quick: bool, tiny: bool = False, device: s
         synchronize()  # a GPU's time is the kernels', not the launches'
 
     return fn
+
+
+def _warm_up_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A small shape on the measured call's path: at most 8 along each axis but the classes',
+    grown (axis by axis, doubling) past the size under which losskit hands small inputs to
+    torch's fused operations when the full shape is past it -- else the measured call would be
+    the first to touch its own path's kernels, whose code pages then count as its memory."""
+    from losskit.functional._small import SMALL_INPUT_ELEMENTS
+
+    tiny = [min(d, 8) for d in shape]
+    if len(shape) >= 2:
+        tiny[1] = shape[1]
+    if math.prod(shape) > SMALL_INPUT_ELEMENTS:
+        while math.prod(tiny) <= SMALL_INPUT_ELEMENTS:
+            axis = next(i for i, d in enumerate(tiny) if d < shape[i])
+            tiny[axis] = min(shape[axis], 2 * tiny[axis])
+    return tuple(tiny)
 
 
 def measure_memory(provider: str, config: str, quick: bool, device: str = "cpu") -> dict:

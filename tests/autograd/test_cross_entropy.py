@@ -184,8 +184,9 @@ def test_rows_that_all_count_take_whole_tensor_operations(monkeypatch, shape, sm
         return count.names
 
     assert ops(5) == ops(7)  # blocks of 5 or 7 rows: no operation repeats per block
-    names = ops(5)  # one gather (forward) and one scatter (backward) over the whole tensor
-    assert sum("gather" in n for n in names) == 1 and sum("scatter_add_" in n for n in names) == 1
+    names = ops(5)  # one summed nll_loss (forward) and one scatter (backward) over the whole tensor
+    assert sum("nll_loss" in n for n in names) == 1 and sum("scatter_add_" in n for n in names) == 1
+    assert not any("gather" in n for n in names)  # a mean needs no loss per row
     xg = x.clone().requires_grad_()
     loss = LF.cross_entropy(xg, t, label_smoothing=smoothing)
     (first,) = torch.autograd.grad(loss, xg, retain_graph=True)
@@ -194,6 +195,52 @@ def test_rows_that_all_count_take_whole_tensor_operations(monkeypatch, shape, sm
     (expected,) = torch.autograd.grad(F.cross_entropy(x_ref, t, label_smoothing=smoothing), x_ref)
     torch.testing.assert_close(first, expected, **TOL[torch.float64])
     torch.testing.assert_close(second, 3 * expected, **TOL[torch.float64])
+
+
+class _Allocations(TorchDispatchMode):
+    """The bytes of the new tensors every ATen operation returns (views left out)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[tuple[str, int]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        inputs = {a.untyped_storage().data_ptr() for a in args if isinstance(a, torch.Tensor)}
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor) and t.untyped_storage().data_ptr() not in inputs:
+                self.sizes.append((str(func), t.numel() * t.element_size()))
+        return out
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_a_reduced_segmentation_loss_holds_no_loss_per_pixel(reduction, smoothing):
+    """With a mean or a sum, the whole-tensor path returns the sum itself: no tensor of one value
+    per pixel is made in forward or backward (torch makes several; the issue's memory target is
+    the log-probs that become the gradient, and nothing else of the logits' order). Values,
+    gradients and a second backward as torch's."""
+    x = torch.randn(2, 21, 24, 24)
+    t = torch.randint(0, 21, (2, 24, 24))
+    xg = x.clone().requires_grad_()
+    with losskit.set_checks("off"), _Allocations() as seen:
+        loss = LF.cross_entropy(xg, t, reduction=reduction, label_smoothing=smoothing)
+        loss.backward()
+    per_pixel = t.numel() * 4  # a float32 per pixel (a bool mask, a byte per pixel, is let pass)
+    big = [(name, n) for name, n in seen.sizes if per_pixel <= n < x.nbytes]
+    assert big == [], big  # only the log-probs that become the gradient are a float per pixel or more
+    assert any(n == x.nbytes for _, n in seen.sizes)
+    x_ref = x.clone().requires_grad_()
+    ref = F.cross_entropy(x_ref, t, reduction=reduction, label_smoothing=smoothing)
+    ref.backward()
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(xg.grad, x_ref.grad)
+    xd = x.double().requires_grad_()  # double backward, through the summed forward
+    (g,) = torch.autograd.grad(LF.cross_entropy(xd, t, reduction=reduction), xd, create_graph=True)
+    xr = x.double().requires_grad_()
+    (gr,) = torch.autograd.grad(F.cross_entropy(xr, t, reduction=reduction), xr, create_graph=True)
+    v = torch.randn_like(g)
+    torch.testing.assert_close(torch.autograd.grad((g * v).sum(), xd)[0], torch.autograd.grad((gr * v).sum(), xr)[0])
 
 
 def test_one_ignored_row_leaves_the_whole_tensor_path():

@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from losskit._core import cross_entropy as core
 
@@ -198,6 +199,7 @@ class CrossEntropyFunction(torch.autograd.Function):
         prob_target: bool,
         z_loss: float = 0.0,
         softcap: float | None = None,
+        summed: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         acc = core.accumulation_dtype(x.dtype)
         eps = float(label_smoothing)
@@ -212,7 +214,10 @@ class CrossEntropyFunction(torch.autograd.Function):
             return torch.empty((x.shape[0], *x.shape[2:]), dtype=dtype, device=x.device)
 
         ctx.uniform = kept is not None and _uniform_rows(x, target, prob_target, ignore_index, opts, compiling)
-        if ctx.uniform:  # every row counts alike: whole-tensor operations, no row blocks
+        ctx.summed = ctx.uniform and summed
+        if ctx.summed:  # the caller reduces: the sum alone, without a loss per row in memory
+            loss = _uniform_forward_sum(kept, target, opts)  # type: ignore[arg-type]
+        elif ctx.uniform:  # every row counts alike: whole-tensor operations, no row blocks
             loss = _uniform_forward(kept, target, opts)  # type: ignore[arg-type]
         else:
             loss = rows_of(acc)
@@ -272,7 +277,7 @@ class CrossEntropyFunction(torch.autograd.Function):
         ctx: Any, grad_loss: torch.Tensor | None, grad_z: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, ...]:
         if grad_loss is None:  # grads are not materialized: nothing flowed into the loss
-            return (None,) * 8
+            return (None,) * 9
         if torch.is_grad_enabled():  # backward(create_graph=True): a gradient that has a graph
             return _differentiable_backward(ctx, grad_loss)
         x, target, lse, _, mass, kept = ctx.saved_tensors
@@ -286,7 +291,7 @@ class CrossEntropyFunction(torch.autograd.Function):
             kept = kept.clone()
         want_x = ctx.needs_input_grad[0]
         if ctx.uniform and kept is not None and want_x and _is_uniform(grad_loss):
-            return _uniform_backward(kept, target, grad_loss, opts), None, None, None, None, None, None, None
+            return _uniform_backward(kept, target, grad_loss, opts), None, None, None, None, None, None, None, None
         grad_x = (kept if kept is not None else torch.empty_like(x)) if want_x else None
         grad_t = torch.empty_like(target) if ctx.prob_target and ctx.needs_input_grad[1] else None
         scratch = _Scratch(acc, opts.softcap)
@@ -332,7 +337,7 @@ class CrossEntropyFunction(torch.autograd.Function):
                 core.softcap_grad_(p, logits.div_(opts.softcap))
             if kept is None:
                 grad_x[idx].copy_(p)
-        return grad_x, grad_t, None, None, None, None, None, None
+        return grad_x, grad_t, None, None, None, None, None, None, None
 
 
 def _uniform_rows(
@@ -353,6 +358,18 @@ def _uniform_forward(logp: torch.Tensor, target: torch.Tensor, opts: core.RowOpt
     nll = logp.gather(1, target.unsqueeze(1)).squeeze(1).neg_()
     smooth = logp.sum(1).neg_() if opts.label_smoothing > 0 else None
     return core.index_row_loss_(nll, smooth, None, opts)
+
+
+def _uniform_forward_sum(logp: torch.Tensor, target: torch.Tensor, opts: core.RowOptions) -> torch.Tensor:
+    """The sum of :func:`_uniform_forward`'s rows (a 0-d tensor) without a loss per row in
+    memory (for a segmentation batch a twentieth of the logits' size at 21 classes): torch's
+    ``nll_loss`` with ``reduction="sum"`` adds up ``-logp[t]`` in one pass and no per-row
+    buffer, as torch's own ``cross_entropy`` does after its ``log_softmax``."""
+    total = F.nll_loss(logp, target, reduction="sum")
+    eps = opts.label_smoothing
+    if eps > 0:  # (1 - eps) sum(lse - x_t) + eps / C sum(C lse - sum_c x_c)
+        total = total * (1.0 - eps) - logp.sum() * (eps / opts.n_classes)
+    return total
 
 
 def _is_uniform(grad: torch.Tensor) -> bool:
@@ -398,10 +415,12 @@ def _differentiable_backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.T
     rows, _ = core.differentiable_rows(
         x, target, weight, ctx.ignore_index, opts.label_smoothing, ctx.prob_target, opts.z_loss, opts.softcap
     )
+    if ctx.summed:  # the forward returned the rows' sum: every row gets its gradient
+        grad_loss = grad_loss.expand(rows.shape)
     grads = iter(torch.autograd.grad(rows, wanted, grad_loss, create_graph=True))
     grad_x = next(grads) if ctx.needs_input_grad[0] else None
     grad_t = next(grads) if ctx.needs_input_grad[1] else None
-    return grad_x, grad_t, None, None, None, None, None, None
+    return grad_x, grad_t, None, None, None, None, None, None, None
 
 
 def cross_entropy_unreduced(
@@ -413,12 +432,15 @@ def cross_entropy_unreduced(
     prob_target: bool,
     z_loss: float = 0.0,
     softcap: float | None = None,
+    summed: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-row loss of ``x`` ``(N, C[, S])`` in the accumulation dtype (see module docstring),
-    and the z-loss term of each row alone (detached; zeros without ``z_loss``)."""
+    and the z-loss term of each row alone (detached; zeros without ``z_loss``). With ``summed``
+    (the caller only sums the rows) the loss may come back already summed, a 0-d tensor: when
+    every row counts alike on CPU, no loss per row is then held in memory."""
     if core.functorch_active(x, target, weight):  # torch.func: plain torch operations
         return core.differentiable_rows(x, target, weight, ignore_index, label_smoothing, prob_target, z_loss, softcap)
     out: tuple[torch.Tensor, torch.Tensor] = CrossEntropyFunction.apply(  # type: ignore[no-untyped-call]
-        x, target, weight, ignore_index, label_smoothing, prob_target, z_loss, softcap
+        x, target, weight, ignore_index, label_smoothing, prob_target, z_loss, softcap, summed
     )
     return out

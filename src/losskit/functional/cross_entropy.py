@@ -8,6 +8,7 @@ chunked kernel :mod:`losskit.autograd.cross_entropy` over the row math of
 
 from __future__ import annotations
 
+import math
 from typing import Literal, overload
 
 import torch
@@ -191,15 +192,16 @@ def cross_entropy(
         out_dtype = input.dtype
         flat_target = ids = core.flatten_ids(target.long(), input.dim())
         row_shape = tuple(target.shape)
+    n_rows = x.shape[0] * math.prod(x.shape[2:])
     rows, z_rows = cross_entropy_unreduced(
-        x, flat_target, weight, ignore_index, label_smoothing, prob_target, z_loss, cap
+        x, flat_target, weight, ignore_index, label_smoothing, prob_target, z_loss, cap, summed=reduction != "none"
     )
     denominator: torch.Tensor | float | None = None  # the batch's own count, for the all-ignored warning
     mean_denominator: torch.Tensor | float = 1.0
     if reduction == "mean":
         mean_denominator = core.mean_denominator(
             prob_target=prob_target,
-            rows=rows.numel(),
+            rows=n_rows,
             ids=ids,
             weight=weight,
             ignore_index=ignore_index,
@@ -215,7 +217,7 @@ def cross_entropy(
         z_term = None if z_term is None else z_term.reshape(row_shape)
     loss = loss.to(out_dtype)
     if mode != "off" and normalizer is None:
-        checks.warn_if_empty_or_all_ignored(fn, reduction, rows.numel(), denominator, mode)
+        checks.warn_if_empty_or_all_ignored(fn, reduction, n_rows, denominator, mode)
     if mode == "full":
         checks.warn_nonfinite_result(fn, loss, input)
     if z_term is not None:
