@@ -178,3 +178,33 @@ def test_the_work_estimate_does_not_import_torch():
         "workers.clearly_big(64, 10, 958, 3, 6, 100); assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_big_table_starts_its_workers_before_it_is_encoded(monkeypatch):
+    import numpy as np
+    import pandas as pd
+
+    from losskit.app import workers
+    from losskit.app.compare import stages
+    from losskit.app.data import Table
+
+    started = []
+    monkeypatch.setattr(workers, "prestart", lambda n, baselines: started.append((n, baselines)))
+    monkeypatch.setattr(workers, "cpu_count", lambda: 2)
+    monkeypatch.setattr(workers, "free_cores", lambda cores, sample=0.25: cores)
+    monkeypatch.setattr(workers, "_prestarted", {})
+    rng = np.random.default_rng(0)
+
+    def table(rows, columns):
+        frame = pd.DataFrame(rng.normal(size=(rows, columns)), columns=[f"c{i}" for i in range(columns)])
+        return Table(name="t", features=frame, target=pd.Series(np.arange(rows) % 2))
+
+    big, small = table(20_000, 50), table(150, 4)
+    stages.maybe_prestart_table(small, "local", None, "cpu", True, None, 10, 100, True)
+    stages.maybe_prestart_table(big, "local", None, "cpu", True, None, 10, 1, True)  # one epoch: small work
+    stages.maybe_prestart_table(big, "ray", None, "cpu", True, None, 10, 100, True)
+    stages.maybe_prestart_table(big, "local", 2, "cpu", True, None, 10, 100, True)
+    stages.maybe_prestart_table(big, "local", None, "cpu", False, None, 10, 100, True)
+    assert started == []
+    stages.maybe_prestart_table(big, "local", None, "cpu", True, None, 10, 100, False)
+    assert started == [(2, False)]

@@ -213,14 +213,28 @@ def test_bad_numbers_are_usage_errors(args, capsys):
 
 
 @pytest.mark.parametrize(
-    ("busy", "free"), [([3.0, 4.0], 2), ([97.0, 2.0], 1), ([99.0, 98.0], 1), ([10.0, 60.0, 5.0, 55.0], 2)]
+    ("busy", "own", "free"),
+    [
+        ([3.0, 4.0], 0.0, 2),
+        ([97.0, 2.0], 0.0, 1),
+        ([99.0, 98.0], 0.0, 1),
+        ([10.0, 60.0, 5.0, 55.0], 0.0, 2),
+        ([100.0, 3.0], 100.0, 2),  # this process's main thread, encoding the data while a thread looks
+        ([100.0, 99.0], 100.0, 1),  # ... and another program on the other core
+        ([60.0, 55.0], 100.0, 2),  # this process moved between the cores
+    ],
 )
-def test_the_default_jobs_leave_busy_cores_to_their_programs(monkeypatch, busy, free):
+def test_the_default_jobs_leave_busy_cores_to_their_programs(monkeypatch, busy, own, free):
     import psutil
 
     from losskit.app.workers import free_cores
 
+    class Own:
+        def cpu_percent(self, interval=None):
+            return own
+
     monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None, percpu=False: list(busy))
+    monkeypatch.setattr(psutil, "Process", Own)
     assert free_cores(len(busy)) == free
 
 
@@ -236,6 +250,7 @@ def test_with_a_busy_core_the_default_runs_in_this_process(monkeypatch):
     x, y = rng.normal(size=(600, 20)), rng.integers(0, 2, 600)
     kwargs = dict(folds=2, repeats=1, max_repeats=1, epochs=40, baselines=False)
     monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None, percpu=False: [5.0, 5.0])
+    monkeypatch.setattr(psutil.Process, "cpu_percent", lambda self, interval=None: 0.0)
     monkeypatch.setattr("losskit.app.compare.stages.IN_PROCESS_WORK", 1e6)
     assert compare(x, y, **kwargs).run.execution["workers"] == 2
     monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None, percpu=False: [5.0, 99.0])

@@ -64,7 +64,9 @@ def clearly_big(d_in: int, d_out: int, rows: float, candidates: int, fits_per_ca
 
 
 def prestart_free(baselines: bool) -> None:
-    """Start a worker on every free core (when more than one is free), unless a pool is started."""
+    """Start a worker on every free core (when more than one is free), unless a pool is started.
+    In this thread: loky's reusable executor belongs to the thread that made it (one made in a
+    helper thread is not found by the engine, which would start a second pool)."""
     if prestarted() is not None:
         return
     workers = free_cores(cpu_count())
@@ -98,7 +100,7 @@ def cpu_count() -> int:
 
 def free_cores(cores: int, sample: float = 0.25) -> int:
     """How many of ``cores`` other processes leave free: the cores under half busy over a
-    ``sample``-second look (this process sleeps meanwhile), at least 1. A worker sharing a core
+    ``sample``-second look, this process's own use left out, at least 1. A worker sharing a core
     with another program runs at half speed and holds up the stage it belongs to, so the default
     ``--jobs`` starts workers only for the free cores. Without psutil: ``cores``."""
     try:
@@ -106,9 +108,17 @@ def free_cores(cores: int, sample: float = 0.25) -> int:
     except ModuleNotFoundError:
         return cores
     try:
-        busy = psutil.cpu_percent(interval=sample, percpu=True)
+        own = psutil.Process()
+        own.cpu_percent(None)
+        busy = sorted(psutil.cpu_percent(interval=sample, percpu=True), reverse=True)
+        mine = own.cpu_percent(None)  # 100 = one core's worth
     except Exception:  # no per-CPU counters on this platform
         return cores
+    # this process's own use (its main thread, preparing the data while a thread looks) is
+    # not another program's: taken off the busiest cores first
+    for i, b in enumerate(busy):
+        take = min(b, mine)
+        busy[i], mine = b - take, mine - take
     free = sum(1 for b in busy if b < 50.0)
     return max(1, min(cores, free))
 

@@ -214,8 +214,8 @@ def _columns(table: Table, notes: list[str]) -> tuple[Any, list[str], list[str]]
     notes.append(f"{len(numeric)} numeric column(s) standardized on each fold's training rows.")
     out = frame.copy()
     out.columns = [str(c) for c in out.columns]
-    for c in categorical:
-        out[c] = out[c].map(lambda v: np.nan if v is None or v != v else str(v)).astype(object)
+    for c in categorical:  # text, NaN where missing (None, NaN, pd.NA): whole-column operations
+        out[c] = out[c].astype(str).where(out[c].notna(), np.nan).astype(object)
     return out[numeric + categorical], numeric, categorical
 
 

@@ -51,9 +51,10 @@ class Columns:
         sizes = []
         for j, column in enumerate(categorical):
             series = frame[column]
-            text = series.where(series.isna(), series.astype(str))
-            categories = sorted(text.dropna().unique())
-            codes[:, j] = pd.Categorical(text, categories=categories).codes  # -1 where missing
+            text = series.astype(str).where(series.notna(), np.nan)
+            # the index of each value in the column's sorted categories, -1 where missing
+            column_codes, categories = pd.factorize(text, sort=True)
+            codes[:, j] = column_codes
             sizes.append(len(categories))
         return Columns(np.ascontiguousarray(values), codes, sizes)
 

@@ -28,7 +28,7 @@ from losskit.app.compare.results import (
     still_improving,
     versions,
 )
-from losskit.app.compare.stages import Runner, check_execution, choose_engine, maybe_prestart
+from losskit.app.compare.stages import Runner, check_execution, choose_engine, maybe_prestart, maybe_prestart_table
 from losskit.app.compare.train import TrainResult, train_candidate
 from losskit.app.compare.verdict import ALPHA, MIN_DF, Test, decide, paired_tests
 from losskit.app.data import Table
@@ -116,6 +116,12 @@ def compare_table(
     _check_design(folds, repeats, most, epochs, batch_size, lr, budget, margin)
     check_execution(jobs, backend, ray_address, gpus_per_fit)
     dev = device if isinstance(device, torch.device) else _device(device)
+    if not isinstance(table, ArrayInput):  # its shape alone can tell: workers import while it is encoded
+        named = None if losses is None else len(losses.split(",")) if isinstance(losses, str) else len(losses)
+        maybe_prestart_table(
+            table, backend, jobs, str(dev), model is None and optimizer is None, named, folds * repeats,
+            100 if epochs is None else epochs, baselines,
+        )  # fmt: skip
     data = encode_input(table, task) if isinstance(table, ArrayInput) else encode(table, task=task)
     images = data.x is not None
     if max_repeats is None and images:
