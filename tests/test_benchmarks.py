@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -98,10 +99,13 @@ def test_losses_benchmark_smoke_with_busy_processes(tmp_path):
     for level in row["busy"].values():
         (run,) = level["processes"]
         assert len(run["ratios"]) == run["rounds"] >= 2 and level["losskit"]["max_over_min"] >= 1
+        assert level["losskit"]["process_medians_s"] == [statistics.median(run["losskit"]["times_s"])]
+        assert level["losskit"]["process_max_over_min"] == 1.0  # one process: its median over itself
     assert row["losskit"]["ops_per_call"] > 0 and row["torch"]["ops_per_call"] > 0
     assert "1 busy: torch" in out.stdout
     table = (tmp_path / "bench_losses.md").read_text()
     assert "| 1 busy: vs torch |" in table and "| cross_entropy 2048x32768 |" in table
+    assert "| process medians max/min torch / losskit |" in table
     assert "| - | - |" in table  # the level not run (2 busy) says so
     (pid,) = row["busy"]["1"]["busy_pids"]
     cmdline = Path(f"/proc/{pid}/cmdline")

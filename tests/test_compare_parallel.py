@@ -256,3 +256,27 @@ def test_with_a_busy_core_the_default_runs_in_this_process(monkeypatch):
     monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None, percpu=False: [5.0, 99.0])
     assert compare(x, y, **kwargs).run.execution["engine"] == "in-process"
     assert compare(x, y, jobs=2, **kwargs).run.execution["workers"] == 2
+
+
+def test_ray_workers_warm_up_while_the_data_still_loads(monkeypatch):
+    """The command line's local Ray instance: once started, and while the data still loads,
+    its workers are sent the imports of a first fit; with the data already loaded, not."""
+    import time
+
+    pytest.importorskip("ray")
+    from losskit.app import ray_local
+
+    warmed = []
+    monkeypatch.setattr(ray_local, "start", lambda cpus: time.sleep(0.05))
+    monkeypatch.setattr(ray_local, "warm_up", lambda cpus, baselines: warmed.append((cpus, baselines)))
+
+    def slow() -> str:
+        time.sleep(0.5)
+        return "data"
+
+    assert ray_local.start_beside(slow, 2, baselines=True) == "data"
+    assert warmed == [(2, True)]
+    warmed.clear()
+    monkeypatch.setattr(ray_local, "start", lambda cpus: time.sleep(0.5))
+    assert ray_local.start_beside(lambda: "data", 2) == "data"
+    assert warmed == []

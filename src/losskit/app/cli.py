@@ -343,7 +343,9 @@ def _compare(args: argparse.Namespace) -> int:
         from loky import cpu_count
 
         # a local instance starts in about 4.5 s of waiting: the data loads meanwhile
-        model, data = ray_local.start_beside(inputs, args.jobs or max(1, int(cpu_count())))
+        cpus = args.jobs or max(1, int(cpu_count()))
+        images = args.images or args.dataset in IMAGE_DATASETS or (args.data and os.path.isdir(args.data))
+        model, data = ray_local.start_beside(inputs, cpus, baselines=not (args.no_baselines or images))
     else:
         _prestart(args)
         model, data = inputs()

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["QUIET", "owned", "shutdown", "start", "start_beside", "wait"]
+__all__ = ["QUIET", "owned", "shutdown", "start", "start_beside", "wait", "warm_up"]
 
 T = TypeVar("T")
 
@@ -52,10 +52,11 @@ def start(cpus: int) -> None:
     _state["temp"] = temp
 
 
-def start_beside(work: Callable[[], T], cpus: int) -> T:
+def start_beside(work: Callable[[], T], cpus: int, baselines: bool = False) -> T:
     """Run ``work`` in a second thread while a local instance of ``cpus`` CPUs starts in this
-    one; return what ``work`` returned (or raise what it raised, the instance shut down). Without
-    the ``ray`` package, just ``work()`` (the engine then says how to install it)."""
+    one, then warm its workers up (:func:`warm_up`); return what ``work`` returned (or raise what
+    it raised, the instance shut down). Without the ``ray`` package, just ``work()`` (the engine
+    then says how to install it)."""
     try:
         import ray  # noqa: F401
     except ModuleNotFoundError:
@@ -66,6 +67,8 @@ def start_beside(work: Callable[[], T], cpus: int) -> T:
         future = pool.submit(work)
         try:
             start(cpus)
+            if not future.done():  # the data is still loading: the workers import meanwhile
+                warm_up(cpus, baselines)
         finally:
             try:
                 out = future.result()
@@ -75,10 +78,23 @@ def start_beside(work: Callable[[], T], cpus: int) -> T:
     return out
 
 
+def warm_up(cpus: int, baselines: bool) -> None:
+    """Start ``cpus`` Ray workers on the imports of a first fit (torch, the training code, and
+    scikit-learn for baselines) -- the same task the engine sends when it starts, so the workers
+    that ran it are found warm. Not waited for."""
+    import ray
+
+    from losskit.app.workers import _warm_up
+
+    remote = ray.remote(_warm_up).options(num_cpus=1)
+    _state["warming"] = [remote.remote(baselines) for _ in range(cpus)]
+
+
 def shutdown(background: bool = False) -> None:
     """Shut down the instance this process started (if any) and remove its folder; with
     ``background``, in a thread that the interpreter waits for at exit (and :func:`start` before
     a new instance), so a finished run writes its report meanwhile."""
+    _state.pop("warming", None)
     temp = _state.pop("temp", None)
     if temp is None:
         return
