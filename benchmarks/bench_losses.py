@@ -21,7 +21,9 @@ processes running beside it (the benchmark starts them before the timing process
 after), as a data-loader worker or another job would load the cores. Each level runs in
 ``--processes`` fresh processes; "vs torch" is the median of the per-round ratios over all of
 them, "max/min" each provider's slowest round over its fastest across those processes (torch's
-beside losskit's: the same rounds, so torch's says how much of losskit's is the machine). "ops/call" counts
+beside losskit's: the same rounds, so torch's says how much of losskit's is the machine), and
+"process medians max/min" the slowest process's median round over the fastest one's: the
+steadiness from one fresh process to the next. "ops/call" counts
 the ATen operations one forward+backward dispatches (on a GPU: about the kernel launches).
 
 On a GPU (``--device cuda``) memory is ``torch.cuda.max_memory_allocated`` above what the inputs
@@ -287,7 +289,14 @@ def timed_beside_busy(config: str, args: argparse.Namespace, busy: int) -> dict:
     out: dict = {"busy": busy, "busy_pids": pids, "processes": runs}
     for p in PROVIDERS:
         pooled = [t for run in runs for t in run[p]["times_s"]]
-        out[p] = {"time_s": statistics.median(pooled), "max_over_min": max(pooled) / min(pooled)}
+        medians = [statistics.median(run[p]["times_s"]) for run in runs]
+        out[p] = {
+            "time_s": statistics.median(pooled),
+            "max_over_min": max(pooled) / min(pooled),
+            # the steadiness from one fresh process to the next (the 0.05 s or 0.19 s)
+            "process_medians_s": medians,
+            "process_max_over_min": max(medians) / min(medians),
+        }
     out["time_ratio_vs_torch"] = statistics.median(r for run in runs for r in run["ratios"])
     out["checks_overhead"] = statistics.median(run["checks_overhead"] for run in runs)
     out["checks_overhead_wall"] = statistics.median(run["checks_overhead_wall"] for run in runs)
@@ -301,6 +310,7 @@ COLUMNS = (
     "checks-off ms",
     "time vs torch",
     "max/min torch / losskit",
+    "process medians max/min torch / losskit",
     "1 busy: torch / losskit ms",
     "1 busy: vs torch",
     "2 busy: torch / losskit ms",
@@ -311,6 +321,12 @@ COLUMNS = (
     "losskit extra MiB",
     "memory vs torch",
 )
+
+
+def _process_spread(level: dict) -> str:
+    if "process_max_over_min" not in level["torch"]:  # a result written before the column existed
+        return "-"
+    return f"{level['torch']['process_max_over_min']:.2f}x / {level['losskit']['process_max_over_min']:.2f}x"
 
 
 def table_rows(results: list[dict]) -> list[list[str]]:
@@ -325,6 +341,7 @@ def table_rows(results: list[dict]) -> list[list[str]]:
             f"{idle['losskit-off']['time_s'] * 1e3:.1f}",
             f"{idle['time_ratio_vs_torch']:.3f}x",
             f"{idle['torch']['max_over_min']:.2f}x / {idle['losskit']['max_over_min']:.2f}x",
+            _process_spread(idle),
         ]
         for level in ("1", "2"):
             loaded = row["busy"].get(level)
