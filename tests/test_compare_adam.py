@@ -139,7 +139,7 @@ def test_the_command_line_starts_workers_for_a_big_bundled_table_before_reading_
     torch is imported; iris, a short run, another backend, --jobs or a model of one's own: not."""
     import argparse
 
-    from losskit.app import cli, workers
+    from losskit.app import workers
 
     started = []
     monkeypatch.setattr(workers, "prestart", lambda n, baselines: started.append((n, baselines)))
@@ -163,12 +163,12 @@ def test_the_command_line_starts_workers_for_a_big_bundled_table_before_reading_
         args(data="table.csv"),
         args(losses="cross_entropy", folds=2, repeats=1, epochs=20),
     ):
-        cli._prestart(quiet)
+        workers.prestart_for_command(quiet)
     assert started == []
-    cli._prestart(args())
+    workers.prestart_for_command(args())
     assert started == [(2, True)]
     started.clear()
-    cli._prestart(args(folds=3, no_baselines=True))  # the speed benchmark's design
+    workers.prestart_for_command(args(folds=3, no_baselines=True))  # the speed benchmark's design
     assert started == [(2, False)]
 
 
@@ -208,3 +208,19 @@ def test_a_big_table_starts_its_workers_before_it_is_encoded(monkeypatch):
     assert started == []
     stages.maybe_prestart_table(big, "local", None, "cpu", True, None, 10, 100, False)
     assert started == [(2, False)]
+
+
+def test_ray_workers_import_scikit_learn_only_for_a_table_with_baselines(tmp_path):
+    import argparse
+
+    from losskit.app import workers
+
+    def args(**kw):
+        return argparse.Namespace(**{**dict(images=None, dataset=None, data=None, no_baselines=False), **kw})
+
+    assert workers.baselines_wanted(args())  # the bundled digits table
+    assert workers.baselines_wanted(args(data=str(tmp_path / "t.csv")))
+    assert not workers.baselines_wanted(args(no_baselines=True))
+    assert not workers.baselines_wanted(args(dataset="shapes"))  # images get no baselines
+    assert not workers.baselines_wanted(args(images="imgs", masks="masks"))
+    assert not workers.baselines_wanted(args(data=str(tmp_path)))  # a folder of class folders

@@ -155,14 +155,14 @@ def test_workers_are_spread_over_the_visible_gpus(tmp_path):
     from loky import get_reusable_executor
 
     from losskit.app.compare.engines import gpu_slots
-    from losskit.app.workers import _worker_start
+    from losskit.app.workers import worker_start
 
     assert gpu_slots(4, ["0", "1"]) == ["0", "1", "0", "1"]
     assert gpu_slots(3, ["2", "5", "7"]) == ["2", "5", "7"]
     assert gpu_slots(2, []) == []
     claims = tmp_path / "claims"
     claims.mkdir()
-    executor = get_reusable_executor(max_workers=2, initializer=_worker_start, initargs=(["3", "5"], str(claims)))
+    executor = get_reusable_executor(max_workers=2, initializer=worker_start, initargs=(["3", "5"], str(claims)))
     try:
         seen = set()
         deadline = time.monotonic() + 120

@@ -333,21 +333,18 @@ def _compare(args: argparse.Namespace) -> int:
         images = image_input(args)
         return model, images if images is not None else _load_table(args)
 
-    from losskit.app import ray_local
+    from losskit.app import ray_local, workers
 
     if (
         args.backend == "ray"
         and not (args.ray_address or os.environ.get("RAY_ADDRESS"))
         and (args.jobs is None or args.jobs >= 1)
     ):
-        from loky import cpu_count
-
         # a local instance starts in about 4.5 s of waiting: the data loads meanwhile
-        cpus = args.jobs or max(1, int(cpu_count()))
-        images = args.images or args.dataset in IMAGE_DATASETS or (args.data and os.path.isdir(args.data))
-        model, data = ray_local.start_beside(inputs, cpus, baselines=not (args.no_baselines or images))
+        cpus = args.jobs or workers.cpu_count()
+        model, data = ray_local.start_beside(inputs, cpus, baselines=workers.baselines_wanted(args))
     else:
-        _prestart(args)
+        workers.prestart_for_command(args)
         model, data = inputs()
     from losskit.app.compare import run_compare
     from losskit.app.compare.engines import WorkerDied
@@ -382,23 +379,8 @@ def _compare(args: argparse.Namespace) -> int:
         return 1
     finally:
         ray_local.shutdown()  # started here and not handed to a run (a bad option): stopped
-        from losskit.app.workers import stop_prestarted
-
-        stop_prestarted()  # started here and not taken by a run (a bad option): stopped
+        workers.stop_prestarted()  # likewise
     return 0
-
-
-def _prestart(args: argparse.Namespace) -> None:
-    """Workers for a bundled table start before it is read, when its comparison is clearly big
-    (the default digits run): see :func:`losskit.app.compare.stages.prestart_for_bundled`."""
-    default_device = args.device == "cpu"
-    if args.data or args.images or args.model or args.jobs is not None or args.backend != "local" or not default_device:
-        return
-    from losskit.app.workers import prestart_for_bundled
-
-    prestart_for_bundled(
-        args.dataset or "digits", args.losses, args.folds, args.repeats, args.epochs, not args.no_baselines
-    )
 
 
 def _missing_extra(command: str, exc: ModuleNotFoundError) -> int | None:

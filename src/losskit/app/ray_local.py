@@ -84,9 +84,9 @@ def warm_up(cpus: int, baselines: bool) -> None:
     that ran it are found warm. Not waited for."""
     import ray
 
-    from losskit.app.workers import _warm_up
+    from losskit.app.workers import warm_up_worker
 
-    remote = ray.remote(_warm_up).options(num_cpus=1)
+    remote = ray.remote(warm_up_worker).options(num_cpus=1)
     _state["warming"] = [remote.remote(baselines) for _ in range(cpus)]
 
 

@@ -20,12 +20,14 @@ from typing import Any
 __all__ = [
     "BUNDLED_SHAPES",
     "IN_PROCESS_WORK",
+    "baselines_wanted",
     "clearly_big",
     "cpu_count",
     "free_cores",
     "hidden_size",
     "prestart",
     "prestart_for_bundled",
+    "prestart_for_command",
     "prestart_free",
     "prestarted",
     "stop_prestarted",
@@ -72,6 +74,26 @@ def prestart_free(baselines: bool) -> None:
     workers = free_cores(cpu_count())
     if workers > 1:
         prestart(workers, baselines)
+
+
+def baselines_wanted(args: Any) -> bool:
+    """Whether ``losskit compare``'s options ask for scikit-learn baselines: a table (images get
+    none) without ``--no-baselines``."""
+    from losskit.app.cli_images import IMAGE_DATASETS
+
+    images = args.images or args.dataset in IMAGE_DATASETS or (args.data and os.path.isdir(args.data))
+    return not (args.no_baselines or images)
+
+
+def prestart_for_command(args: Any) -> None:
+    """``losskit compare``'s options -> :func:`prestart_for_bundled`, for a bundled table with the
+    default model, the local backend, the default ``--jobs``, on CPU."""
+    if args.data or args.images or args.model or args.jobs is not None or args.backend != "local":
+        return
+    if args.device == "cpu":
+        prestart_for_bundled(
+            args.dataset or "digits", args.losses, args.folds, args.repeats, args.epochs, not args.no_baselines
+        )
 
 
 def prestart_for_bundled(
@@ -127,13 +149,13 @@ def free_cores(cores: int, sample: float = 0.25) -> int:
 _prestarted: dict[str, Any] = {}
 
 
-def _executor(workers: int, gpus: list[str] | None, claims: str | None, baselines: bool) -> Any:
+def pool_executor(workers: int, gpus: list[str] | None, claims: str | None, baselines: bool) -> Any:
     """loky's reusable executor of ``workers`` warmed-up workers: the same options give the same
     executor, which is how :class:`~losskit.app.compare.engines.Processes` finds a pool that :func:`prestart` started."""
     from loky import get_reusable_executor
 
     return get_reusable_executor(
-        max_workers=workers, timeout=60, initializer=_worker_start, initargs=(gpus, claims, baselines)
+        max_workers=workers, timeout=60, initializer=worker_start, initargs=(gpus, claims, baselines)
     )
 
 
@@ -141,9 +163,9 @@ def prestart(workers: int, baselines: bool) -> None:
     """Start ``workers`` worker processes now, before the folds exist: :class:`~losskit.app.compare.engines.Processes` with the
     same count and ``baselines`` finds them, so their imports (torch, scikit-learn: 3-5 s)
     overlap the main process's preparation."""
-    executor = _executor(workers, None, None, baselines)
+    executor = pool_executor(workers, None, None, baselines)
     for _ in range(workers):
-        executor.submit(_ready)
+        executor.submit(worker_ready)
     _prestarted.update(executor=executor, workers=workers)
 
 
@@ -178,7 +200,7 @@ def _claim_slot(claims: Path, count: int) -> int:
                 owner = int(path.read_text() or "0")
             except (OSError, ValueError):
                 continue
-            if owner and _alive(owner):
+            if owner and pid_alive(owner):
                 continue
             path.write_text(str(os.getpid()))
             return i
@@ -188,7 +210,7 @@ def _claim_slot(claims: Path, count: int) -> int:
     return os.getpid() % max(count, 1)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -198,7 +220,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _worker_start(gpus: list[str] | None, claims: str | None, baselines: bool = False) -> None:
+def worker_start(gpus: list[str] | None, claims: str | None, baselines: bool = False) -> None:
     """Each worker: Ctrl-C is the main process's to handle (it stops the workers), one thread,
     with several GPUs one of them; and the imports of a first fit done now, while the main
     process is still preparing folds."""
@@ -206,10 +228,10 @@ def _worker_start(gpus: list[str] | None, claims: str | None, baselines: bool = 
     if gpus and claims:
         slot = _claim_slot(Path(claims), len(gpus))
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
-    _warm_up(baselines)
+    warm_up_worker(baselines)
 
 
-def _warm_up(baselines: bool) -> int:
+def warm_up_worker(baselines: bool) -> int:
     """The imports of a first fit, done before it: torch on one thread, the training code, and
     scikit-learn when baselines will run (1 s of CPU a worker otherwise spent for nothing)."""
     if baselines:
@@ -223,5 +245,5 @@ def _warm_up(baselines: bool) -> int:
     return os.getpid()
 
 
-def _ready() -> int:
+def worker_ready() -> int:
     return os.getpid()

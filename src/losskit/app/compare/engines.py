@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from losskit.app.compare.fits import FitTask, FoldArrays, Settings, TaskOutcome, run_task
-from losskit.app.workers import _alive, _executor, _ready, _warm_up, cpu_count
+from losskit.app.workers import cpu_count, pid_alive, pool_executor, warm_up_worker, worker_ready
 from losskit.errors import LossInputError
 
 __all__ = ["Engine", "InProcess", "Processes", "Ray", "WorkerDied", "cpu_count", "gpu_slots", "make_engine"]
@@ -150,12 +150,12 @@ class Processes(Engine):
             shutil.rmtree(claims, ignore_errors=True)
             Path(claims).mkdir()
         self.claims = claims
-        self.executor = _executor(workers, gpus, claims, baselines)
+        self.executor = pool_executor(workers, gpus, claims, baselines)
         self.futures: dict[Any, int] = {}
         self.pending: set[Any] = set()
         self.labels: dict[int, str] = {}
         for _ in range(workers):  # start the workers now: they import while the folds are prepared
-            self.executor.submit(_ready)
+            self.executor.submit(worker_ready)
 
     def put(self, fold: int, arrays: FoldArrays) -> None:
         _write_fold(self.root, fold, arrays)
@@ -185,7 +185,7 @@ class Processes(Engine):
         running = self.root / "running"
         dead = []
         for marker in running.iterdir() if running.exists() else []:
-            if not _alive(int(marker.name)):
+            if not pid_alive(int(marker.name)):
                 with contextlib.suppress(OSError):
                     dead.append(marker.read_text())
         codes = message.split("exit codes of the workers are", 1)[-1].split("\n", 1)[0].strip(" .{}")
@@ -255,7 +255,7 @@ class Ray(Engine):
         self.where = address or "a local Ray instance"
         self.remote = ray.remote(_run_on_ray).options(num_cpus=1, num_gpus=gpus_per_fit, max_retries=0)
         # start a worker per CPU now: they import while the main process prepares the folds
-        self.warm = [ray.remote(_warm_up).options(num_cpus=1).remote(baselines) for _ in range(workers)]
+        self.warm = [ray.remote(warm_up_worker).options(num_cpus=1).remote(baselines) for _ in range(workers)]
         self.settings_ref = ray.put(settings)
         self.fold_refs: dict[int, Any] = {}
         self.refs: dict[Any, int] = {}
