@@ -280,3 +280,24 @@ def test_ray_workers_warm_up_while_the_data_still_loads(monkeypatch):
     monkeypatch.setattr(ray_local, "start", lambda cpus: time.sleep(0.5))
     assert ray_local.start_beside(lambda: "data", 2) == "data"
     assert warmed == []
+
+
+def test_the_ray_example_runs(tmp_path):
+    """examples/compare_on_ray.py as a user runs it: a local Ray instance, started and stopped."""
+    pytest.importorskip("ray")
+    root = Path(__file__).resolve().parents[1]
+    work = Path(tempfile.mkdtemp(prefix="lk-", dir="/tmp"))  # Ray's socket paths: a short folder
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(root / "examples" / "compare_on_ray.py"), "--quick", "--out", str(tmp_path / "r")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=work,
+            env={**os.environ, "TMPDIR": str(work)},
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "fits ran on Ray (a local Ray instance)" in proc.stdout
+        assert (tmp_path / "r" / "metrics.json").exists()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
