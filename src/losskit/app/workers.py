@@ -1,6 +1,6 @@
 """The worker processes of ``losskit compare``, and the estimate of when they pay -- without
 importing torch, so that the command line can start them before it imports torch and reads the
-data (:func:`prestart_for_bundled`): the workers' own imports (torch, scikit-learn: 2-3 s each)
+data (:func:`prestart_for_command`): the workers' own imports (torch, scikit-learn: 2-3 s each)
 then overlap the main process's.
 
 The pool is loky's reusable executor (spawned workers, each on one thread, Ctrl-C left to the
@@ -26,7 +26,7 @@ __all__ = [
     "free_cores",
     "hidden_size",
     "prestart",
-    "prestart_for_bundled",
+    "prestart_if_big",
     "prestart_for_command",
     "prestart_free",
     "prestarted",
@@ -65,6 +65,19 @@ def clearly_big(d_in: int, d_out: int, rows: float, candidates: int, fits_per_ca
     return work >= 10 * IN_PROCESS_WORK and cpu_count() > 1
 
 
+def prestart_if_big(
+    backend: str, jobs: int | None, device: str, default_model: bool, d_in: int, d_out: int, rows: float,
+    candidates: int, fits_per_candidate: int, epochs: int, baselines: bool,
+) -> None:  # fmt: skip
+    """The one rule of every early start: with the local backend, the default ``--jobs``, on CPU
+    and the default model, start the workers (:func:`prestart_free`) when the fits are
+    :func:`clearly_big`."""
+    if backend != "local" or jobs is not None or device != "cpu" or not default_model:
+        return
+    if clearly_big(d_in, d_out, rows, candidates, fits_per_candidate, epochs):
+        prestart_free(baselines)
+
+
 def prestart_free(baselines: bool) -> None:
     """Start a worker on every free core (when more than one is free), unless a pool is started.
     In this thread: loky's reusable executor belongs to the thread that made it (one made in a
@@ -86,31 +99,21 @@ def baselines_wanted(args: Any) -> bool:
 
 
 def prestart_for_command(args: Any) -> None:
-    """``losskit compare``'s options -> :func:`prestart_for_bundled`, for a bundled table with the
-    default model, the local backend, the default ``--jobs``, on CPU."""
-    if args.data or args.images or args.model or args.jobs is not None or args.backend != "local":
-        return
-    if args.device == "cpu":
-        prestart_for_bundled(
-            args.dataset or "digits", args.losses, args.folds, args.repeats, args.epochs, not args.no_baselines
-        )
-
-
-def prestart_for_bundled(
-    name: str, losses: str | None, folds: int, repeats: int, epochs: int | None, baselines: bool
-) -> None:
     """The command line's earliest start: for a bundled table whose comparison is clearly big
     (the default digits run), the workers start before torch is imported and the table read
-    (scikit-learn's dataset loader: 1.5 s for digits). The caller checks the rest: the default
-    model, the local backend, the default ``--jobs``, on CPU."""
-    if name not in BUNDLED_SHAPES:
+    (scikit-learn's dataset loader: 1.5 s for digits)."""
+    name = args.dataset or "digits"
+    if args.data or args.images or name not in BUNDLED_SHAPES:
         return
     rows, d_in, d_out = BUNDLED_SHAPES[name]
     # the default candidates are three or more; --losses names them
-    candidates = len([s for s in losses.split(",") if s.strip()]) if losses else 2
-    fit_rows = rows * (1 - 1 / folds) * 0.8  # a fold's training rows, less its validation split
-    if clearly_big(d_in, d_out, fit_rows, candidates, folds * repeats, 100 if epochs is None else epochs):
-        prestart_free(baselines)
+    candidates = len([s for s in args.losses.split(",") if s.strip()]) if args.losses else 2
+    fit_rows = rows * (1 - 1 / args.folds) * 0.8  # a fold's training rows, less its validation split
+    epochs = 100 if args.epochs is None else args.epochs
+    prestart_if_big(
+        args.backend, args.jobs, args.device, not args.model, d_in, d_out, fit_rows, candidates,
+        args.folds * args.repeats, epochs, not args.no_baselines,
+    )  # fmt: skip
 
 
 def cpu_count() -> int:

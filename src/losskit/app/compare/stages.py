@@ -17,7 +17,7 @@ from torch import nn
 from losskit.app.compare import candidates as cand
 from losskit.app.compare import fits
 from losskit.app.compare.data import Encoded, fold_data
-from losskit.app.workers import IN_PROCESS_WORK, clearly_big, prestart_free
+from losskit.app.workers import IN_PROCESS_WORK, prestart_if_big
 from losskit.errors import LossInputError
 from losskit.tasks import Task
 
@@ -222,12 +222,13 @@ def maybe_prestart(
     table of the default model, local backend, the default ``--jobs``, on CPU. Their imports
     then overlap the main process's (scikit-learn's model selection, the columns, the first
     fold): 2 s sooner at 200,000 x 50."""
-    if backend != "local" or jobs is not None or device != "cpu" or not default_model or data.x is not None:
-        return
-    d_in = len(data.numeric) + len(data.categorical)  # at most the width after one-hot encoding
-    rows = len(data.y) * 0.5 * 0.8  # training rows of a fold: at least half, less the validation
-    if clearly_big(d_in, data.num_outputs, rows, candidates, fits_per_candidate, epochs):
-        prestart_free(baselines)
+    if data.x is None:
+        d_in = len(data.numeric) + len(data.categorical)  # at most the width after one-hot encoding
+        rows = len(data.y) * 0.5 * 0.8  # training rows of a fold: at least half, less the validation
+        prestart_if_big(
+            backend, jobs, device, default_model, d_in, data.num_outputs, rows, candidates, fits_per_candidate,
+            epochs, baselines,
+        )  # fmt: skip
 
 
 def maybe_prestart_table(
@@ -237,9 +238,8 @@ def maybe_prestart_table(
     """:func:`maybe_prestart` from a table's shape alone, before it is encoded (its rows, one
     input per feature column, one output, two candidates unless named): the workers then import
     while the columns are checked and encoded (0.7 s at 200,000 x 50)."""
-    if backend != "local" or jobs is not None or device != "cpu" or not default_model:
-        return
     rows = len(table.features) * 0.5 * 0.8
     d_in = max(1, len(table.features.columns))
-    if clearly_big(d_in, 1, rows, candidates or 2, fits_per_candidate, epochs):
-        prestart_free(baselines)
+    prestart_if_big(
+        backend, jobs, device, default_model, d_in, 1, rows, candidates or 2, fits_per_candidate, epochs, baselines
+    )
